@@ -1,0 +1,157 @@
+//! Loaders by name for the real datasets bundled with the repository (`data/`), in the
+//! spirit of torchgeo's dataset classes. Each reads the generic layout its folder
+//! uses ([`SampleSet::read_folder`] or [`CubeFolder::read`]) and adds what is
+//! specific to that dataset.
+//!
+//! | loader | folder | content |
+//! | --- | --- | --- |
+//! | [`mato_grosso`] | `mato_grosso_mod13q1/` | 2115 MODIS pixel series x 23 dates x 6 bands, 9 classes |
+//! | [`DtwsatCube`] | `dtwsat_mato_grosso_mod13q1_cube/` | MODIS cube 137 x 6 x 27 x 37, 603 labelled pixel-years |
+//! | [`SloveniaNdvi`] | `eolearn_slovenia_s2_ndvi/` | Sentinel-2 NDVI cube 68 x 1 x 101 x 100 with clouds, land cover, parcels |
+
+use std::path::Path;
+
+use ndarray::{s, Array2, Array3, Ix3};
+
+use crate::cube::Datacube;
+use crate::error::{DataError, Result};
+use crate::folder::{layer_2d, CubeFolder, CubePixelSample};
+use crate::samples::{SampleSet, Series, Split};
+
+/// Folder names of the bundled datasets inside the data directory.
+pub const MATO_GROSSO: &str = "mato_grosso_mod13q1";
+/// See [`MATO_GROSSO`].
+pub const DTWSAT_CUBE: &str = "dtwsat_mato_grosso_mod13q1_cube";
+/// See [`MATO_GROSSO`].
+pub const SLOVENIA_NDVI: &str = "eolearn_slovenia_s2_ndvi";
+
+/// The labelled MODIS pixel series of Mato Grosso (`dir` is the dataset folder).
+pub fn mato_grosso(dir: &Path) -> Result<SampleSet> {
+    SampleSet::read_folder(dir)
+}
+
+/// The dtwSat MODIS cube of Mato Grosso with its labelled pixel-years.
+#[derive(Debug, Clone)]
+pub struct DtwsatCube {
+    /// Cube `(137, 6, 27, 37)`; NaN marks the missing values (see [`Datacube::validity`]).
+    pub cube: Datacube,
+    /// True acquisition day of year of each pixel and composite, `(T, H, W)`.
+    pub doy: Array3<i64>,
+    /// Labelled pixel-years.
+    pub samples: Vec<CubePixelSample>,
+    /// Class names by label index.
+    pub class_names: Vec<String>,
+}
+
+impl DtwsatCube {
+    /// Reads the dataset folder.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let f = CubeFolder::read(dir)?;
+        let p = dir.join("doy.npy");
+        let doy = f.layer("doy")?.to_i64(&p)?.into_dimensionality::<Ix3>()?;
+        let (t, _, h, w) = f.cube.shape();
+        if doy.dim() != (t, h, w) {
+            return Err(DataError::Shape {
+                what: p.display().to_string(),
+                expected: format!("(T, H, W) = ({t}, {h}, {w})"),
+                got: doy.shape().to_vec(),
+            });
+        }
+        Ok(Self {
+            cube: f.cube,
+            doy,
+            samples: f.samples,
+            class_names: f.class_names,
+        })
+    }
+
+    /// Number of labelled pixel-years per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.class_names.len()];
+        for l in self.samples.iter().filter_map(|s| s.label) {
+            c[l] += 1;
+        }
+        c
+    }
+
+    /// The labelled pixel-years as a [`SampleSet`] of series (22 or 23 dates each),
+    /// with the cube's nominal composite dates and NaN-aware validity.
+    pub fn labelled_series(&self) -> Result<SampleSet> {
+        let mut series = Vec::with_capacity(self.samples.len());
+        let mut labels = Vec::with_capacity(self.samples.len());
+        let mut splits = Vec::with_capacity(self.samples.len());
+        for s in &self.samples {
+            let px = self.cube.pixel_series(s.row, s.col)?;
+            let idx: Vec<usize> = (s.t_start..=s.t_end).collect();
+            let values = px.values.slice(s![s.t_start..=s.t_end, ..]).to_owned();
+            let valid = px.valid[s.t_start..=s.t_end].to_vec();
+            series.push(Series::new(values, px.times.select(&idx), Some(valid))?);
+            labels.push(s.label.ok_or_else(|| DataError::InvalidValue {
+                what: format!("dtwsat sample {}", s.id),
+                reason: "no label".into(),
+            })?);
+            splits.push(s.split.unwrap_or(Split::Train));
+        }
+        let ids = self.samples.iter().map(|s| s.id.clone()).collect();
+        SampleSet::new(
+            series,
+            self.cube.bands().to_vec(),
+            Some(labels),
+            self.class_names.clone(),
+            Some(splits),
+        )?
+        .with_ids(ids)
+    }
+}
+
+/// The eo-learn Sentinel-2 NDVI cube of Slovenia with cloud masks and labels.
+#[derive(Debug, Clone)]
+pub struct SloveniaNdvi {
+    /// Cube `(68, 1, 101, 100)`, validity = not cloudy.
+    pub cube: Datacube,
+    /// Land-cover class id per pixel `(H, W)` (0 = unlabelled).
+    pub lulc: Array2<i64>,
+    /// Reference polygon id per pixel `(H, W)`.
+    pub parcel_id: Array2<i64>,
+    /// 0 = unlabelled, 1 = train, 2 = test, per pixel `(H, W)`.
+    pub split: Array2<i64>,
+    /// Class names by class id (ids 5..7 are unused and have empty names).
+    pub class_names: Vec<String>,
+}
+
+impl SloveniaNdvi {
+    /// Reads the dataset folder.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let f = CubeFolder::read(dir)?;
+        if f.cube.valid_mask().is_none() {
+            return Err(DataError::field(
+                &dir.join("metadata.json"),
+                "files",
+                "cloud_mask.npy (T, H, W) is missing",
+            ));
+        }
+        let lulc = layer_2d(&f, "lulc")?;
+        if let Some(bad) = lulc.iter().find(|&&c| c < 0 || c as usize >= f.class_names.len().max(1)) {
+            return Err(DataError::InvalidValue {
+                what: format!("{}", dir.join("lulc.npy").display()),
+                reason: format!("class id {bad} has no name in metadata.json `classes`"),
+            });
+        }
+        Ok(Self {
+            parcel_id: layer_2d(&f, "parcel_id")?,
+            split: layer_2d(&f, "split")?,
+            lulc,
+            cube: f.cube,
+            class_names: f.class_names,
+        })
+    }
+
+    /// Pixel count of each class id.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut c = vec![0; self.class_names.len()];
+        for &l in &self.lulc {
+            c[l as usize] += 1;
+        }
+        c
+    }
+}

@@ -1,0 +1,620 @@
+//! Datacubes and sample sets in Zarr stores, through [`zarrs`].
+//!
+//! Writing produces Zarr v3; reading accepts v3 and v2 (as written by zarr-python 2 or
+//! 3). A cube store is a group whose attribute `sits` describes the cube, with:
+//!
+//! | node | dtype | shape | chunks |
+//! | --- | --- | --- | --- |
+//! | `/values` | float32 (also read: float64, int16, uint16, int32, uint8) | `(T, C, H, W)` | `(t, c, y, x)` as chosen |
+//! | `/valid` (optional) | uint8, 1 = usable | `(T, H, W)` | `(t, y, x)` |
+//!
+//! ```json
+//! {"sits": {"kind": "datacube", "format_version": 1, "bands": ["B02", ...],
+//!           "times": ["2018-09-24", "2018-10-04T10:07:28", ...],
+//!           "scale": 1.0, "offset": 0.0, "nodata": null,
+//!           "crs": "EPSG:32633", "geotransform": [x0, dx, 0, y0, 0, dy]}}
+//! ```
+//!
+//! A sample-set store (`"kind": "samples"`) holds `/values` `(N, T_max, C)` float32
+//! (NaN after each series' end), `/times` `(N, T_max)` int64 seconds since
+//! 1970-01-01T00:00:00 (`i64::MIN` after the end), `/length` `(N)` int32, `/label`
+//! `(N)` int64 (-1 = none) and `/split` `(N)` uint8 (0 train, 1 val, 2 test, 255 none),
+//! with `bands`, `class_names` and `ids` as attributes.
+//!
+//! Reading a window or a date range through [`ZarrCube::read`] only retrieves the
+//! chunks that overlap it.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::DateTime;
+use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3, Ix4};
+use serde::{Deserialize, Serialize};
+use zarrs::array::{data_type, Array, ArrayBuilder};
+use zarrs::filesystem::FilesystemStore;
+use zarrs::group::{Group, GroupBuilder};
+use zarrs::storage::{ReadableStorageTraits, ReadableWritableListableStorageTraits};
+
+use crate::cube::{Datacube, GeoInfo, Radiometry};
+use crate::error::{DataError, Result};
+use crate::samples::{SampleSet, Series, Split};
+use crate::time::Timestamps;
+
+/// The `sits` attribute of a store's root group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreAttrs {
+    /// `"datacube"` or `"samples"`.
+    pub kind: String,
+    /// Layout version of this crate (1).
+    #[serde(default = "one")]
+    pub format_version: u32,
+    /// Band names.
+    pub bands: Vec<String>,
+    /// ISO timestamps (cubes only).
+    #[serde(default)]
+    pub times: Vec<String>,
+    /// Radiometric scale (cubes).
+    #[serde(default = "unit")]
+    pub scale: f32,
+    /// Radiometric offset (cubes).
+    #[serde(default)]
+    pub offset: f32,
+    /// Nodata value of the stored numbers (cubes).
+    #[serde(default)]
+    pub nodata: Option<f32>,
+    /// CRS (cubes).
+    #[serde(default)]
+    pub crs: Option<String>,
+    /// GDAL geotransform (cubes).
+    #[serde(default)]
+    pub geotransform: Option<[f64; 6]>,
+    /// Class names (sample sets).
+    #[serde(default)]
+    pub class_names: Vec<String>,
+    /// Sample identifiers (sample sets).
+    #[serde(default)]
+    pub ids: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn unit() -> f32 {
+    1.0
+}
+
+fn zerr(store: &str, e: impl std::fmt::Display) -> DataError {
+    DataError::Zarr {
+        store: store.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Chunk shape of the `/values` array of a cube, `(t, c, y, x)`; clamped to the cube.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CubeChunks {
+    /// Dates per chunk.
+    pub t: usize,
+    /// Bands per chunk.
+    pub c: usize,
+    /// Rows per chunk.
+    pub y: usize,
+    /// Columns per chunk.
+    pub x: usize,
+}
+
+impl Default for CubeChunks {
+    /// 16 dates, all bands (up to 16), 64 x 64 pixels.
+    fn default() -> Self {
+        Self {
+            t: 16,
+            c: 16,
+            y: 64,
+            x: 64,
+        }
+    }
+}
+
+fn new_store(path: &Path) -> Result<Arc<FilesystemStore>> {
+    let store = FilesystemStore::new(path).map_err(|e| zerr(&path.display().to_string(), e))?;
+    Ok(Arc::new(store))
+}
+
+/// Writes `f` into a fresh temporary folder next to `path` and renames it into place, so
+/// that a crash never leaves a half-written store at `path`.
+fn write_store_atomic(
+    path: &Path,
+    f: impl FnOnce(Arc<FilesystemStore>, &str) -> Result<()>,
+) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| DataError::Argument(format!("{} is not a store path", path.display())))?;
+    let tmp = path.with_file_name(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let desc = path.display().to_string();
+    let result = new_store(&tmp).and_then(|s| f(s, &desc));
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|e| DataError::io(path, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+fn write_root<S: ReadableWritableListableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+    attrs: &StoreAttrs,
+) -> Result<()> {
+    let value = serde_json::to_value(attrs).map_err(|e| zerr(desc, e))?;
+    let mut map = serde_json::Map::new();
+    map.insert("sits".into(), value);
+    GroupBuilder::new()
+        .attributes(map)
+        .build(store.clone(), "/")
+        .map_err(|e| zerr(desc, e))?
+        .store_metadata()
+        .map_err(|e| zerr(desc, e))?;
+    Ok(())
+}
+
+fn write_array<S, T>(
+    store: &Arc<S>,
+    desc: &str,
+    node: &str,
+    data: &ArrayD<T>,
+    chunks: Vec<u64>,
+    dtype: zarrs::array::DataType,
+    fill: T,
+    dims: &[&str],
+) -> Result<()>
+where
+    S: ReadableWritableListableStorageTraits + ?Sized + 'static,
+    T: zarrs::array::Element + Copy + Into<zarrs::array::builder::ArrayBuilderFillValue>,
+{
+    let shape: Vec<u64> = data.shape().iter().map(|&d| d as u64).collect();
+    let chunks: Vec<u64> = chunks.iter().zip(&shape).map(|(&c, &s)| c.clamp(1, s.max(1))).collect();
+    let array = ArrayBuilder::new(shape.clone(), chunks, dtype, fill)
+        .bytes_to_bytes_codecs(vec![Arc::new(
+            zarrs::array::codec::ZstdCodec::new(3, false),
+        )])
+        .dimension_names(Some(dims.to_vec()))
+        .build(store.clone(), node)
+        .map_err(|e| zerr(desc, format!("{node}: {e}")))?;
+    array.store_metadata().map_err(|e| zerr(desc, format!("{node}: {e}")))?;
+    let ranges: Vec<Range<u64>> = shape.iter().map(|&s| 0..s).collect();
+    array
+        .store_array_subset(&ranges.as_slice(), data.as_standard_layout().into_owned())
+        .map_err(|e| zerr(desc, format!("{node}: {e}")))?;
+    Ok(())
+}
+
+/// Writes a cube as a Zarr v3 store at `path` (replacing what is there, atomically).
+pub fn write_cube(cube: &Datacube, path: &Path, chunks: CubeChunks) -> Result<()> {
+    write_store_atomic(path, |store, desc| write_cube_to(&store, desc, cube, chunks))
+}
+
+/// Writes a cube into any writable zarrs storage (see [`write_cube`]).
+pub fn write_cube_to<S: ReadableWritableListableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+    cube: &Datacube,
+    chunks: CubeChunks,
+) -> Result<()> {
+    let r = cube.radiometry();
+    let attrs = StoreAttrs {
+        kind: "datacube".into(),
+        format_version: 1,
+        bands: cube.bands().to_vec(),
+        times: cube.times().to_iso(),
+        scale: r.scale,
+        offset: r.offset,
+        nodata: cube.nodata(),
+        crs: cube.geo().map(|g| g.crs.clone()),
+        geotransform: cube.geo().map(|g| g.transform),
+        class_names: Vec::new(),
+        ids: Vec::new(),
+    };
+    write_root(store, desc, &attrs)?;
+    let ch = vec![chunks.t as u64, chunks.c as u64, chunks.y as u64, chunks.x as u64];
+    write_array(
+        store,
+        desc,
+        "/values",
+        &cube.values().to_owned().into_dyn(),
+        ch,
+        data_type::float32(),
+        f32::NAN,
+        &["time", "band", "y", "x"],
+    )?;
+    if let Some(v) = cube.valid_mask() {
+        let v = v.mapv(u8::from).into_dyn();
+        let ch = vec![chunks.t as u64, chunks.y as u64, chunks.x as u64];
+        write_array(store, desc, "/valid", &v, ch, data_type::uint8(), 0u8, &["time", "y", "x"])?;
+    }
+    Ok(())
+}
+
+/// Reads the `sits` attribute of a store.
+fn read_attrs<S: ReadableStorageTraits + ?Sized + 'static>(store: &Arc<S>, desc: &str) -> Result<StoreAttrs> {
+    let group = Group::open(store.clone(), "/").map_err(|e| zerr(desc, format!("root group: {e}")))?;
+    let attrs = group.attributes().get("sits").ok_or_else(|| {
+        zerr(
+            desc,
+            "the root group has no `sits` attribute (not a store written by sits or in its layout)",
+        )
+    })?;
+    serde_json::from_value(attrs.clone()).map_err(|e| zerr(desc, format!("attribute `sits`: {e}")))
+}
+
+fn open_array<S: ReadableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+    node: &str,
+) -> Result<Array<S>> {
+    Array::open(store.clone(), node).map_err(|e| zerr(desc, format!("array {node}: {e}")))
+}
+
+/// Retrieves a subset as f32 whatever the stored numeric type.
+fn retrieve_f32<S: ReadableStorageTraits + ?Sized + 'static>(
+    array: &Array<S>,
+    desc: &str,
+    ranges: &[Range<u64>],
+) -> Result<ArrayD<f32>> {
+    let dt = array.data_type();
+    let err = |e: zarrs::array::ArrayError| zerr(desc, format!("{}: {e}", array.path()));
+    macro_rules! get {
+        ($t:ty) => {{
+            let a: ArrayD<$t> = array.retrieve_array_subset(&ranges).map_err(err)?;
+            a
+        }};
+    }
+    Ok(if *dt == data_type::float32() {
+        get!(f32)
+    } else if *dt == data_type::float64() {
+        get!(f64).mapv(|v| v as f32)
+    } else if *dt == data_type::int16() {
+        get!(i16).mapv(f32::from)
+    } else if *dt == data_type::uint16() {
+        get!(u16).mapv(f32::from)
+    } else if *dt == data_type::int32() {
+        get!(i32).mapv(|v| v as f32)
+    } else if *dt == data_type::uint8() {
+        get!(u8).mapv(f32::from)
+    } else {
+        return Err(zerr(
+            desc,
+            format!(
+                "{}: unsupported data type {dt}; expected float32, float64, int16, uint16, int32 or uint8",
+                array.path()
+            ),
+        ));
+    })
+}
+
+fn retrieve_i64<S: ReadableStorageTraits + ?Sized + 'static>(
+    array: &Array<S>,
+    desc: &str,
+    ranges: &[Range<u64>],
+) -> Result<ArrayD<i64>> {
+    let dt = array.data_type();
+    let err = |e: zarrs::array::ArrayError| zerr(desc, format!("{}: {e}", array.path()));
+    Ok(if *dt == data_type::int64() {
+        array.retrieve_array_subset(&ranges).map_err(err)?
+    } else if *dt == data_type::int32() {
+        let a: ArrayD<i32> = array.retrieve_array_subset(&ranges).map_err(err)?;
+        a.mapv(i64::from)
+    } else if *dt == data_type::uint8() || *dt == data_type::bool() {
+        let a: ArrayD<u8> = array.retrieve_array_subset(&ranges).map_err(err)?;
+        a.mapv(i64::from)
+    } else {
+        return Err(zerr(desc, format!("{}: expected an integer array, got {dt}", array.path())));
+    })
+}
+
+/// An opened cube store: metadata in memory, values read on demand.
+pub struct ZarrCube<S: ?Sized> {
+    desc: String,
+    attrs: StoreAttrs,
+    times: Timestamps,
+    values: Array<S>,
+    valid: Option<Array<S>>,
+    shape: [usize; 4],
+}
+
+impl<S: ?Sized> std::fmt::Debug for ZarrCube<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZarrCube")
+            .field("store", &self.desc)
+            .field("shape", &self.shape)
+            .field("bands", &self.attrs.bands)
+            .finish()
+    }
+}
+
+impl ZarrCube<FilesystemStore> {
+    /// Opens a cube store on the local file system.
+    pub fn open_path(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            return Err(DataError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no Zarr store (folder) here"),
+            ));
+        }
+        Self::open(new_store(path)?, &path.display().to_string())
+    }
+}
+
+impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
+    /// Opens a cube store on any zarrs storage; `desc` names it in errors.
+    pub fn open(store: Arc<S>, desc: &str) -> Result<Self> {
+        let attrs = read_attrs(&store, desc)?;
+        if attrs.kind != "datacube" {
+            return Err(zerr(desc, format!("attribute sits.kind is {:?}, expected \"datacube\"", attrs.kind)));
+        }
+        let values = open_array(&store, desc, "/values")?;
+        let shape: Vec<usize> = values.shape().iter().map(|&d| d as usize).collect();
+        let shape: [usize; 4] = shape.clone().try_into().map_err(|_| DataError::Shape {
+            what: format!("{desc}/values"),
+            expected: "(T, C, H, W)".into(),
+            got: shape,
+        })?;
+        let times = Timestamps::parse(&attrs.times, &format!("{desc} attribute sits.times"))?;
+        if times.len() != shape[0] {
+            return Err(DataError::Dates {
+                what: desc.to_string(),
+                reason: format!("{} times in sits.times but /values has T = {}", times.len(), shape[0]),
+            });
+        }
+        if attrs.bands.len() != shape[1] {
+            return Err(zerr(
+                desc,
+                format!("{} names in sits.bands but /values has C = {}", attrs.bands.len(), shape[1]),
+            ));
+        }
+        let valid = match Array::open(store.clone(), "/valid") {
+            Ok(a) => {
+                let expect = [shape[0] as u64, shape[2] as u64, shape[3] as u64];
+                if a.shape() != expect {
+                    return Err(DataError::Shape {
+                        what: format!("{desc}/valid"),
+                        expected: format!("{expect:?}"),
+                        got: a.shape().iter().map(|&d| d as usize).collect(),
+                    });
+                }
+                Some(a)
+            }
+            Err(zarrs::array::ArrayCreateError::MissingMetadata) => None,
+            Err(e) => return Err(zerr(desc, format!("array /valid: {e}"))),
+        };
+        Ok(Self {
+            desc: desc.to_string(),
+            attrs,
+            times,
+            values,
+            valid,
+            shape,
+        })
+    }
+
+    /// `(T, C, H, W)`.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// Acquisition times.
+    pub fn times(&self) -> &Timestamps {
+        &self.times
+    }
+
+    /// Band names.
+    pub fn bands(&self) -> &[String] {
+        &self.attrs.bands
+    }
+
+    /// Chunk shape of `/values` (of its first chunk).
+    pub fn chunk_shape(&self) -> Result<Vec<usize>> {
+        Ok(self.values.chunk_shape_usize(&[0, 0, 0, 0])?)
+    }
+
+    /// Reads the whole cube.
+    pub fn read_all(&self) -> Result<Datacube> {
+        let [t, _, h, w] = self.shape;
+        self.read(0..t, 0..h, 0..w)
+    }
+
+    /// Reads dates `times`, rows `rows` and columns `cols` (all bands); only the
+    /// overlapping chunks are retrieved.
+    pub fn read(&self, times: Range<usize>, rows: Range<usize>, cols: Range<usize>) -> Result<Datacube> {
+        let [t, c, h, w] = self.shape;
+        if times.start >= times.end || rows.start >= rows.end || cols.start >= cols.end || times.end > t || rows.end > h || cols.end > w
+        {
+            return Err(DataError::OutOfBounds {
+                what: format!("read of dates {times:?}, rows {rows:?}, cols {cols:?} from {}", self.desc),
+                reason: format!("the store holds {t} dates x {h} rows x {w} columns"),
+            });
+        }
+        let r = |r: &Range<usize>| r.start as u64..r.end as u64;
+        let values = retrieve_f32(&self.values, &self.desc, &[r(&times), 0..c as u64, r(&rows), r(&cols)])?
+            .into_dimensionality::<Ix4>()?;
+        let idx: Vec<usize> = times.clone().collect();
+        let mut cube = Datacube::new(values, self.times.select(&idx), self.attrs.bands.clone())?
+            .with_radiometry(Radiometry {
+                scale: self.attrs.scale,
+                offset: self.attrs.offset,
+            })
+            .with_nodata(self.attrs.nodata);
+        if let Some(gt) = self.attrs.geotransform {
+            let geo = GeoInfo {
+                crs: self.attrs.crs.clone().unwrap_or_default(),
+                transform: gt,
+            };
+            cube = cube.with_geo(Some(geo.shifted(rows.start, cols.start)));
+        }
+        if let Some(v) = &self.valid {
+            let m: Array3<bool> = retrieve_i64(v, &self.desc, &[r(&times), r(&rows), r(&cols)])?
+                .into_dimensionality::<Ix3>()?
+                .mapv(|x| x != 0);
+            cube = cube.with_valid(m)?;
+        }
+        Ok(cube)
+    }
+
+    /// Reads the dates with `start <= t < end` over the whole extent.
+    pub fn read_time_range(&self, start: chrono::NaiveDateTime, end: chrono::NaiveDateTime) -> Result<Datacube> {
+        let r = self.times.range_indices(start, end);
+        let [_, _, h, w] = self.shape;
+        self.read(r, 0..h, 0..w)
+    }
+}
+
+/// Writes a sample set as a Zarr v3 store at `path` (atomically).
+pub fn write_samples(set: &SampleSet, path: &Path) -> Result<()> {
+    write_store_atomic(path, |store, desc| write_samples_to(&store, desc, set))
+}
+
+/// Writes a sample set into any writable zarrs storage (see [`write_samples`]).
+pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+    set: &SampleSet,
+) -> Result<()> {
+    let (n, t, c) = (set.len(), set.max_len(), set.bands().len());
+    let mut values = ndarray::Array3::from_elem((n, t, c), f32::NAN);
+    let mut times = Array2::from_elem((n, t), i64::MIN);
+    let mut length = Array1::zeros(n);
+    for (i, s) in set.series().iter().enumerate() {
+        values.slice_mut(ndarray::s![i, ..s.len(), ..]).assign(&s.values);
+        for (j, ts) in s.times.as_slice().iter().enumerate() {
+            times[[i, j]] = ts.and_utc().timestamp();
+        }
+        length[i] = s.len() as i32;
+    }
+    let label = Array1::from_iter((0..n).map(|i| set.labels().map_or(-1, |l| l[i] as i64)));
+    let split = Array1::from_iter((0..n).map(|i| match set.splits().map(|s| s[i]) {
+        Some(Split::Train) => 0u8,
+        Some(Split::Val) => 1,
+        Some(Split::Test) => 2,
+        None => 255,
+    }));
+    let attrs = StoreAttrs {
+        kind: "samples".into(),
+        format_version: 1,
+        bands: set.bands().to_vec(),
+        times: Vec::new(),
+        scale: 1.0,
+        offset: 0.0,
+        nodata: None,
+        crs: None,
+        geotransform: None,
+        class_names: set.class_names().to_vec(),
+        ids: set.ids().to_vec(),
+    };
+    write_root(store, desc, &attrs)?;
+    let nc = 4096u64;
+    write_array(store, desc, "/values", &values.into_dyn(), vec![nc, t as u64, c as u64], data_type::float32(), f32::NAN, &["sample", "time", "band"])?;
+    write_array(store, desc, "/times", &times.into_dyn(), vec![nc, t as u64], data_type::int64(), i64::MIN, &["sample", "time"])?;
+    write_array(store, desc, "/length", &length.into_dyn(), vec![nc], data_type::int32(), 0i32, &["sample"])?;
+    write_array(store, desc, "/label", &label.into_dyn(), vec![nc], data_type::int64(), -1i64, &["sample"])?;
+    write_array(store, desc, "/split", &split.into_dyn(), vec![nc], data_type::uint8(), 255u8, &["sample"])?;
+    Ok(())
+}
+
+/// What a store holds.
+#[derive(Debug)]
+pub enum ZarrContent {
+    /// A cube store (opened, not read).
+    Cube(ZarrCube<FilesystemStore>),
+    /// A sample-set store (read).
+    Samples(SampleSet),
+}
+
+/// Opens a store written in this crate's layout and tells what it holds.
+pub fn open_path(path: &Path) -> Result<ZarrContent> {
+    let store = new_store(path)?;
+    let desc = path.display().to_string();
+    let attrs = read_attrs(&store, &desc)?;
+    match attrs.kind.as_str() {
+        "datacube" => Ok(ZarrContent::Cube(ZarrCube::open(store, &desc)?)),
+        "samples" => Ok(ZarrContent::Samples(read_samples_from(&store, &desc)?)),
+        k => Err(zerr(&desc, format!("unknown sits.kind {k:?}"))),
+    }
+}
+
+/// Reads a sample-set store from any zarrs storage.
+pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(store: &Arc<S>, desc: &str) -> Result<SampleSet> {
+    let attrs = read_attrs(store, desc)?;
+    let values = open_array(store, desc, "/values")?;
+    let sh: Vec<usize> = values.shape().iter().map(|&d| d as usize).collect();
+    if sh.len() != 3 {
+        return Err(DataError::Shape {
+            what: format!("{desc}/values"),
+            expected: "(N, T, C)".into(),
+            got: sh,
+        });
+    }
+    let (n, t, c) = (sh[0] as u64, sh[1] as u64, sh[2] as u64);
+    let values = retrieve_f32(&values, desc, &[0..n, 0..t, 0..c])?.into_dimensionality::<Ix3>()?;
+    let times = retrieve_i64(&open_array(store, desc, "/times")?, desc, &[0..n, 0..t])?.into_dimensionality::<Ix2>()?;
+    let length = retrieve_i64(&open_array(store, desc, "/length")?, desc, &[0..n])?.into_dimensionality::<Ix1>()?;
+    let label = retrieve_i64(&open_array(store, desc, "/label")?, desc, &[0..n])?.into_dimensionality::<Ix1>()?;
+    let split = retrieve_i64(&open_array(store, desc, "/split")?, desc, &[0..n])?.into_dimensionality::<Ix1>()?;
+    let mut series = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        let len = length[i];
+        if len <= 0 || len as u64 > t {
+            return Err(zerr(desc, format!("/length[{i}] = {len} is outside 1..={t}")));
+        }
+        let len = len as usize;
+        let ts = (0..len)
+            .map(|j| {
+                DateTime::from_timestamp(times[[i, j]], 0)
+                    .map(|d| d.naive_utc())
+                    .ok_or_else(|| zerr(desc, format!("/times[{i}, {j}] is not a valid timestamp")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let what = format!("{desc} sample {i}");
+        let s = Series::new(
+            values.slice(ndarray::s![i, ..len, ..]).to_owned(),
+            Timestamps::new(ts, &what)?,
+            None,
+        )?;
+        series.push(s);
+    }
+    let labels = if label.iter().all(|&l| l < 0) {
+        None
+    } else {
+        if let Some(i) = label.iter().position(|&l| l < 0) {
+            return Err(zerr(desc, format!("/label[{i}] is missing (-1) while other samples are labelled")));
+        }
+        Some(label.iter().map(|&l| l as usize).collect())
+    };
+    let splits = if split.iter().all(|&s| s == 255) {
+        None
+    } else {
+        Some(
+            split
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| match s {
+                    0 => Ok(Split::Train),
+                    1 => Ok(Split::Val),
+                    2 => Ok(Split::Test),
+                    v => Err(zerr(desc, format!("/split[{i}] = {v} is not 0, 1 or 2"))),
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )
+    };
+    let mut set = SampleSet::new(series, attrs.bands, labels, attrs.class_names, splits)?;
+    if attrs.ids.len() == set.len() {
+        set = set.with_ids(attrs.ids)?;
+    }
+    Ok(set)
+}
+

@@ -1,0 +1,34 @@
+//! `sits`: self-supervised learning on satellite image time series, in Rust.
+//!
+//! This facade re-exports the libraries of the workspace:
+//!
+//! | crate | what | status |
+//! | --- | --- | --- |
+//! | [`sits_core`] | [`SitsBatch`] and the shared traits | usable |
+//! | [`sits_data`] | datacubes, sample sets, `.npy`/Zarr/PASTIS/CSV readers, loader | usable |
+//! | [`sits_repr`] | indices, recurrence plots, planar slices | not started |
+//! | [`sits_models`] | L-TAE, U-TAE, transformers, TSViT | not started |
+//! | [`sits_ssl`] | SSL objectives, pretraining, evaluation | not started |
+//!
+//! ```
+//! let set = sits::sits_data::datasets::mato_grosso(
+//!     &sits::bundled_data_dir().join(sits::sits_data::datasets::MATO_GROSSO),
+//! ).unwrap();
+//! assert_eq!(set.len(), 2115);
+//! ```
+//!
+//! ## Feature flags
+//! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle. Pick the device at run time
+//!   with [`candle_core::Device`].
+
+pub use sits_core::{self, SitsBatch};
+pub use sits_data::{self, Datacube, SampleSet};
+pub use {sits_models, sits_repr, sits_ssl};
+
+/// The `data/` folder of this repository, where the bundled real datasets live.
+///
+/// Only meaningful when running from a checkout (examples, tests, benches): the
+/// published crate does not ship the GPL-licensed data.
+pub fn bundled_data_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
+}
