@@ -72,8 +72,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (t, c, h, w) = dtw.cube.shape();
     println!(
         "dtwsat cube: {t} dates x {c} bands x {h} x {w}, {} .. {}, {} labelled pixel-years",
-        dtw.cube.times().first().map(|d| d.date().to_string()).unwrap_or_default(),
-        dtw.cube.times().last().map(|d| d.date().to_string()).unwrap_or_default(),
+        dtw.cube
+            .times()
+            .first()
+            .map(|d| d.date().to_string())
+            .unwrap_or_default(),
+        dtw.cube
+            .times()
+            .last()
+            .map(|d| d.date().to_string())
+            .unwrap_or_default(),
         dtw.samples.len()
     );
     for (name, n) in dtw.class_names.iter().zip(dtw.class_counts()) {
@@ -92,7 +100,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("sits-quickstart-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let store = dir.join("slovenia.zarr");
-    write_cube(&slo.cube, &store, CubeChunks { t: 8, c: 1, y: 32, x: 32 })?;
+    write_cube(
+        &slo.cube,
+        &store,
+        CubeChunks {
+            t: 8,
+            c: 1,
+            y: 32,
+            x: 32,
+        },
+    )?;
     let z = ZarrCube::open_path(&store)?;
     let back = z.read_all()?;
     println!(

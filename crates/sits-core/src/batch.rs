@@ -39,10 +39,7 @@ pub struct SitsBatch {
 
 fn check_dtype(name: &str, t: &Tensor, dtype: DType) -> Result<()> {
     if t.dtype() != dtype {
-        bail!(
-            "SitsBatch: {name} must be {dtype:?}, got {:?}",
-            t.dtype()
-        )
+        bail!("SitsBatch: {name} must be {dtype:?}, got {:?}", t.dtype())
     }
     Ok(())
 }
@@ -219,7 +216,11 @@ impl SitsBatch {
     /// [`crate::dates::pastis_reference`] for U-TAE), `(B,T)` f32. Padded dates stay 0.
     pub fn days_since(&self, reference: NaiveDate) -> Result<Tensor> {
         let shift = days_since(self.reference, reference) as f64;
-        let real = self.pad_mask.ones_like()?.sub(&self.pad_mask)?.to_dtype(DType::F32)?;
+        let real = self
+            .pad_mask
+            .ones_like()?
+            .sub(&self.pad_mask)?
+            .to_dtype(DType::F32)?;
         (&self.days + shift)?.mul(&real)
     }
 
@@ -269,8 +270,16 @@ impl SitsBatch {
             doy: self.doy.to_device(device)?,
             pad_mask: self.pad_mask.to_device(device)?,
             reference: self.reference,
-            valid: self.valid.as_ref().map(|t| t.to_device(device)).transpose()?,
-            labels: self.labels.as_ref().map(|t| t.to_device(device)).transpose()?,
+            valid: self
+                .valid
+                .as_ref()
+                .map(|t| t.to_device(device))
+                .transpose()?,
+            labels: self
+                .labels
+                .as_ref()
+                .map(|t| t.to_device(device))
+                .transpose()?,
         })
     }
 }
@@ -328,11 +337,20 @@ mod tests {
     fn days_and_doy() {
         let dev = Device::Cpu;
         let v = Tensor::zeros((1, 3, 1, 2, 2), DType::F32, &dev).unwrap();
-        let b = SitsBatch::from_days(v, &[[0i64, 122, 500]], &[[false, false, true]], reference(), &dev)
-            .unwrap();
+        let b = SitsBatch::from_days(
+            v,
+            &[[0i64, 122, 500]],
+            &[[false, false, true]],
+            reference(),
+            &dev,
+        )
+        .unwrap();
         assert_eq!(b.layout(), BatchLayout::Patch);
         // 2018-09-01 is day 244; +122 days is 2019-01-01
-        assert_eq!(b.doy().unwrap().to_vec2::<f32>().unwrap(), vec![vec![244.0, 1.0, 0.0]]);
+        assert_eq!(
+            b.doy().unwrap().to_vec2::<f32>().unwrap(),
+            vec![vec![244.0, 1.0, 0.0]]
+        );
         let earlier = NaiveDate::from_ymd_opt(2018, 8, 1).unwrap();
         assert_eq!(
             b.days_since(earlier).unwrap().to_vec2::<f32>().unwrap(),

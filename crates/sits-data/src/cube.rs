@@ -95,7 +95,11 @@ impl Datacube {
         if times.len() != t {
             return Err(DataError::Dates {
                 what: "datacube".into(),
-                reason: format!("{} timestamps for T = {t} dates of values {:?}", times.len(), [t, c, h, w]),
+                reason: format!(
+                    "{} timestamps for T = {t} dates of values {:?}",
+                    times.len(),
+                    [t, c, h, w]
+                ),
             });
         }
         if bands.len() != c {
@@ -107,7 +111,9 @@ impl Datacube {
         }
         for (i, b) in bands.iter().enumerate() {
             if bands[..i].contains(b) {
-                return Err(DataError::Argument(format!("datacube: band name `{b}` appears twice")));
+                return Err(DataError::Argument(format!(
+                    "datacube: band name `{b}` appears twice"
+                )));
             }
         }
         Ok(Self {
@@ -257,14 +263,24 @@ impl Datacube {
         let (_, _, h, w) = self.values.dim();
         if height == 0 || width == 0 || row + height > h || col + width > w {
             return Err(DataError::OutOfBounds {
-                what: format!("window rows {row}..{} cols {col}..{}", row + height, col + width),
+                what: format!(
+                    "window rows {row}..{} cols {col}..{}",
+                    row + height,
+                    col + width
+                ),
                 reason: format!("the cube has {h} rows and {w} columns"),
             });
         }
         let (r, c) = (row..row + height, col..col + width);
         Ok(Self {
-            values: self.values.slice(s![.., .., r.clone(), c.clone()]).to_owned(),
-            valid: self.valid.as_ref().map(|v| v.slice(s![.., r.clone(), c.clone()]).to_owned()),
+            values: self
+                .values
+                .slice(s![.., .., r.clone(), c.clone()])
+                .to_owned(),
+            valid: self
+                .valid
+                .as_ref()
+                .map(|v| v.slice(s![.., r.clone(), c.clone()]).to_owned()),
             geo: self.geo.as_ref().map(|g| g.shifted(row, col)),
             times: self.times.clone(),
             bands: self.bands.clone(),
@@ -283,7 +299,9 @@ impl Datacube {
             });
         }
         if indices.windows(2).any(|w| w[1] <= w[0]) {
-            return Err(DataError::Argument("select_times: indices must be strictly increasing".into()));
+            return Err(DataError::Argument(
+                "select_times: indices must be strictly increasing".into(),
+            ));
         }
         Ok(Self {
             values: self.values.select(Axis(0), indices),
@@ -314,7 +332,10 @@ impl Datacube {
 
     /// The acquisitions between two dates, both included.
     pub fn date_range(&self, first: NaiveDate, last: NaiveDate) -> Result<Self> {
-        let end = last.succ_opt().unwrap_or(last).and_time(chrono::NaiveTime::MIN);
+        let end = last
+            .succ_opt()
+            .unwrap_or(last)
+            .and_time(chrono::NaiveTime::MIN);
         self.time_range(first.and_time(chrono::NaiveTime::MIN), end)
     }
 
@@ -366,7 +387,9 @@ impl Datacube {
     pub fn patch_origins(&self, size: usize, stride: usize) -> Result<Vec<(usize, usize)>> {
         let (_, _, h, w) = self.values.dim();
         if size == 0 || stride == 0 {
-            return Err(DataError::Argument("patch size and stride must be positive".into()));
+            return Err(DataError::Argument(
+                "patch size and stride must be positive".into(),
+            ));
         }
         if size > h || size > w {
             return Err(DataError::OutOfBounds {
@@ -419,7 +442,9 @@ mod tests {
     use super::*;
 
     fn cube() -> Datacube {
-        let values = Array4::from_shape_fn((3, 2, 4, 5), |(t, c, y, x)| (t * 1000 + c * 100 + y * 10 + x) as f32);
+        let values = Array4::from_shape_fn((3, 2, 4, 5), |(t, c, y, x)| {
+            (t * 1000 + c * 100 + y * 10 + x) as f32
+        });
         let times = Timestamps::parse(&["2020-01-01", "2020-01-11", "2020-02-01"], "test").unwrap();
         Datacube::new(values, times, vec!["red".into(), "nir".into()]).unwrap()
     }
@@ -432,15 +457,24 @@ mod tests {
         }));
         let w = c.window(1, 2, 2, 3).unwrap();
         assert_eq!(w.values()[[2, 1, 0, 0]], 2112.0);
-        assert_eq!(w.geo().unwrap().transform, [120.0, 10.0, 0.0, 490.0, 0.0, -10.0]);
+        assert_eq!(
+            w.geo().unwrap().transform,
+            [120.0, 10.0, 0.0, 490.0, 0.0, -10.0]
+        );
         let e = c.window(3, 0, 2, 2).unwrap_err().to_string();
-        assert!(e.contains("window rows 3..5") && e.contains("4 rows"), "{e}");
+        assert!(
+            e.contains("window rows 3..5") && e.contains("4 rows"),
+            "{e}"
+        );
         let b = c.select_bands(&["nir"]).unwrap();
         assert_eq!(b.values()[[0, 0, 0, 0]], 100.0);
         let e = c.select_bands(&["B08"]).unwrap_err().to_string();
         assert!(e.contains("`B08`") && e.contains("red"), "{e}");
         let r = c
-            .date_range(NaiveDate::from_ymd_opt(2020, 1, 5).unwrap(), NaiveDate::from_ymd_opt(2020, 2, 1).unwrap())
+            .date_range(
+                NaiveDate::from_ymd_opt(2020, 1, 5).unwrap(),
+                NaiveDate::from_ymd_opt(2020, 2, 1).unwrap(),
+            )
             .unwrap();
         assert_eq!(r.times().len(), 2);
         assert_eq!(r.values()[[0, 0, 0, 0]], 1000.0);
@@ -474,9 +508,14 @@ mod tests {
         let mut m = Array3::from_elem((3, 4, 5), true);
         m[[1, 0, 0]] = false;
         let c = cube().with_valid(m).unwrap();
-        let b = c.to_batch(NaiveDate::from_ymd_opt(2019, 12, 31).unwrap(), &Device::Cpu).unwrap();
+        let b = c
+            .to_batch(NaiveDate::from_ymd_opt(2019, 12, 31).unwrap(), &Device::Cpu)
+            .unwrap();
         assert_eq!(b.values().dims(), &[1, 3, 2, 4, 5]);
-        assert_eq!(b.days().to_vec2::<f32>().unwrap(), vec![vec![1.0, 11.0, 32.0]]);
+        assert_eq!(
+            b.days().to_vec2::<f32>().unwrap(),
+            vec![vec![1.0, 11.0, 32.0]]
+        );
         let v = b.values().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(v[40], 0.0); // t=1, c=0, (0,0) masked
     }

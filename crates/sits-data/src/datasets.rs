@@ -131,7 +131,10 @@ impl SloveniaNdvi {
             ));
         }
         let lulc = layer_2d(&f, "lulc")?;
-        if let Some(bad) = lulc.iter().find(|&&c| c < 0 || c as usize >= f.class_names.len().max(1)) {
+        if let Some(bad) = lulc
+            .iter()
+            .find(|&&c| c < 0 || c as usize >= f.class_names.len().max(1))
+        {
             return Err(DataError::InvalidValue {
                 what: format!("{}", dir.join("lulc.npy").display()),
                 reason: format!("class id {bad} has no name in metadata.json `classes`"),

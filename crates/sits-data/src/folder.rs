@@ -75,16 +75,20 @@ impl CubeFolder {
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                d.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| DataError::field(&meta_path, &format!("dates[{i}]"), "expected a string"))
+                d.as_str().map(str::to_string).ok_or_else(|| {
+                    DataError::field(&meta_path, &format!("dates[{i}]"), "expected a string")
+                })
             })
             .collect::<Result<_>>()?;
         let times = Timestamps::parse(&dates, &format!("{} field `dates`", meta_path.display()))?;
 
         // every .npy listed (or present), with its real header
         let mut names: Vec<String> = match meta.get("files").and_then(|f| f.as_object()) {
-            Some(files) => files.keys().filter(|k| k.ends_with(".npy")).cloned().collect(),
+            Some(files) => files
+                .keys()
+                .filter(|k| k.ends_with(".npy"))
+                .cloned()
+                .collect(),
             None => list_npy(dir)?,
         };
         names.sort();
@@ -98,7 +102,11 @@ impl CubeFolder {
                 .and_then(|f| f.get("shape"))
                 .and_then(|s| s.as_array())
             {
-                let claimed: Vec<usize> = claimed.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect();
+                let claimed: Vec<usize> = claimed
+                    .iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as usize)
+                    .collect();
                 if claimed != h.shape {
                     return Err(DataError::Shape {
                         what: format!("{} (metadata.json says {claimed:?})", p.display()),
@@ -109,7 +117,8 @@ impl CubeFolder {
             }
             headers.push((name.clone(), h));
         }
-        let four_d: Vec<&(String, _)> = headers.iter().filter(|(_, h)| h.shape.len() == 4).collect();
+        let four_d: Vec<&(String, _)> =
+            headers.iter().filter(|(_, h)| h.shape.len() == 4).collect();
         let values_name = match four_d.as_slice() {
             [] => {
                 return Err(DataError::field(
@@ -123,17 +132,32 @@ impl CubeFolder {
                 .iter()
                 .find(|(n, _)| n == "cube.npy")
                 .map(|(n, _)| n.clone())
-                .ok_or_else(|| DataError::field(&meta_path, "files", "several 4-D arrays and none is cube.npy"))?,
+                .ok_or_else(|| {
+                    DataError::field(
+                        &meta_path,
+                        "files",
+                        "several 4-D arrays and none is cube.npy",
+                    )
+                })?,
         };
         let values_path = dir.join(&values_name);
-        let values = read_npy(&values_path)?.to_f32().into_dimensionality::<Ix4>()?;
+        let values = read_npy(&values_path)?
+            .to_f32()
+            .into_dimensionality::<Ix4>()?;
         let (t, c, h, w) = values.dim();
         if let Some(shape) = meta.get("shape") {
             let get = |k: &str| shape.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
             let claimed = [get("time"), get("band"), get("height"), get("width")];
-            if claimed.iter().zip([t, c, h, w]).any(|(a, b)| a.is_some_and(|a| a != b)) {
+            if claimed
+                .iter()
+                .zip([t, c, h, w])
+                .any(|(a, b)| a.is_some_and(|a| a != b))
+            {
                 return Err(DataError::Shape {
-                    what: format!("{} (metadata.json `shape` says {claimed:?})", values_path.display()),
+                    what: format!(
+                        "{} (metadata.json `shape` says {claimed:?})",
+                        values_path.display()
+                    ),
                     expected: "the shape in metadata.json".into(),
                     got: vec![t, c, h, w],
                 });
@@ -142,14 +166,21 @@ impl CubeFolder {
         if times.len() != t {
             return Err(DataError::Dates {
                 what: format!("{}", meta_path.display()),
-                reason: format!("{} dates but {} has T = {t}", times.len(), values_path.display()),
+                reason: format!(
+                    "{} dates but {} has T = {t}",
+                    times.len(),
+                    values_path.display()
+                ),
             });
         }
         let radiometry = Radiometry {
             scale: meta.get("scale").and_then(|v| v.as_f64()).unwrap_or(1.0) as f32,
             offset: meta.get("offset").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32,
         };
-        let nodata = meta.get("nodata").and_then(|v| v.as_f64()).map(|v| v as f32);
+        let nodata = meta
+            .get("nodata")
+            .and_then(|v| v.as_f64())
+            .map(|v| v as f32);
         let mut cube = Datacube::new(values, times, bands)?
             .with_radiometry(radiometry)
             .with_nodata(nodata)
@@ -163,7 +194,8 @@ impl CubeFolder {
             let p = dir.join(name);
             let arr = read_npy(&p)?;
             let lower = name.to_ascii_lowercase();
-            let is_mask = hdr.shape == [t, h, w] && (lower.contains("cloud") || lower.contains("valid"));
+            let is_mask =
+                hdr.shape == [t, h, w] && (lower.contains("cloud") || lower.contains("valid"));
             if is_mask && cube.valid_mask().is_none() {
                 let m = arr.to_i64(&p)?.into_dimensionality::<Ix3>()?;
                 let valid: Array3<bool> = if lower.contains("cloud") {
@@ -199,7 +231,10 @@ impl CubeFolder {
             DataError::field(
                 &self.path.join("metadata.json"),
                 "files",
-                format!("no layer `{name}`; layers: {:?}", self.layers.keys().collect::<Vec<_>>()),
+                format!(
+                    "no layer `{name}`; layers: {:?}",
+                    self.layers.keys().collect::<Vec<_>>()
+                ),
             )
         })
     }
@@ -235,7 +270,11 @@ pub(crate) fn read_geo(meta: &serde_json::Value) -> Option<GeoInfo> {
     Some(GeoInfo { crs, transform })
 }
 
-fn read_pixel_samples(path: &Path, class_names: &[String], cube: &Datacube) -> Result<Vec<CubePixelSample>> {
+fn read_pixel_samples(
+    path: &Path,
+    class_names: &[String],
+    cube: &Datacube,
+) -> Result<Vec<CubePixelSample>> {
     let st = read_sample_table(path, class_names)?;
     let tb = &st.table;
     let (rc, cc) = (tb.require("row")?, tb.require("col")?);
@@ -255,7 +294,11 @@ fn read_pixel_samples(path: &Path, class_names: &[String], cube: &Datacube) -> R
         };
         if row >= h || col >= w || t_start > t_end || t_end >= t {
             return Err(DataError::OutOfBounds {
-                what: format!("{} line {}: pixel ({row}, {col}) dates {t_start}..={t_end}", path.display(), line + 2),
+                what: format!(
+                    "{} line {}: pixel ({row}, {col}) dates {t_start}..={t_end}",
+                    path.display(),
+                    line + 2
+                ),
                 reason: format!("the cube is {t} dates x {h} rows x {w} columns"),
             });
         }
@@ -287,4 +330,3 @@ pub(crate) fn layer_2d(folder: &CubeFolder, name: &str) -> Result<ndarray::Array
     }
     Ok(a.into_dimensionality()?)
 }
-

@@ -46,7 +46,11 @@ fn interp_at(xs: &[f64], ys: &[f32], x: f64) -> Option<f32> {
 
 /// Fills the invalid entries of one band's series in place; returns how many were
 /// filled, or `None` when the series has no valid entry.
-pub fn fill_band(mut values: ArrayViewMut1<'_, f32>, valid: &[bool], days: &[f64]) -> Option<usize> {
+pub fn fill_band(
+    mut values: ArrayViewMut1<'_, f32>,
+    valid: &[bool],
+    days: &[f64],
+) -> Option<usize> {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for (i, &ok) in valid.iter().enumerate() {
         if ok && values[i].is_finite() {
@@ -76,7 +80,9 @@ pub fn fill_series(series: &mut Series) -> Result<usize> {
     for band in series.values.axis_iter_mut(Axis(1)) {
         let band_valid: Vec<bool> = valid.clone();
         if fill_band(band, &band_valid, &days).is_none() {
-            return Err(DataError::Empty("valid observations of a series to gap-fill".into()));
+            return Err(DataError::Empty(
+                "valid observations of a series to gap-fill".into(),
+            ));
         }
     }
     series.valid = Some(vec![true; series.len()]);
@@ -145,11 +151,16 @@ pub fn fill_cube(cube: &mut Datacube) -> Result<FillReport> {
 /// acquisition up to its last, by linear interpolation of the valid observations.
 pub fn resample(series: &Series, every_days: u32) -> Result<Series> {
     if every_days == 0 {
-        return Err(DataError::Argument("resampling step must be at least 1 day".into()));
+        return Err(DataError::Argument(
+            "resampling step must be at least 1 day".into(),
+        ));
     }
     let valid = series.validity();
     let days = day_positions(&series.times);
-    let t0: NaiveDateTime = series.times.first().ok_or_else(|| DataError::Empty("series".into()))?;
+    let t0: NaiveDateTime = series
+        .times
+        .first()
+        .ok_or_else(|| DataError::Empty("series".into()))?;
     let span = days.last().copied().unwrap_or(0.0);
     let n = (span / every_days as f64).floor() as usize + 1;
     let grid: Vec<f64> = (0..n).map(|i| (i * every_days as usize) as f64).collect();
@@ -165,8 +176,9 @@ pub fn resample(series: &Series, every_days: u32) -> Result<Series> {
             }
         }
         for (gi, &g) in grid.iter().enumerate() {
-            out[[gi, ci]] = interp_at(&xs, &ys, g)
-                .ok_or_else(|| DataError::Empty("valid observations of a series to resample".into()))?;
+            out[[gi, ci]] = interp_at(&xs, &ys, g).ok_or_else(|| {
+                DataError::Empty("valid observations of a series to resample".into())
+            })?;
         }
     }
     let times = grid
@@ -194,7 +206,13 @@ mod tests {
     fn fills_with_time_weights_and_constant_ends() {
         let mut s = series(
             vec![f32::NAN, 1.0, f32::NAN, 4.0, f32::NAN],
-            &["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-05", "2020-01-09"],
+            &[
+                "2020-01-01",
+                "2020-01-02",
+                "2020-01-03",
+                "2020-01-05",
+                "2020-01-09",
+            ],
         );
         assert_eq!(fill_series(&mut s).unwrap(), 3);
         assert_eq!(s.values.column(0).to_vec(), vec![1.0, 1.0, 2.0, 4.0, 4.0]);
@@ -204,9 +222,15 @@ mod tests {
 
     #[test]
     fn resamples_on_a_regular_grid() {
-        let s = series(vec![0.0, 10.0, 30.0], &["2020-01-01", "2020-01-11", "2020-01-21"]);
+        let s = series(
+            vec![0.0, 10.0, 30.0],
+            &["2020-01-01", "2020-01-11", "2020-01-21"],
+        );
         let r = resample(&s, 5).unwrap();
-        assert_eq!(r.values.column(0).to_vec(), vec![0.0, 5.0, 10.0, 20.0, 30.0]);
+        assert_eq!(
+            r.values.column(0).to_vec(),
+            vec![0.0, 5.0, 10.0, 20.0, 30.0]
+        );
         assert_eq!(r.times.day_of_year(), vec![1, 6, 11, 16, 21]);
     }
 }

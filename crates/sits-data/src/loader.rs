@@ -52,7 +52,10 @@ impl Sample {
         Self {
             values: s.values.clone().into_dyn(),
             times: s.times.clone(),
-            valid: s.valid.as_ref().map(|v| ndarray::Array1::from(v.clone()).into_dyn()),
+            valid: s
+                .valid
+                .as_ref()
+                .map(|v| ndarray::Array1::from(v.clone()).into_dyn()),
             label: label.map(Label::Class),
         }
     }
@@ -105,10 +108,13 @@ impl SampleSource for SampleSet {
         SampleSet::len(self)
     }
     fn get(&self, index: usize) -> Result<Sample> {
-        let s = self.series().get(index).ok_or_else(|| DataError::OutOfBounds {
-            what: format!("sample index {index}"),
-            reason: format!("the set has {} samples", SampleSet::len(self)),
-        })?;
+        let s = self
+            .series()
+            .get(index)
+            .ok_or_else(|| DataError::OutOfBounds {
+                what: format!("sample index {index}"),
+                reason: format!("the set has {} samples", SampleSet::len(self)),
+            })?;
         Ok(Sample::from_series(s, self.labels().map(|l| l[index])))
     }
 }
@@ -124,7 +130,12 @@ pub struct CubePatches {
 
 impl CubePatches {
     /// Patches of `size x size` pixels every `stride` pixels.
-    pub fn new(cube: Datacube, labels: Option<Array2<i64>>, size: usize, stride: usize) -> Result<Self> {
+    pub fn new(
+        cube: Datacube,
+        labels: Option<Array2<i64>>,
+        size: usize,
+        stride: usize,
+    ) -> Result<Self> {
         let (_, _, h, w) = cube.shape();
         if let Some(l) = &labels {
             if l.dim() != (h, w) {
@@ -155,10 +166,13 @@ impl SampleSource for CubePatches {
         self.origins.len()
     }
     fn get(&self, index: usize) -> Result<Sample> {
-        let &(r, c) = self.origins.get(index).ok_or_else(|| DataError::OutOfBounds {
-            what: format!("patch index {index}"),
-            reason: format!("there are {} patches", self.origins.len()),
-        })?;
+        let &(r, c) = self
+            .origins
+            .get(index)
+            .ok_or_else(|| DataError::OutOfBounds {
+                what: format!("patch index {index}"),
+                reason: format!("there are {} patches", self.origins.len()),
+            })?;
         let p = self.cube.window(r, c, self.size, self.size)?;
         let valid = p.validity().into_dyn();
         Ok(Sample {
@@ -179,7 +193,9 @@ impl SampleSource for CubePatches {
 /// NaN) get value 0 and validity 0, so no NaN reaches a model. All samples must have
 /// the same layout and bands, and either all or none must carry labels.
 pub fn collate(items: &[Sample], reference: NaiveDate, device: &Device) -> Result<SitsBatch> {
-    let first = items.first().ok_or_else(|| DataError::Empty("batch".into()))?;
+    let first = items
+        .first()
+        .ok_or_else(|| DataError::Empty("batch".into()))?;
     let inner: Vec<usize> = first.values.shape()[1..].to_vec();
     let t_max = items.iter().map(Sample::len).max().unwrap_or(0);
     if t_max == 0 {
@@ -257,7 +273,9 @@ pub fn collate(items: &[Sample], reference: NaiveDate, device: &Device) -> Resul
             }
         }
         if lab.len() != lshape.iter().product::<usize>() {
-            return Err(DataError::Argument("batch mixes class labels and label maps".into()));
+            return Err(DataError::Argument(
+                "batch mixes class labels and label maps".into(),
+            ));
         }
         batch = batch.with_labels(Tensor::from_vec(lab, lshape, device)?)?;
     } else if labelled != 0 {
@@ -322,7 +340,8 @@ impl std::fmt::Debug for Loader {
 
 /// Mixes seed, epoch and index into one 64-bit seed (SplitMix64 finaliser).
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -330,7 +349,11 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
 
 impl Loader {
     /// A loader over `source` producing batches on `device`.
-    pub fn new(source: Arc<dyn SampleSource>, config: LoaderConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        source: Arc<dyn SampleSource>,
+        config: LoaderConfig,
+        device: Device,
+    ) -> Result<Self> {
         if config.batch_size == 0 {
             return Err(DataError::Argument("batch_size must be at least 1".into()));
         }
@@ -341,9 +364,9 @@ impl Loader {
         if let Some(n) = config.num_threads {
             builder = builder.num_threads(n);
         }
-        let pool = builder
-            .build()
-            .map_err(|e| DataError::Argument(format!("cannot build the loader thread pool: {e}")))?;
+        let pool = builder.build().map_err(|e| {
+            DataError::Argument(format!("cannot build the loader thread pool: {e}"))
+        })?;
         Ok(Self {
             source,
             augment: None,
@@ -381,7 +404,15 @@ impl Loader {
 
     /// Prepares one batch from sample indices (in parallel on the loader's pool).
     pub fn batch(&self, epoch: u64, indices: &[usize]) -> Result<SitsBatch> {
-        prepare(&self.source, self.augment.as_ref(), &self.pool, &self.config, &self.device, epoch, indices)
+        prepare(
+            &self.source,
+            self.augment.as_ref(),
+            &self.pool,
+            &self.config,
+            &self.device,
+            epoch,
+            indices,
+        )
     }
 
     /// Iterates over the batches of `epoch`, prepared in the background.
@@ -393,11 +424,20 @@ impl Loader {
             chunks.pop();
         }
         let (tx, rx) = sync_channel(self.config.prefetch.max(1));
-        let (source, augment, pool) = (self.source.clone(), self.augment.clone(), self.pool.clone());
+        let (source, augment, pool) =
+            (self.source.clone(), self.augment.clone(), self.pool.clone());
         let (config, device) = (self.config.clone(), self.device.clone());
         std::thread::spawn(move || {
             for idx in chunks {
-                let b = prepare(&source, augment.as_ref(), &pool, &config, &device, epoch, &idx);
+                let b = prepare(
+                    &source,
+                    augment.as_ref(),
+                    &pool,
+                    &config,
+                    &device,
+                    epoch,
+                    &idx,
+                );
                 let stop = b.is_err();
                 if tx.send(b).is_err() || stop {
                     break;

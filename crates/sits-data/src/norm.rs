@@ -64,7 +64,10 @@ impl BandStats {
         self.m2 += d * (x - self.mean);
         self.min = self.min.min(x);
         self.max = self.max.max(x);
-        *self.hist.entry((x / self.resolution).floor() as i64).or_insert(0) += 1;
+        *self
+            .hist
+            .entry((x / self.resolution).floor() as i64)
+            .or_insert(0) += 1;
     }
 
     /// Adds everything `other` has seen.
@@ -301,7 +304,9 @@ mod tests {
 
     #[test]
     fn merge_equals_single_pass_and_percentiles_are_close() {
-        let xs: Vec<f64> = (0..10_000).map(|i| ((i * 7919) % 10_007) as f64 / 10_007.0).collect();
+        let xs: Vec<f64> = (0..10_000)
+            .map(|i| ((i * 7919) % 10_007) as f64 / 10_007.0)
+            .collect();
         let mut whole = BandStats::new(1e-3);
         xs.iter().for_each(|&x| whole.push(x));
         let mut parts: Vec<BandStats> = xs
@@ -326,7 +331,11 @@ mod tests {
             let rank = q / 100.0 * (sorted.len() - 1) as f64;
             let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
             let exact = sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64);
-            assert!((merged.percentile(q) - exact).abs() <= 1e-3, "q {q}: {} vs {exact}", merged.percentile(q));
+            assert!(
+                (merged.percentile(q) - exact).abs() <= 1e-3,
+                "q {q}: {} vs {exact}",
+                merged.percentile(q)
+            );
         }
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;

@@ -277,7 +277,10 @@ fn preamble_len(path: &Path, bytes: &[u8]) -> Result<usize> {
             }
             Ok(12 + u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize)
         }
-        v => Err(npy_err(path, format!("unknown format version {v}.{}", bytes[7]))),
+        v => Err(npy_err(
+            path,
+            format!("unknown format version {v}.{}", bytes[7]),
+        )),
     }
 }
 
@@ -300,9 +303,10 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
             .ok_or_else(|| npy_err(path, "header is not ASCII"))?
     };
     let descr = dict_value(text, "descr").ok_or_else(|| npy_err(path, "header has no 'descr'"))?;
-    let fortran =
-        dict_value(text, "fortran_order").ok_or_else(|| npy_err(path, "header has no 'fortran_order'"))?;
-    let shape_txt = dict_value(text, "shape").ok_or_else(|| npy_err(path, "header has no 'shape'"))?;
+    let fortran = dict_value(text, "fortran_order")
+        .ok_or_else(|| npy_err(path, "header has no 'fortran_order'"))?;
+    let shape_txt =
+        dict_value(text, "shape").ok_or_else(|| npy_err(path, "header has no 'shape'"))?;
 
     if descr.starts_with('[') {
         return Err(DataError::UnsupportedDtype {
@@ -311,7 +315,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
             reason: "structured (record) dtypes are not supported".into(),
         });
     }
-    let descr = unquote(descr).ok_or_else(|| npy_err(path, format!("bad 'descr' value {descr}")))?;
+    let descr =
+        unquote(descr).ok_or_else(|| npy_err(path, format!("bad 'descr' value {descr}")))?;
     let unsupported = |reason: &str| DataError::UnsupportedDtype {
         path: path.to_path_buf(),
         dtype: descr.to_string(),
@@ -320,7 +325,11 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
     let mut chars = descr.chars();
     let (order, kind) = match (chars.next(), chars.next()) {
         (Some(o @ ('<' | '>' | '|' | '=')), Some(k)) => (o, k),
-        _ => return Err(unsupported("expected a byte-order mark then a kind, like <f4")),
+        _ => {
+            return Err(unsupported(
+                "expected a byte-order mark then a kind, like <f4",
+            ))
+        }
     };
     let size = chars.as_str();
     let dtype = NpyDtype::from_code(kind, size).ok_or_else(|| {
@@ -332,7 +341,8 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
         "False" => false,
         other => return Err(npy_err(path, format!("bad 'fortran_order' value {other}"))),
     };
-    let shape = parse_shape(shape_txt).ok_or_else(|| npy_err(path, format!("bad 'shape' value {shape_txt}")))?;
+    let shape = parse_shape(shape_txt)
+        .ok_or_else(|| npy_err(path, format!("bad 'shape' value {shape_txt}")))?;
     Ok(NpyHeader {
         version,
         descr: descr.to_string(),
@@ -421,7 +431,11 @@ pub fn decode_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
             if let Some(bad) = data.iter().find(|&&b| b > 1) {
                 return Err(npy_err(path, format!("bool array holds byte {bad}")));
             }
-            NpyArray::Bool(shape_array(path, &h, data.iter().map(|&b| b == 1).collect())?)
+            NpyArray::Bool(shape_array(
+                path,
+                &h,
+                data.iter().map(|&b| b == 1).collect(),
+            )?)
         }
         NpyDtype::U8 => NpyArray::U8(shape_array(path, &h, data.to_vec())?),
         NpyDtype::I8 => decode!(i8, I8),
@@ -503,7 +517,10 @@ pub fn encode_npy<T: NpyWritable>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
         [n] => format!("({n},)"),
         s => format!(
             "({})",
-            s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut dict = format!(
@@ -511,7 +528,11 @@ pub fn encode_npy<T: NpyWritable>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
         T::DESCR
     );
     // pad so that the data starts on a 64-byte boundary, ending with '\n'
-    let pre = if dict.len() + 11 > u16::MAX as usize { 12 } else { 10 };
+    let pre = if dict.len() + 11 > u16::MAX as usize {
+        12
+    } else {
+        10
+    };
     let total = (pre + dict.len() + 1).div_ceil(64) * 64;
     dict.push_str(&" ".repeat(total - pre - dict.len() - 1));
     dict.push('\n');
@@ -556,41 +577,73 @@ mod tests {
     #[test]
     fn big_endian_and_v2_v3() {
         for version in [1u8, 2, 3] {
-            let mut b = header_bytes(version, "{'descr': '>i2', 'fortran_order': False, 'shape': (3,), }\n");
+            let mut b = header_bytes(
+                version,
+                "{'descr': '>i2', 'fortran_order': False, 'shape': (3,), }\n",
+            );
             for v in [1i16, -2, 300] {
                 b.extend_from_slice(&v.to_be_bytes());
             }
             let a = decode_npy(Path::new("x.npy"), &b).unwrap();
-            assert_eq!(a.to_i64(Path::new("x")).unwrap().into_raw_vec_and_offset().0, vec![1, -2, 300]);
+            assert_eq!(
+                a.to_i64(Path::new("x"))
+                    .unwrap()
+                    .into_raw_vec_and_offset()
+                    .0,
+                vec![1, -2, 300]
+            );
         }
     }
 
     #[test]
     fn fortran_order_is_transposed_to_c() {
         // numpy: np.asfortranarray(np.arange(6).reshape(2,3)) stores 0,3,1,4,2,5
-        let mut b = header_bytes(1, "{'descr': '<u2', 'fortran_order': True, 'shape': (2, 3), }\n");
+        let mut b = header_bytes(
+            1,
+            "{'descr': '<u2', 'fortran_order': True, 'shape': (2, 3), }\n",
+        );
         for v in [0u16, 3, 1, 4, 2, 5] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         let a = decode_npy(Path::new("f.npy"), &b).unwrap();
         let NpyArray::U16(a) = a else { panic!("dtype") };
-        assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            a.iter().copied().collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
         assert_eq!(a.shape(), &[2, 3]);
     }
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        let b = header_bytes(1, "{'descr': '<U8', 'fortran_order': False, 'shape': (1,), }\n");
+        let b = header_bytes(
+            1,
+            "{'descr': '<U8', 'fortran_order': False, 'shape': (1,), }\n",
+        );
         let e = decode_npy(Path::new("s.npy"), &b).unwrap_err().to_string();
-        assert!(e.contains("s.npy") && e.contains("unsupported dtype `<U8`"), "{e}");
-        let b = header_bytes(1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }\n");
+        assert!(
+            e.contains("s.npy") && e.contains("unsupported dtype `<U8`"),
+            "{e}"
+        );
+        let b = header_bytes(
+            1,
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }\n",
+        );
         let e = decode_npy(Path::new("r.npy"), &b).unwrap_err().to_string();
         assert!(e.contains("structured"), "{e}");
-        let mut b = header_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }\n");
+        let mut b = header_bytes(
+            1,
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4,), }\n",
+        );
         b.extend_from_slice(&[0u8; 20]);
         let e = decode_npy(Path::new("t.npy"), &b).unwrap_err().to_string();
-        assert!(e.contains("truncated: expected 32 bytes of array data, found 20"), "{e}");
-        let e = decode_npy(Path::new("m.npy"), b"PK\x03\x04 not numpy").unwrap_err().to_string();
+        assert!(
+            e.contains("truncated: expected 32 bytes of array data, found 20"),
+            "{e}"
+        );
+        let e = decode_npy(Path::new("m.npy"), b"PK\x03\x04 not numpy")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("magic"), "{e}");
     }
 

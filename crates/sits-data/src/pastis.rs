@@ -28,7 +28,9 @@ use crate::npy::read_npy;
 use crate::time::Timestamps;
 
 /// Band names of PASTIS S2 patches, in file order.
-pub const S2_BANDS: [&str; 10] = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"];
+pub const S2_BANDS: [&str; 10] = [
+    "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
+];
 
 /// Number of semantic classes of PASTIS (0 background .. 18, 19 void label).
 pub const NUM_CLASSES: usize = 20;
@@ -62,16 +64,18 @@ impl Pastis {
             .ok_or_else(|| DataError::field(&path, "features", "missing or not a list"))?;
         let mut patches = Vec::with_capacity(features.len());
         for (i, f) in features.iter().enumerate() {
-            let props = f
-                .get("properties")
-                .ok_or_else(|| DataError::field(&path, &format!("features[{i}].properties"), "missing"))?;
+            let props = f.get("properties").ok_or_else(|| {
+                DataError::field(&path, &format!("features[{i}].properties"), "missing")
+            })?;
             let field = |k: &str| format!("features[{i}].properties.{k}");
             let id = match props.get("ID_PATCH") {
                 Some(serde_json::Value::Number(n)) => n.as_u64(),
                 Some(serde_json::Value::String(s)) => s.parse().ok(),
                 _ => None,
             }
-            .ok_or_else(|| DataError::field(&path, &field("ID_PATCH"), "missing or not an integer"))?;
+            .ok_or_else(|| {
+                DataError::field(&path, &field("ID_PATCH"), "missing or not an integer")
+            })?;
             let fold = props
                 .get("Fold")
                 .and_then(|v| v.as_u64())
@@ -81,13 +85,19 @@ impl Pastis {
             let dates = props
                 .get("dates-S2")
                 .and_then(|d| d.as_object())
-                .ok_or_else(|| DataError::field(&path, &field("dates-S2"), "missing or not an object"))?;
+                .ok_or_else(|| {
+                    DataError::field(&path, &field("dates-S2"), "missing or not an object")
+                })?;
             let mut entries = dates
                 .iter()
                 .map(|(k, v)| {
-                    let pos: usize = k
-                        .parse()
-                        .map_err(|_| DataError::field(&path, &field("dates-S2"), format!("key {k:?} is not an index")))?;
+                    let pos: usize = k.parse().map_err(|_| {
+                        DataError::field(
+                            &path,
+                            &field("dates-S2"),
+                            format!("key {k:?} is not an index"),
+                        )
+                    })?;
                     let text = match v {
                         serde_json::Value::Number(n) => n.to_string(),
                         serde_json::Value::String(s) => s.clone(),
@@ -98,7 +108,11 @@ impl Pastis {
                 .collect::<Result<Vec<_>>>()?;
             entries.sort();
             if entries.iter().enumerate().any(|(j, e)| e.0 != j) {
-                return Err(DataError::field(&path, &field("dates-S2"), "keys are not 0..T"));
+                return Err(DataError::field(
+                    &path,
+                    &field("dates-S2"),
+                    "keys are not 0..T",
+                ));
             }
             let texts: Vec<String> = entries.into_iter().map(|e| e.1).collect();
             let dates = Timestamps::parse(&texts, &format!("{} patch {id}", path.display()))?;
@@ -118,14 +132,20 @@ impl Pastis {
 
     /// The patches of the given folds.
     pub fn patches_in_folds(&self, folds: &[u8]) -> Vec<&PastisPatch> {
-        self.patches.iter().filter(|p| folds.contains(&p.fold)).collect()
+        self.patches
+            .iter()
+            .filter(|p| folds.contains(&p.fold))
+            .collect()
     }
 
     fn patch(&self, id: u64) -> Result<&PastisPatch> {
-        self.patches.iter().find(|p| p.id == id).ok_or_else(|| DataError::OutOfBounds {
-            what: format!("PASTIS patch {id}"),
-            reason: format!("not in {}", self.root.join("metadata.geojson").display()),
-        })
+        self.patches
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| DataError::OutOfBounds {
+                what: format!("PASTIS patch {id}"),
+                reason: format!("not in {}", self.root.join("metadata.geojson").display()),
+            })
     }
 
     /// Mean and standard deviation per band for a set of folds, from
@@ -146,9 +166,17 @@ impl Pastis {
                     .and_then(|x| x.get(name))
                     .and_then(|x| x.as_array())
                     .filter(|a| a.len() == 10)
-                    .ok_or_else(|| DataError::field(&path, &format!("{key}.{name}"), "missing or not 10 numbers"))?;
+                    .ok_or_else(|| {
+                        DataError::field(
+                            &path,
+                            &format!("{key}.{name}"),
+                            "missing or not 10 numbers",
+                        )
+                    })?;
                 for (a, x) in acc.iter_mut().zip(v) {
-                    *a += x.as_f64().ok_or_else(|| DataError::field(&path, &format!("{key}.{name}"), "not a number"))?;
+                    *a += x.as_f64().ok_or_else(|| {
+                        DataError::field(&path, &format!("{key}.{name}"), "not a number")
+                    })?;
                 }
             }
         }
@@ -165,11 +193,13 @@ impl Pastis {
         let path = self.root.join("DATA_S2").join(format!("S2_{id}.npy"));
         let a = read_npy(&path)?.to_f32();
         let sh = a.shape().to_vec();
-        let a = a.into_dimensionality::<Ix4>().map_err(|_| DataError::Shape {
-            what: path.display().to_string(),
-            expected: "(T, 10, H, W)".into(),
-            got: sh.clone(),
-        })?;
+        let a = a
+            .into_dimensionality::<Ix4>()
+            .map_err(|_| DataError::Shape {
+                what: path.display().to_string(),
+                expected: "(T, 10, H, W)".into(),
+                got: sh.clone(),
+            })?;
         if a.dim().1 != 10 {
             return Err(DataError::Shape {
                 what: path.display().to_string(),
@@ -180,23 +210,36 @@ impl Pastis {
         if a.dim().0 != p.dates.len() {
             return Err(DataError::Dates {
                 what: path.display().to_string(),
-                reason: format!("{} dates in metadata.geojson but T = {}", p.dates.len(), a.dim().0),
+                reason: format!(
+                    "{} dates in metadata.geojson but T = {}",
+                    p.dates.len(),
+                    a.dim().0
+                ),
             });
         }
-        Datacube::new(a, p.dates.clone(), S2_BANDS.iter().map(|s| s.to_string()).collect())
+        Datacube::new(
+            a,
+            p.dates.clone(),
+            S2_BANDS.iter().map(|s| s.to_string()).collect(),
+        )
     }
 
     /// Reads the semantic target of a patch (channel 0 of `TARGET_<id>.npy`), `(H, W)`.
     pub fn read_target(&self, id: u64) -> Result<Array2<i64>> {
         self.patch(id)?;
-        let path = self.root.join("ANNOTATIONS").join(format!("TARGET_{id}.npy"));
+        let path = self
+            .root
+            .join("ANNOTATIONS")
+            .join(format!("TARGET_{id}.npy"));
         let a = read_npy(&path)?.to_f32();
         let sh = a.shape().to_vec();
-        let a = a.into_dimensionality::<Ix3>().map_err(|_| DataError::Shape {
-            what: path.display().to_string(),
-            expected: "(3, H, W)".into(),
-            got: sh,
-        })?;
+        let a = a
+            .into_dimensionality::<Ix3>()
+            .map_err(|_| DataError::Shape {
+                what: path.display().to_string(),
+                expected: "(3, H, W)".into(),
+                got: sh,
+            })?;
         Ok(a.index_axis(Axis(0), 0).mapv(|v| v as i64))
     }
 
@@ -207,7 +250,11 @@ impl Pastis {
         if ids.is_empty() {
             return Err(DataError::Empty(format!("PASTIS folds {folds:?}")));
         }
-        let norm = if normalise { Some(self.norm(folds)?) } else { None };
+        let norm = if normalise {
+            Some(self.norm(folds)?)
+        } else {
+            None
+        };
         Ok(PastisSource {
             pastis: self.clone(),
             ids,

@@ -79,7 +79,11 @@ impl Series {
                 });
             }
         }
-        Ok(Self { values, times, valid })
+        Ok(Self {
+            values,
+            times,
+            valid,
+        })
     }
 
     /// Number of dates.
@@ -147,7 +151,10 @@ impl SampleSet {
             if let Some((i, &bad)) = l.iter().enumerate().find(|(_, &c)| c >= class_names.len()) {
                 return Err(DataError::InvalidValue {
                     what: format!("label of sample {i}"),
-                    reason: format!("class index {bad} but only {} class names", class_names.len()),
+                    reason: format!(
+                        "class index {bad} but only {} class names",
+                        class_names.len()
+                    ),
                 });
             }
         }
@@ -254,9 +261,15 @@ impl SampleSet {
         Ok(Self {
             series: indices.iter().map(|&i| self.series[i].clone()).collect(),
             bands: self.bands.clone(),
-            labels: self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect()),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
             class_names: self.class_names.clone(),
-            splits: self.splits.as_ref().map(|s| indices.iter().map(|&i| s[i]).collect()),
+            splits: self
+                .splits
+                .as_ref()
+                .map(|s| indices.iter().map(|&i| s[i]).collect()),
             ids: indices.iter().map(|&i| self.ids[i].clone()).collect(),
         })
     }
@@ -272,7 +285,12 @@ impl SampleSet {
     }
 
     /// The samples at `indices` as a padded pixel batch `(B, T_max, C)`.
-    pub fn to_batch(&self, indices: &[usize], reference: NaiveDate, device: &Device) -> Result<SitsBatch> {
+    pub fn to_batch(
+        &self,
+        indices: &[usize],
+        reference: NaiveDate,
+        device: &Device,
+    ) -> Result<SitsBatch> {
         let items = indices
             .iter()
             .map(|&i| {
@@ -280,7 +298,10 @@ impl SampleSet {
                     what: format!("sample index {i}"),
                     reason: format!("the set has {} samples", self.len()),
                 })?;
-                Ok(crate::loader::Sample::from_series(s, self.labels.as_ref().map(|l| l[i])))
+                Ok(crate::loader::Sample::from_series(
+                    s,
+                    self.labels.as_ref().map(|l| l[i]),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         crate::loader::collate(&items, reference, device)
@@ -318,21 +339,21 @@ pub(crate) fn metadata_classes(path: &Path, meta: &serde_json::Value) -> Result<
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                c.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| DataError::field(path, &format!("classes[{i}]"), "expected a string"))
+                c.as_str().map(str::to_string).ok_or_else(|| {
+                    DataError::field(path, &format!("classes[{i}]"), "expected a string")
+                })
             })
             .collect(),
         Some(serde_json::Value::Object(o)) => {
             let mut pairs = o
                 .iter()
                 .map(|(k, v)| {
-                    let id: usize = k
-                        .parse()
-                        .map_err(|_| DataError::field(path, "classes", format!("key {k:?} is not a class id")))?;
-                    let name = v
-                        .as_str()
-                        .ok_or_else(|| DataError::field(path, &format!("classes.{k}"), "expected a string"))?;
+                    let id: usize = k.parse().map_err(|_| {
+                        DataError::field(path, "classes", format!("key {k:?} is not a class id"))
+                    })?;
+                    let name = v.as_str().ok_or_else(|| {
+                        DataError::field(path, &format!("classes.{k}"), "expected a string")
+                    })?;
                     Ok((id, name.to_string()))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -344,7 +365,11 @@ pub(crate) fn metadata_classes(path: &Path, meta: &serde_json::Value) -> Result<
             }
             Ok(names)
         }
-        Some(_) => Err(DataError::field(path, "classes", "expected a list or an object")),
+        Some(_) => Err(DataError::field(
+            path,
+            "classes",
+            "expected a list or an object",
+        )),
     }
 }
 
@@ -372,8 +397,16 @@ impl Table {
                 },
                 _ => csv_err(e),
             })?;
-        let header = r.headers().map_err(csv_err)?.iter().map(str::to_string).collect();
-        let rows = r.records().collect::<std::result::Result<Vec<_>, _>>().map_err(csv_err)?;
+        let header = r
+            .headers()
+            .map_err(csv_err)?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        let rows = r
+            .records()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(csv_err)?;
         Ok(Self {
             path: path.to_path_buf(),
             header,
@@ -386,8 +419,13 @@ impl Table {
     }
 
     pub(crate) fn require(&self, name: &str) -> Result<usize> {
-        self.column(name)
-            .ok_or_else(|| DataError::field(&self.path, name, format!("column missing; header is {:?}", self.header)))
+        self.column(name).ok_or_else(|| {
+            DataError::field(
+                &self.path,
+                name,
+                format!("column missing; header is {:?}", self.header),
+            )
+        })
     }
 
     pub(crate) fn get<'a>(&self, row: &'a csv::StringRecord, col: usize) -> &'a str {
@@ -395,7 +433,12 @@ impl Table {
     }
 
     /// Parses a cell; `line` is the 0-based data row (reported 1-based, after the header).
-    pub(crate) fn parse<T: std::str::FromStr>(&self, line: usize, col: usize, what: &str) -> Result<T> {
+    pub(crate) fn parse<T: std::str::FromStr>(
+        &self,
+        line: usize,
+        col: usize,
+        what: &str,
+    ) -> Result<T> {
         let cell = self.get(&self.rows[line], col);
         cell.parse().map_err(|_| {
             DataError::field(
@@ -418,12 +461,20 @@ pub(crate) struct SampleTable {
 pub(crate) fn read_sample_table(path: &Path, class_names: &[String]) -> Result<SampleTable> {
     let table = Table::read(path)?;
     let id_col = table.require("id")?;
-    let ids: Vec<String> = table.rows.iter().map(|r| table.get(r, id_col).to_string()).collect();
+    let ids: Vec<String> = table
+        .rows
+        .iter()
+        .map(|r| table.get(r, id_col).to_string())
+        .collect();
     let labels = if let Some(c) = table.column("label_index") {
         let mut out = Vec::with_capacity(table.rows.len());
         for line in 0..table.rows.len() {
             let v: f64 = table.parse(line, c, "a class index")?;
-            if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v as usize >= class_names.len().max(1) {
+            if !v.is_finite()
+                || v < 0.0
+                || v.fract() != 0.0
+                || v as usize >= class_names.len().max(1)
+            {
                 return Err(DataError::field(
                     path,
                     "label_index",
@@ -442,7 +493,11 @@ pub(crate) fn read_sample_table(path: &Path, class_names: &[String]) -> Result<S
         for (line, r) in table.rows.iter().enumerate() {
             let name = table.get(r, c);
             let idx = class_names.iter().position(|n| n == name).ok_or_else(|| {
-                DataError::field(path, "label", format!("line {}: unknown class {name:?}", line + 2))
+                DataError::field(
+                    path,
+                    "label",
+                    format!("line {}: unknown class {name:?}", line + 2),
+                )
             })?;
             out.push(idx);
         }
@@ -460,7 +515,11 @@ pub(crate) fn read_sample_table(path: &Path, class_names: &[String]) -> Result<S
                 .map(|(line, r)| {
                     let s = table.get(r, c);
                     Split::parse(s).ok_or_else(|| {
-                        DataError::field(path, "split", format!("line {}: {s:?} is not train/val/test", line + 2))
+                        DataError::field(
+                            path,
+                            "split",
+                            format!("line {}: {s:?} is not train/val/test", line + 2),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
@@ -482,9 +541,17 @@ fn read_sample_folder(dir: &Path) -> Result<SampleSet> {
     let st = read_sample_table(&dir.join("samples.csv"), &class_names)?;
     let n = st.ids.len();
     if n == 0 {
-        return Err(DataError::Empty(format!("{}", dir.join("samples.csv").display())));
+        return Err(DataError::Empty(format!(
+            "{}",
+            dir.join("samples.csv").display()
+        )));
     }
-    let index_of: HashMap<&str, usize> = st.ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let index_of: HashMap<&str, usize> = st
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
 
     // long table: dates (and values when there is no values.npy)
     let ts_path = dir.join("timeseries.csv");
@@ -504,7 +571,11 @@ fn read_sample_folder(dir: &Path) -> Result<SampleSet> {
         Some(a)
     } else {
         if let Some(i) = band_cols.iter().position(Option::is_none) {
-            return Err(DataError::field(&ts_path, &bands[i], "band column missing and no values.npy"));
+            return Err(DataError::field(
+                &ts_path,
+                &bands[i],
+                "band column missing and no values.npy",
+            ));
         }
         None
     };
@@ -514,12 +585,20 @@ fn read_sample_folder(dir: &Path) -> Result<SampleSet> {
     for (line, r) in ts.rows.iter().enumerate() {
         let id = ts.get(r, id_c);
         let &s = index_of.get(id).ok_or_else(|| {
-            DataError::field(&ts_path, "id", format!("line {}: id {id:?} is not in samples.csv", line + 2))
+            DataError::field(
+                &ts_path,
+                "id",
+                format!("line {}: id {id:?} is not in samples.csv", line + 2),
+            )
         })?;
         let t: usize = ts.parse(line, t_c, "a time index")?;
         let d = ts.get(r, date_c);
         let date = parse_timestamp(d).ok_or_else(|| {
-            DataError::field(&ts_path, "date", format!("line {}: cannot parse {d:?}", line + 2))
+            DataError::field(
+                &ts_path,
+                "date",
+                format!("line {}: cannot parse {d:?}", line + 2),
+            )
         })?;
         rows[s].push((t, date, line));
     }
@@ -531,7 +610,11 @@ fn read_sample_folder(dir: &Path) -> Result<SampleSet> {
             return Err(DataError::Empty(what));
         }
         if r.iter().enumerate().any(|(i, x)| x.0 != i) {
-            return Err(DataError::field(&ts_path, "t", format!("{what}: time indices are not 0..{}", r.len())));
+            return Err(DataError::field(
+                &ts_path,
+                "t",
+                format!("{what}: time indices are not 0..{}", r.len()),
+            ));
         }
         let times = Timestamps::new(r.iter().map(|x| x.1).collect(), &what)?;
         let values = match &dense {
@@ -539,7 +622,11 @@ fn read_sample_folder(dir: &Path) -> Result<SampleSet> {
                 if a.shape()[1] < r.len() {
                     return Err(DataError::Dates {
                         what,
-                        reason: format!("{} dates but values.npy has T = {}", r.len(), a.shape()[1]),
+                        reason: format!(
+                            "{} dates but values.npy has T = {}",
+                            r.len(),
+                            a.shape()[1]
+                        ),
                     });
                 }
                 a.slice(ndarray::s![s, ..r.len(), ..]).to_owned()

@@ -19,7 +19,11 @@ impl Timestamps {
             if w[1] == w[0] {
                 return Err(DataError::Dates {
                     what: what.to_string(),
-                    reason: format!("duplicate timestamp {} at positions {i} and {}", w[0], i + 1),
+                    reason: format!(
+                        "duplicate timestamp {} at positions {i} and {}",
+                        w[0],
+                        i + 1
+                    ),
                 });
             }
             if w[1] < w[0] {
@@ -54,7 +58,10 @@ impl Timestamps {
             .map(|(i, t)| {
                 parse_timestamp(t.as_ref()).ok_or_else(|| DataError::Dates {
                     what: what.to_string(),
-                    reason: format!("entry {i}: cannot parse {:?} as a date or timestamp", t.as_ref()),
+                    reason: format!(
+                        "entry {i}: cannot parse {:?} as a date or timestamp",
+                        t.as_ref()
+                    ),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -108,7 +115,11 @@ impl Timestamps {
     }
 
     /// Index range `[a, b)` of the acquisitions with `start <= t < end`.
-    pub fn range_indices(&self, start: NaiveDateTime, end: NaiveDateTime) -> std::ops::Range<usize> {
+    pub fn range_indices(
+        &self,
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    ) -> std::ops::Range<usize> {
         let a = self.0.partition_point(|t| *t < start);
         let b = self.0.partition_point(|t| *t < end);
         a..b.max(a)
@@ -141,7 +152,11 @@ pub fn parse_timestamp(s: &str) -> Option<NaiveDateTime> {
             .ok()
             .map(|d| d.and_time(NaiveTime::MIN));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t);
         }
@@ -155,15 +170,28 @@ mod tests {
 
     #[test]
     fn parses_and_validates() {
-        let t = Timestamps::parse(&["2015-12-08T10:04:09", "2015-12-08T10:11:25", "20151218"], "x").unwrap();
+        let t = Timestamps::parse(
+            &["2015-12-08T10:04:09", "2015-12-08T10:11:25", "20151218"],
+            "x",
+        )
+        .unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(t.day_of_year(), vec![342, 342, 352]);
-        assert_eq!(t.days_since(NaiveDate::from_ymd_opt(2015, 12, 1).unwrap()), vec![7, 7, 17]);
-        let e = Timestamps::parse(&["2015-12-08", "2015-12-08"], "cube.json").unwrap_err().to_string();
+        assert_eq!(
+            t.days_since(NaiveDate::from_ymd_opt(2015, 12, 1).unwrap()),
+            vec![7, 7, 17]
+        );
+        let e = Timestamps::parse(&["2015-12-08", "2015-12-08"], "cube.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cube.json") && e.contains("duplicate"), "{e}");
-        let e = Timestamps::parse(&["2016-01-01", "2015-12-08"], "c").unwrap_err().to_string();
+        let e = Timestamps::parse(&["2016-01-01", "2015-12-08"], "c")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not sorted"), "{e}");
-        let e = Timestamps::parse(&["2016-13-01"], "c").unwrap_err().to_string();
+        let e = Timestamps::parse(&["2016-13-01"], "c")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot parse"), "{e}");
     }
 

@@ -130,7 +130,11 @@ fn write_store_atomic(
     let name = path
         .file_name()
         .ok_or_else(|| DataError::Argument(format!("{} is not a store path", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     }
@@ -179,15 +183,21 @@ where
     T: zarrs::array::Element + Copy + Into<zarrs::array::builder::ArrayBuilderFillValue>,
 {
     let shape: Vec<u64> = data.shape().iter().map(|&d| d as u64).collect();
-    let chunks: Vec<u64> = chunks.iter().zip(&shape).map(|(&c, &s)| c.clamp(1, s.max(1))).collect();
+    let chunks: Vec<u64> = chunks
+        .iter()
+        .zip(&shape)
+        .map(|(&c, &s)| c.clamp(1, s.max(1)))
+        .collect();
     let array = ArrayBuilder::new(shape.clone(), chunks, dtype, fill)
-        .bytes_to_bytes_codecs(vec![Arc::new(
-            zarrs::array::codec::ZstdCodec::new(3, false),
-        )])
+        .bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+            3, false,
+        ))])
         .dimension_names(Some(dims.to_vec()))
         .build(store.clone(), node)
         .map_err(|e| zerr(desc, format!("{node}: {e}")))?;
-    array.store_metadata().map_err(|e| zerr(desc, format!("{node}: {e}")))?;
+    array
+        .store_metadata()
+        .map_err(|e| zerr(desc, format!("{node}: {e}")))?;
     let ranges: Vec<Range<u64>> = shape.iter().map(|&s| 0..s).collect();
     array
         .store_array_subset(&ranges.as_slice(), data.as_standard_layout().into_owned())
@@ -197,7 +207,9 @@ where
 
 /// Writes a cube as a Zarr v3 store at `path` (replacing what is there, atomically).
 pub fn write_cube(cube: &Datacube, path: &Path, chunks: CubeChunks) -> Result<()> {
-    write_store_atomic(path, |store, desc| write_cube_to(&store, desc, cube, chunks))
+    write_store_atomic(path, |store, desc| {
+        write_cube_to(&store, desc, cube, chunks)
+    })
 }
 
 /// Writes a cube into any writable zarrs storage (see [`write_cube`]).
@@ -222,7 +234,12 @@ pub fn write_cube_to<S: ReadableWritableListableStorageTraits + ?Sized + 'static
         ids: Vec::new(),
     };
     write_root(store, desc, &attrs)?;
-    let ch = vec![chunks.t as u64, chunks.c as u64, chunks.y as u64, chunks.x as u64];
+    let ch = vec![
+        chunks.t as u64,
+        chunks.c as u64,
+        chunks.y as u64,
+        chunks.x as u64,
+    ];
     write_array(
         store,
         desc,
@@ -236,14 +253,27 @@ pub fn write_cube_to<S: ReadableWritableListableStorageTraits + ?Sized + 'static
     if let Some(v) = cube.valid_mask() {
         let v = v.mapv(u8::from).into_dyn();
         let ch = vec![chunks.t as u64, chunks.y as u64, chunks.x as u64];
-        write_array(store, desc, "/valid", &v, ch, data_type::uint8(), 0u8, &["time", "y", "x"])?;
+        write_array(
+            store,
+            desc,
+            "/valid",
+            &v,
+            ch,
+            data_type::uint8(),
+            0u8,
+            &["time", "y", "x"],
+        )?;
     }
     Ok(())
 }
 
 /// Reads the `sits` attribute of a store.
-fn read_attrs<S: ReadableStorageTraits + ?Sized + 'static>(store: &Arc<S>, desc: &str) -> Result<StoreAttrs> {
-    let group = Group::open(store.clone(), "/").map_err(|e| zerr(desc, format!("root group: {e}")))?;
+fn read_attrs<S: ReadableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+) -> Result<StoreAttrs> {
+    let group =
+        Group::open(store.clone(), "/").map_err(|e| zerr(desc, format!("root group: {e}")))?;
     let attrs = group.attributes().get("sits").ok_or_else(|| {
         zerr(
             desc,
@@ -314,7 +344,10 @@ fn retrieve_i64<S: ReadableStorageTraits + ?Sized + 'static>(
         let a: ArrayD<u8> = array.retrieve_array_subset(&ranges).map_err(err)?;
         a.mapv(i64::from)
     } else {
-        return Err(zerr(desc, format!("{}: expected an integer array, got {dt}", array.path())));
+        return Err(zerr(
+            desc,
+            format!("{}: expected an integer array, got {dt}", array.path()),
+        ));
     })
 }
 
@@ -356,7 +389,13 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
     pub fn open(store: Arc<S>, desc: &str) -> Result<Self> {
         let attrs = read_attrs(&store, desc)?;
         if attrs.kind != "datacube" {
-            return Err(zerr(desc, format!("attribute sits.kind is {:?}, expected \"datacube\"", attrs.kind)));
+            return Err(zerr(
+                desc,
+                format!(
+                    "attribute sits.kind is {:?}, expected \"datacube\"",
+                    attrs.kind
+                ),
+            ));
         }
         let values = open_array(&store, desc, "/values")?;
         let shape: Vec<usize> = values.shape().iter().map(|&d| d as usize).collect();
@@ -369,13 +408,21 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
         if times.len() != shape[0] {
             return Err(DataError::Dates {
                 what: desc.to_string(),
-                reason: format!("{} times in sits.times but /values has T = {}", times.len(), shape[0]),
+                reason: format!(
+                    "{} times in sits.times but /values has T = {}",
+                    times.len(),
+                    shape[0]
+                ),
             });
         }
         if attrs.bands.len() != shape[1] {
             return Err(zerr(
                 desc,
-                format!("{} names in sits.bands but /values has C = {}", attrs.bands.len(), shape[1]),
+                format!(
+                    "{} names in sits.bands but /values has C = {}",
+                    attrs.bands.len(),
+                    shape[1]
+                ),
             ));
         }
         let valid = match Array::open(store.clone(), "/valid") {
@@ -431,18 +478,35 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
 
     /// Reads dates `times`, rows `rows` and columns `cols` (all bands); only the
     /// overlapping chunks are retrieved.
-    pub fn read(&self, times: Range<usize>, rows: Range<usize>, cols: Range<usize>) -> Result<Datacube> {
+    pub fn read(
+        &self,
+        times: Range<usize>,
+        rows: Range<usize>,
+        cols: Range<usize>,
+    ) -> Result<Datacube> {
         let [t, c, h, w] = self.shape;
-        if times.start >= times.end || rows.start >= rows.end || cols.start >= cols.end || times.end > t || rows.end > h || cols.end > w
+        if times.start >= times.end
+            || rows.start >= rows.end
+            || cols.start >= cols.end
+            || times.end > t
+            || rows.end > h
+            || cols.end > w
         {
             return Err(DataError::OutOfBounds {
-                what: format!("read of dates {times:?}, rows {rows:?}, cols {cols:?} from {}", self.desc),
+                what: format!(
+                    "read of dates {times:?}, rows {rows:?}, cols {cols:?} from {}",
+                    self.desc
+                ),
                 reason: format!("the store holds {t} dates x {h} rows x {w} columns"),
             });
         }
         let r = |r: &Range<usize>| r.start as u64..r.end as u64;
-        let values = retrieve_f32(&self.values, &self.desc, &[r(&times), 0..c as u64, r(&rows), r(&cols)])?
-            .into_dimensionality::<Ix4>()?;
+        let values = retrieve_f32(
+            &self.values,
+            &self.desc,
+            &[r(&times), 0..c as u64, r(&rows), r(&cols)],
+        )?
+        .into_dimensionality::<Ix4>()?;
         let idx: Vec<usize> = times.clone().collect();
         let mut cube = Datacube::new(values, self.times.select(&idx), self.attrs.bands.clone())?
             .with_radiometry(Radiometry {
@@ -467,7 +531,11 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
     }
 
     /// Reads the dates with `start <= t < end` over the whole extent.
-    pub fn read_time_range(&self, start: chrono::NaiveDateTime, end: chrono::NaiveDateTime) -> Result<Datacube> {
+    pub fn read_time_range(
+        &self,
+        start: chrono::NaiveDateTime,
+        end: chrono::NaiveDateTime,
+    ) -> Result<Datacube> {
         let r = self.times.range_indices(start, end);
         let [_, _, h, w] = self.shape;
         self.read(r, 0..h, 0..w)
@@ -490,7 +558,9 @@ pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'sta
     let mut times = Array2::from_elem((n, t), i64::MIN);
     let mut length = Array1::zeros(n);
     for (i, s) in set.series().iter().enumerate() {
-        values.slice_mut(ndarray::s![i, ..s.len(), ..]).assign(&s.values);
+        values
+            .slice_mut(ndarray::s![i, ..s.len(), ..])
+            .assign(&s.values);
         for (j, ts) in s.times.as_slice().iter().enumerate() {
             times[[i, j]] = ts.and_utc().timestamp();
         }
@@ -518,11 +588,56 @@ pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'sta
     };
     write_root(store, desc, &attrs)?;
     let nc = 4096u64;
-    write_array(store, desc, "/values", &values.into_dyn(), vec![nc, t as u64, c as u64], data_type::float32(), f32::NAN, &["sample", "time", "band"])?;
-    write_array(store, desc, "/times", &times.into_dyn(), vec![nc, t as u64], data_type::int64(), i64::MIN, &["sample", "time"])?;
-    write_array(store, desc, "/length", &length.into_dyn(), vec![nc], data_type::int32(), 0i32, &["sample"])?;
-    write_array(store, desc, "/label", &label.into_dyn(), vec![nc], data_type::int64(), -1i64, &["sample"])?;
-    write_array(store, desc, "/split", &split.into_dyn(), vec![nc], data_type::uint8(), 255u8, &["sample"])?;
+    write_array(
+        store,
+        desc,
+        "/values",
+        &values.into_dyn(),
+        vec![nc, t as u64, c as u64],
+        data_type::float32(),
+        f32::NAN,
+        &["sample", "time", "band"],
+    )?;
+    write_array(
+        store,
+        desc,
+        "/times",
+        &times.into_dyn(),
+        vec![nc, t as u64],
+        data_type::int64(),
+        i64::MIN,
+        &["sample", "time"],
+    )?;
+    write_array(
+        store,
+        desc,
+        "/length",
+        &length.into_dyn(),
+        vec![nc],
+        data_type::int32(),
+        0i32,
+        &["sample"],
+    )?;
+    write_array(
+        store,
+        desc,
+        "/label",
+        &label.into_dyn(),
+        vec![nc],
+        data_type::int64(),
+        -1i64,
+        &["sample"],
+    )?;
+    write_array(
+        store,
+        desc,
+        "/split",
+        &split.into_dyn(),
+        vec![nc],
+        data_type::uint8(),
+        255u8,
+        &["sample"],
+    )?;
     Ok(())
 }
 
@@ -548,7 +663,10 @@ pub fn open_path(path: &Path) -> Result<ZarrContent> {
 }
 
 /// Reads a sample-set store from any zarrs storage.
-pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(store: &Arc<S>, desc: &str) -> Result<SampleSet> {
+pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+) -> Result<SampleSet> {
     let attrs = read_attrs(store, desc)?;
     let values = open_array(store, desc, "/values")?;
     let sh: Vec<usize> = values.shape().iter().map(|&d| d as usize).collect();
@@ -561,15 +679,22 @@ pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(store: &Ar
     }
     let (n, t, c) = (sh[0] as u64, sh[1] as u64, sh[2] as u64);
     let values = retrieve_f32(&values, desc, &[0..n, 0..t, 0..c])?.into_dimensionality::<Ix3>()?;
-    let times = retrieve_i64(&open_array(store, desc, "/times")?, desc, &[0..n, 0..t])?.into_dimensionality::<Ix2>()?;
-    let length = retrieve_i64(&open_array(store, desc, "/length")?, desc, &[0..n])?.into_dimensionality::<Ix1>()?;
-    let label = retrieve_i64(&open_array(store, desc, "/label")?, desc, &[0..n])?.into_dimensionality::<Ix1>()?;
-    let split = retrieve_i64(&open_array(store, desc, "/split")?, desc, &[0..n])?.into_dimensionality::<Ix1>()?;
+    let times = retrieve_i64(&open_array(store, desc, "/times")?, desc, &[0..n, 0..t])?
+        .into_dimensionality::<Ix2>()?;
+    let length = retrieve_i64(&open_array(store, desc, "/length")?, desc, &[0..n])?
+        .into_dimensionality::<Ix1>()?;
+    let label = retrieve_i64(&open_array(store, desc, "/label")?, desc, &[0..n])?
+        .into_dimensionality::<Ix1>()?;
+    let split = retrieve_i64(&open_array(store, desc, "/split")?, desc, &[0..n])?
+        .into_dimensionality::<Ix1>()?;
     let mut series = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         let len = length[i];
         if len <= 0 || len as u64 > t {
-            return Err(zerr(desc, format!("/length[{i}] = {len} is outside 1..={t}")));
+            return Err(zerr(
+                desc,
+                format!("/length[{i}] = {len} is outside 1..={t}"),
+            ));
         }
         let len = len as usize;
         let ts = (0..len)
@@ -591,7 +716,10 @@ pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(store: &Ar
         None
     } else {
         if let Some(i) = label.iter().position(|&l| l < 0) {
-            return Err(zerr(desc, format!("/label[{i}] is missing (-1) while other samples are labelled")));
+            return Err(zerr(
+                desc,
+                format!("/label[{i}] is missing (-1) while other samples are labelled"),
+            ));
         }
         Some(label.iter().map(|&l| l as usize).collect())
     };
@@ -617,4 +745,3 @@ pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(store: &Ar
     }
     Ok(set)
 }
-

@@ -8,7 +8,9 @@ use sits_data::datasets::{self, DtwsatCube, SloveniaNdvi};
 use sits_data::Split;
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
 }
 
 #[test]
@@ -16,8 +18,14 @@ fn mato_grosso_pixel_series() {
     let set = datasets::mato_grosso(&data(datasets::MATO_GROSSO)).unwrap();
     assert_eq!(set.len(), 2115);
     assert_eq!(set.bands(), ["blue", "red", "nir", "mir", "evi", "ndvi"]);
-    assert!(set.series().iter().all(|s| s.len() == 23 && s.values.ncols() == 6));
-    assert_eq!(set.class_counts(), vec![400, 34, 138, 370, 398, 399, 88, 235, 53]);
+    assert!(set
+        .series()
+        .iter()
+        .all(|s| s.len() == 23 && s.values.ncols() == 6));
+    assert_eq!(
+        set.class_counts(),
+        vec![400, 34, 138, 370, 398, 399, 88, 235, 53]
+    );
     assert_eq!(set.class_names()[8], "Soy_Sunflower");
     let train = set.split(Split::Train).unwrap();
     let test = set.split(Split::Test).unwrap();
@@ -25,11 +33,21 @@ fn mato_grosso_pixel_series() {
     // sample 0: Pasture, 2013-09-14 .. 2014-08-29, first blue value 0.0538 (CSV)
     let s0 = &set.series()[0];
     assert_eq!(set.labels().unwrap()[0], 3);
-    assert_eq!(s0.times.first().unwrap().date(), NaiveDate::from_ymd_opt(2013, 9, 14).unwrap());
-    assert_eq!(s0.times.last().unwrap().date(), NaiveDate::from_ymd_opt(2014, 8, 29).unwrap());
+    assert_eq!(
+        s0.times.first().unwrap().date(),
+        NaiveDate::from_ymd_opt(2013, 9, 14).unwrap()
+    );
+    assert_eq!(
+        s0.times.last().unwrap().date(),
+        NaiveDate::from_ymd_opt(2014, 8, 29).unwrap()
+    );
     assert!((s0.values[[0, 0]] - 0.0538).abs() < 1e-6);
     // 16 distinct start dates
-    let mut starts: Vec<_> = set.series().iter().map(|s| s.times.first().unwrap()).collect();
+    let mut starts: Vec<_> = set
+        .series()
+        .iter()
+        .map(|s| s.times.first().unwrap())
+        .collect();
     starts.sort();
     starts.dedup();
     assert_eq!(starts.len(), 16);
@@ -39,14 +57,22 @@ fn mato_grosso_pixel_series() {
 fn dtwsat_cube_and_labelled_pixels() {
     let d = DtwsatCube::load(&data(datasets::DTWSAT_CUBE)).unwrap();
     assert_eq!(d.cube.shape(), (137, 6, 27, 37));
-    assert_eq!(d.cube.times().first().unwrap().date().to_string(), "2007-09-14");
+    assert_eq!(
+        d.cube.times().first().unwrap().date().to_string(),
+        "2007-09-14"
+    );
     assert_eq!(d.doy.dim(), (137, 27, 37));
     assert!(d.doy.iter().all(|&v| (1..=366).contains(&v)));
     assert_eq!(d.class_counts(), vec![68, 138, 79, 134, 184]);
     assert_eq!(d.samples.len(), 603);
     // NaN counts per band from the README: blue 52, evi 26
     let v = d.cube.values();
-    let nan = |c: usize| v.index_axis(ndarray::Axis(1), c).iter().filter(|x| x.is_nan()).count();
+    let nan = |c: usize| {
+        v.index_axis(ndarray::Axis(1), c)
+            .iter()
+            .filter(|x| x.is_nan())
+            .count()
+    };
     assert_eq!((nan(0), nan(4), nan(5)), (52, 26, 0));
     assert!(d.cube.geo().unwrap().crs.contains("Sinusoidal"));
     let set = d.labelled_series().unwrap();
@@ -77,7 +103,12 @@ fn slovenia_cube_clouds_and_labels() {
         (155, 11, 7601, 1777, 358, 198)
     );
     assert_eq!(s.class_names[8], "artificial surface");
-    let test_forest = s.split.iter().zip(&s.lulc).filter(|(sp, c)| **sp == 2 && **c == 2).count();
+    let test_forest = s
+        .split
+        .iter()
+        .zip(&s.lulc)
+        .filter(|(sp, c)| **sp == 2 && **c == 2)
+        .count();
     assert_eq!(test_forest, 1575);
     let mut parcels: Vec<i64> = s.parcel_id.iter().copied().collect();
     parcels.sort();
