@@ -133,16 +133,21 @@ impl BandStats {
             return f64::NAN;
         }
         let rank = (q.clamp(0.0, 100.0) / 100.0) * (self.count - 1) as f64;
-        let target = rank.floor() as u64;
+        let lo = rank.floor() as u64;
+        let hi = rank.ceil() as u64;
+        let (a, b) = (self.value_at_rank(lo), self.value_at_rank(hi));
+        a + (b - a) * (rank - lo as f64)
+    }
+
+    /// Estimate of the `k`-th smallest value (0-based): the centre of its bin, clamped
+    /// to the observed range (so within half a bin width of the true value).
+    fn value_at_rank(&self, k: u64) -> f64 {
         let mut seen = 0u64;
         for (&bin, &n) in &self.hist {
-            if seen + n > target {
-                // position inside the bin, spread evenly
-                let within = (rank - seen as f64 + 0.5) / n as f64;
-                let v = (bin as f64 + within.clamp(0.0, 1.0)) * self.resolution;
-                return v.clamp(self.min, self.max);
-            }
             seen += n;
+            if seen > k {
+                return ((bin as f64 + 0.5) * self.resolution).clamp(self.min, self.max);
+            }
         }
         self.max
     }
