@@ -17,7 +17,14 @@ use sits::sits_data::norm::NormStats;
 use sits::sits_data::zarr::{write_cube, CubeChunks, ZarrCube};
 use sits::sits_data::{Loader, LoaderConfig, Split};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let root = sits::bundled_data_dir();
     let device = Device::Cpu;
 

@@ -37,6 +37,7 @@ mod io_util;
 pub mod loader;
 pub mod norm;
 pub mod npy;
+pub mod open;
 pub mod pastis;
 pub mod samples;
 pub mod time;

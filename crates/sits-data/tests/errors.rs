@@ -6,7 +6,9 @@ use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::{CubeFolder, SampleSet};
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
 }
 
 /// Copies a bundled dataset folder into a scratch folder we can break.
@@ -27,7 +29,8 @@ fn edit(path: &Path, f: impl FnOnce(String) -> String) {
 }
 
 fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
 }
@@ -37,7 +40,10 @@ fn missing_file() {
     let (_d, dir) = copy(datasets::MATO_GROSSO);
     std::fs::remove_file(dir.join("timeseries.csv")).unwrap();
     let e = SampleSet::read_folder(&dir).unwrap_err().to_string();
-    assert!(e.contains("timeseries.csv") && e.contains("No such file"), "{e}");
+    assert!(
+        e.contains("timeseries.csv") && e.contains("No such file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -54,10 +60,15 @@ fn truncated_cube_array() {
 fn unsupported_dtype_in_labels() {
     let (_d, dir) = copy(datasets::SLOVENIA_NDVI);
     // a float label layer where integer class ids are expected
-    let lulc = sits_data::npy::read_npy(&dir.join("lulc.npy")).unwrap().to_f32();
+    let lulc = sits_data::npy::read_npy(&dir.join("lulc.npy"))
+        .unwrap()
+        .to_f32();
     sits_data::npy::write_npy(&dir.join("lulc.npy"), &lulc.view()).unwrap();
     let e = SloveniaNdvi::load(&dir).unwrap_err().to_string();
-    assert!(e.contains("lulc.npy") && e.contains("unsupported dtype"), "{e}");
+    assert!(
+        e.contains("lulc.npy") && e.contains("unsupported dtype"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -67,7 +78,10 @@ fn dates_count_differs_from_t() {
         m["dates"].as_array_mut().unwrap().pop();
     });
     let e = CubeFolder::read(&dir).unwrap_err().to_string();
-    assert!(e.contains("metadata.json") && e.contains("67 dates") && e.contains("T = 68"), "{e}");
+    assert!(
+        e.contains("metadata.json") && e.contains("67 dates") && e.contains("T = 68"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -78,7 +92,10 @@ fn unsorted_and_duplicate_timestamps() {
         d.swap(3, 4);
     });
     let e = CubeFolder::read(&dir).unwrap_err().to_string();
-    assert!(e.contains("metadata.json") && e.contains("`dates`") && e.contains("not sorted"), "{e}");
+    assert!(
+        e.contains("metadata.json") && e.contains("`dates`") && e.contains("not sorted"),
+        "{e}"
+    );
     edit_json(&dir.join("metadata.json"), |m| {
         let d = m["dates"].as_array_mut().unwrap();
         d.swap(3, 4);
@@ -89,19 +106,31 @@ fn unsorted_and_duplicate_timestamps() {
 
     // per-sample dates of a long table
     let (_d2, dir) = copy(datasets::MATO_GROSSO);
-    edit(&dir.join("timeseries.csv"), |t| t.replacen("0,1,2013-09-30", "0,1,2013-09-01", 1));
+    edit(&dir.join("timeseries.csv"), |t| {
+        t.replacen("0,1,2013-09-30", "0,1,2013-09-01", 1)
+    });
     let e = SampleSet::read_folder(&dir).unwrap_err().to_string();
-    assert!(e.contains("timeseries.csv sample id 0") && e.contains("not sorted"), "{e}");
+    assert!(
+        e.contains("timeseries.csv sample id 0") && e.contains("not sorted"),
+        "{e}"
+    );
 }
 
 #[test]
 fn nan_where_a_label_is_expected() {
     let (_d, dir) = copy(datasets::MATO_GROSSO);
-    edit(&dir.join("samples.csv"), |t| t.replacen("0,Pasture,3,", "0,Pasture,NaN,", 1));
+    edit(&dir.join("samples.csv"), |t| {
+        t.replacen("0,Pasture,3,", "0,Pasture,NaN,", 1)
+    });
     let e = SampleSet::read_folder(&dir).unwrap_err().to_string();
-    assert!(e.contains("samples.csv") && e.contains("label_index") && e.contains("line 2"), "{e}");
+    assert!(
+        e.contains("samples.csv") && e.contains("label_index") && e.contains("line 2"),
+        "{e}"
+    );
     let (_d, dir) = copy(datasets::MATO_GROSSO);
-    edit(&dir.join("samples.csv"), |t| t.replacen("0,Pasture,3,", "0,Pasture,,", 1));
+    edit(&dir.join("samples.csv"), |t| {
+        t.replacen("0,Pasture,3,", "0,Pasture,,", 1)
+    });
     let e = SampleSet::read_folder(&dir).unwrap_err().to_string();
     assert!(e.contains("label_index") && e.contains("line 2"), "{e}");
 }
@@ -111,13 +140,20 @@ fn corrupt_metadata() {
     let (_d, dir) = copy(datasets::DTWSAT_CUBE);
     edit(&dir.join("metadata.json"), |t| t[..t.len() / 2].to_string());
     let e = CubeFolder::read(&dir).unwrap_err().to_string();
-    assert!(e.contains("metadata.json") && e.contains("invalid JSON"), "{e}");
+    assert!(
+        e.contains("metadata.json") && e.contains("invalid JSON"),
+        "{e}"
+    );
     let (_d, dir) = copy(datasets::DTWSAT_CUBE);
-    edit_json(&dir.join("metadata.json"), |m| m["bands"] = serde_json::json!(["blue", "red"]));
+    edit_json(&dir.join("metadata.json"), |m| {
+        m["bands"] = serde_json::json!(["blue", "red"])
+    });
     let e = CubeFolder::read(&dir).unwrap_err().to_string();
     assert!(e.contains("band names") && e.contains("6 names"), "{e}");
     let (_d, dir) = copy(datasets::DTWSAT_CUBE);
-    edit_json(&dir.join("metadata.json"), |m| m["files"]["doy.npy"]["shape"] = serde_json::json!([137, 27, 36]));
+    edit_json(&dir.join("metadata.json"), |m| {
+        m["files"]["doy.npy"]["shape"] = serde_json::json!([137, 27, 36])
+    });
     let e = CubeFolder::read(&dir).unwrap_err().to_string();
     assert!(e.contains("doy.npy") && e.contains("[137, 27, 36]"), "{e}");
 }
@@ -125,9 +161,14 @@ fn corrupt_metadata() {
 #[test]
 fn sample_pixel_outside_the_cube() {
     let (_d, dir) = copy(datasets::DTWSAT_CUBE);
-    edit(&dir.join("samples.csv"), |t| t.replacen(",23,3,2011-09-01", ",27,3,2011-09-01", 1));
+    edit(&dir.join("samples.csv"), |t| {
+        t.replacen(",23,3,2011-09-01", ",27,3,2011-09-01", 1)
+    });
     let e = CubeFolder::read(&dir).unwrap_err().to_string();
-    assert!(e.contains("samples.csv line 2") && e.contains("pixel (27, 3)") && e.contains("27 rows"), "{e}");
+    assert!(
+        e.contains("samples.csv line 2") && e.contains("pixel (27, 3)") && e.contains("27 rows"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -136,7 +177,10 @@ fn window_and_band_errors_on_real_cube() {
     let e = s.cube.window(90, 90, 20, 5).unwrap_err().to_string();
     assert!(e.contains("rows 90..110") && e.contains("101 rows"), "{e}");
     let e = s.cube.select_bands(&["B08"]).unwrap_err().to_string();
-    assert!(e.contains("band `B08` not found") && e.contains("ndvi"), "{e}");
+    assert!(
+        e.contains("band `B08` not found") && e.contains("ndvi"),
+        "{e}"
+    );
     let e = s.cube.pixel_series(0, 100).unwrap_err().to_string();
     assert!(e.contains("pixel (0, 100)"), "{e}");
 }

@@ -7,7 +7,9 @@ use sits_data::gapfill::{fill_cube, fill_series, resample};
 use sits_data::norm::NormStats;
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
 }
 
 #[test]
@@ -15,7 +17,12 @@ fn band_statistics_match_a_direct_computation_and_invert() {
     let set = datasets::mato_grosso(&data(datasets::MATO_GROSSO)).unwrap();
     let stats = NormStats::of_samples(&set, 1e-4).unwrap();
     // direct two-pass computation for the ndvi band
-    let xs: Vec<f64> = set.series().iter().flat_map(|s| s.values.column(5).to_vec()).map(f64::from).collect();
+    let xs: Vec<f64> = set
+        .series()
+        .iter()
+        .flat_map(|s| s.values.column(5).to_vec())
+        .map(f64::from)
+        .collect();
     let mean = xs.iter().sum::<f64>() / xs.len() as f64;
     let std = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
     assert_eq!(stats.count[5], 2115 * 23);
@@ -24,20 +31,39 @@ fn band_statistics_match_a_direct_computation_and_invert() {
     let mut sorted = xs.clone();
     sorted.sort_by(f64::total_cmp);
     let rank = 0.98 * (sorted.len() - 1) as f64;
-    let exact = sorted[rank.floor() as usize] + (sorted[rank.ceil() as usize] - sorted[rank.floor() as usize]) * rank.fract();
-    assert!((stats.p98[5] as f64 - exact).abs() <= 1e-4, "{} vs {exact}", stats.p98[5]);
+    let exact = sorted[rank.floor() as usize]
+        + (sorted[rank.ceil() as usize] - sorted[rank.floor() as usize]) * rank.fract();
+    assert!(
+        (stats.p98[5] as f64 - exact).abs() <= 1e-4,
+        "{} vs {exact}",
+        stats.p98[5]
+    );
 
     let mut normed = set.clone();
     stats.apply_samples(&mut normed).unwrap();
     let after = NormStats::of_samples(&normed, 1e-4).unwrap();
-    assert!(after.mean.iter().all(|m| m.abs() < 1e-4), "{:?}", after.mean);
-    assert!(after.std.iter().all(|s| (s - 1.0).abs() < 1e-4), "{:?}", after.std);
+    assert!(
+        after.mean.iter().all(|m| m.abs() < 1e-4),
+        "{:?}",
+        after.mean
+    );
+    assert!(
+        after.std.iter().all(|s| (s - 1.0).abs() < 1e-4),
+        "{:?}",
+        after.std
+    );
     stats.invert_samples(&mut normed).unwrap();
     let max_err = normed
         .series()
         .iter()
         .zip(set.series())
-        .flat_map(|(a, b)| a.values.iter().zip(b.values.iter()).map(|(x, y)| (x - y).abs()).collect::<Vec<_>>())
+        .flat_map(|(a, b)| {
+            a.values
+                .iter()
+                .zip(b.values.iter())
+                .map(|(x, y)| (x - y).abs())
+                .collect::<Vec<_>>()
+        })
         .fold(0f32, f32::max);
     assert!(max_err < 1e-5, "{max_err}");
 }
@@ -49,8 +75,12 @@ fn cube_statistics_skip_clouds() {
     let valid = s.cube.validity();
     assert_eq!(stats.count[0], valid.iter().filter(|v| **v).count() as u64);
     let vals = s.cube.values();
-    let clear: Vec<f64> =
-        vals.iter().zip(valid.iter()).filter(|(_, v)| **v).map(|(x, _)| *x as f64).collect();
+    let clear: Vec<f64> = vals
+        .iter()
+        .zip(valid.iter())
+        .filter(|(_, v)| **v)
+        .map(|(x, _)| *x as f64)
+        .collect();
     let mean = clear.iter().sum::<f64>() / clear.len() as f64;
     assert!((stats.mean[0] as f64 - mean).abs() < 1e-5);
 }
@@ -79,7 +109,10 @@ fn gap_filling_real_cloudy_cube() {
             let prev = (0..t).rev().find(|&i| px.valid[i]);
             let next = (t + 1..px.valid.len()).find(|&i| px.valid[i]);
             if let (Some(p), Some(n)) = (prev, next) {
-                let (lo, hi) = (px.values[[p, 0]].min(px.values[[n, 0]]), px.values[[p, 0]].max(px.values[[n, 0]]));
+                let (lo, hi) = (
+                    px.values[[p, 0]].min(px.values[[n, 0]]),
+                    px.values[[p, 0]].max(px.values[[n, 0]]),
+                );
                 assert!(filled.values[[t, 0]] >= lo - 1e-6 && filled.values[[t, 0]] <= hi + 1e-6);
             }
         }
@@ -90,7 +123,11 @@ fn gap_filling_real_cloudy_cube() {
 fn dtwsat_series_fill_and_resample() {
     let d = datasets::DtwsatCube::load(&data(datasets::DTWSAT_CUBE)).unwrap();
     let set = d.labelled_series().unwrap();
-    let with_nan = set.series().iter().position(|s| s.validity().contains(&false)).unwrap();
+    let with_nan = set
+        .series()
+        .iter()
+        .position(|s| s.validity().contains(&false))
+        .unwrap();
     let mut s = set.series()[with_nan].clone();
     let n = fill_series(&mut s).unwrap();
     assert!(n >= 1);

@@ -1,0 +1,138 @@
+//! Prints what a dataset holds: kind, shape, first and last date, bands, classes.
+//!
+//! ```text
+//! cargo run --release --example inspect -- PATH
+//! ```
+//! PATH is a sample-table folder, a cube folder, a PASTIS folder or a Zarr store.
+
+use std::path::PathBuf;
+
+use sits::sits_data::open::{open, Opened};
+use sits::sits_data::zarr::ZarrContent;
+use sits::sits_data::{SampleSet, Timestamps};
+
+fn dates(t: &Timestamps) -> String {
+    let iso = t.to_iso();
+    format!(
+        "{} .. {} ({} dates)",
+        iso.first().map_or("-", String::as_str),
+        iso.last().map_or("-", String::as_str),
+        t.len()
+    )
+}
+
+fn print_classes(names: &[String], counts: &[usize]) {
+    for (i, (name, n)) in names.iter().zip(counts).enumerate() {
+        if !name.is_empty() || *n > 0 {
+            println!("  class {i:>2} {name:<22} {n:>6}");
+        }
+    }
+}
+
+fn print_samples(set: &SampleSet) {
+    let first = set.series().iter().filter_map(|s| s.times.first()).min();
+    let last = set.series().iter().filter_map(|s| s.times.last()).max();
+    let min_len = set.series().iter().map(|s| s.len()).min().unwrap_or(0);
+    println!("kind:   pixel sample set");
+    println!(
+        "shape:  {} series x {}..{} dates x {} bands",
+        set.len(),
+        min_len,
+        set.max_len(),
+        set.bands().len()
+    );
+    if let (Some(a), Some(b)) = (first, last) {
+        println!("dates:  {a} .. {b}");
+    }
+    println!("bands:  {:?}", set.bands());
+    if set.labels().is_some() {
+        print_classes(set.class_names(), &set.class_counts());
+    } else {
+        println!("labels: none");
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let path: PathBuf = std::env::args_os().nth(1).map(PathBuf::from).ok_or(
+        "usage: inspect PATH (sample-set folder, cube folder, PASTIS folder or Zarr store)",
+    )?;
+    println!("path:   {}", path.display());
+    match open(&path)? {
+        Opened::Samples(set) | Opened::Zarr(ZarrContent::Samples(set)) => print_samples(&set),
+        Opened::Cube(f) => {
+            let (t, c, h, w) = f.cube.shape();
+            println!("kind:   datacube folder");
+            println!("shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)");
+            println!("dates:  {}", dates(f.cube.times()));
+            println!("bands:  {:?}", f.cube.bands());
+            let valid = f.cube.validity();
+            let clear = valid.iter().filter(|v| **v).count();
+            println!(
+                "valid:  {:.1} % of pixel-dates",
+                100.0 * clear as f64 / valid.len().max(1) as f64
+            );
+            println!("layers: {:?}", f.layers.keys().collect::<Vec<_>>());
+            if !f.samples.is_empty() {
+                let mut counts = vec![0; f.class_names.len()];
+                f.samples
+                    .iter()
+                    .filter_map(|s| s.label)
+                    .for_each(|l| counts[l] += 1);
+                println!("labelled pixels: {}", f.samples.len());
+                print_classes(&f.class_names, &counts);
+            } else if let Some(layer) = ["lulc", "labels", "label", "target"]
+                .iter()
+                .find_map(|n| f.layers.get(*n))
+            {
+                let ids = layer.to_i64(&f.path)?;
+                let n = f
+                    .class_names
+                    .len()
+                    .max(ids.iter().copied().max().unwrap_or(0) as usize + 1);
+                let mut counts = vec![0; n];
+                ids.iter()
+                    .filter(|&&v| v >= 0)
+                    .for_each(|&v| counts[v as usize] += 1);
+                println!("pixel labels:");
+                let mut names = f.class_names.clone();
+                names.resize(n, String::new());
+                print_classes(&names, &counts);
+            }
+        }
+        Opened::Zarr(ZarrContent::Cube(z)) => {
+            let [t, c, h, w] = z.shape();
+            println!("kind:   datacube Zarr store");
+            println!(
+                "shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W), chunks {:?}",
+                z.chunk_shape()?
+            );
+            println!("dates:  {}", dates(z.times()));
+            println!("bands:  {:?}", z.bands());
+        }
+        Opened::Pastis(p) => {
+            println!("kind:   PASTIS folder");
+            println!("patches: {}", p.patches().len());
+            for fold in 1..=5u8 {
+                println!(
+                    "  fold {fold}: {} patches",
+                    p.patches_in_folds(&[fold]).len()
+                );
+            }
+            if let (Some(a), Some(b)) = (
+                p.patches().iter().filter_map(|x| x.dates.first()).min(),
+                p.patches().iter().filter_map(|x| x.dates.last()).max(),
+            ) {
+                println!("dates:  {a} .. {b}");
+            }
+            println!("bands:  {:?}", sits::sits_data::pastis::S2_BANDS);
+        }
+    }
+    Ok(())
+}
