@@ -522,9 +522,18 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
             cube = cube.with_geo(Some(geo.shifted(rows.start, cols.start)));
         }
         if let Some(v) = &self.valid {
-            let m: Array3<bool> = retrieve_i64(v, &self.desc, &[r(&times), r(&rows), r(&cols)])?
-                .into_dimensionality::<Ix3>()?
-                .mapv(|x| x != 0);
+            let ranges = [r(&times), r(&rows), r(&cols)];
+            let dt = v.data_type();
+            let m: ArrayD<bool> = if *dt == data_type::uint8() || *dt == data_type::bool() {
+                // one pass from the stored bytes (the common case)
+                let a: ArrayD<u8> = v
+                    .retrieve_array_subset(&ranges.as_slice())
+                    .map_err(|e| zerr(&self.desc, format!("/valid: {e}")))?;
+                a.mapv(|x| x != 0)
+            } else {
+                retrieve_i64(v, &self.desc, &ranges)?.mapv(|x| x != 0)
+            };
+            let m: Array3<bool> = m.into_dimensionality::<Ix3>()?;
             cube = cube.with_valid(m)?;
         }
         Ok(cube)

@@ -1,6 +1,8 @@
 //! The three bundled real datasets load through the public API with the shapes, dates
 //! and class counts their READMEs state.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use chrono::NaiveDate;

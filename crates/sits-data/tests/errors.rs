@@ -1,5 +1,7 @@
 //! Every kind of bad input gets an error that names the file and the field.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use sits_data::datasets::{self, SloveniaNdvi};

@@ -1,5 +1,7 @@
 //! The loader: padding, masks, labels, determinism across thread counts.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! `.npy` files written by numpy (see tests/fixtures/make_fixtures.py).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use sits_data::npy::{read_npy, read_npy_header, NpyArray, NpyDtype};

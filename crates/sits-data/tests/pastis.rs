@@ -1,5 +1,7 @@
 //! The PASTIS layout on a small fixture made by tests/fixtures/make_fixtures.py.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

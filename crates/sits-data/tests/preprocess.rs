@@ -1,5 +1,7 @@
 //! Normalisation and gap filling on the bundled real data.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use sits_data::datasets::{self, SloveniaNdvi};

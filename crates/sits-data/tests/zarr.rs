@@ -1,5 +1,7 @@
 //! Zarr: round trips, chunk-selective reads, stores written by zarr-python, bad stores.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
