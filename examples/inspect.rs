@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use sits::sits_data::open::{open, Opened};
-use sits::sits_data::zarr::ZarrContent;
 use sits::sits_data::{SampleSet, Timestamps};
 
 fn dates(t: &Timestamps) -> String {
@@ -65,7 +64,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("path:   {}", path.display());
     match open(&path)? {
-        Opened::Samples(set) | Opened::Zarr(ZarrContent::Samples(set)) => print_samples(&set),
+        Opened::Samples(set) => print_samples(&set),
         Opened::Cube(f) => {
             let (t, c, h, w) = f.cube.shape();
             println!("kind:   datacube folder");
@@ -106,7 +105,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 print_classes(&names, &counts);
             }
         }
-        Opened::Zarr(ZarrContent::Cube(z)) => {
+        Opened::ZarrCube(z) => {
             let [t, c, h, w] = z.shape();
             println!("kind:   datacube Zarr store");
             println!(

@@ -44,7 +44,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!("note: extra layers {skipped:?} are not converted");
             }
         }
-        Opened::Zarr(_) => return Err("the input is already a Zarr store".into()),
+        Opened::ZarrCube(_) => return Err("the input is already a Zarr store".into()),
         Opened::Pastis(_) => {
             return Err("PASTIS folders hold one cube per patch; convert patches one by one".into())
         }

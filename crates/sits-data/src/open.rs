@@ -6,17 +6,20 @@ use crate::error::{DataError, Result};
 use crate::folder::CubeFolder;
 use crate::pastis::Pastis;
 use crate::samples::SampleSet;
-use crate::zarr::{self, ZarrContent};
+use zarrs::filesystem::FilesystemStore;
+
+use crate::zarr::{self, ZarrContent, ZarrCube};
 
 /// What [`open`] found.
 #[derive(Debug)]
 pub enum Opened {
-    /// A sample-table folder (`samples.csv` + `timeseries.csv`).
-    Samples(SampleSet),
+    /// A sample-table folder (`samples.csv` + `timeseries.csv`) or a sample-set Zarr
+    /// store.
+    Samples(Box<SampleSet>),
     /// A cube folder (`metadata.json` + `.npy` arrays).
     Cube(Box<CubeFolder>),
-    /// A Zarr store in this crate's layout.
-    Zarr(ZarrContent),
+    /// A cube Zarr store (opened; read windows on demand).
+    ZarrCube(Box<ZarrCube<FilesystemStore>>),
     /// A PASTIS-layout folder.
     Pastis(Pastis),
 }
@@ -33,11 +36,14 @@ pub fn open(path: &Path) -> Result<Opened> {
     }
     let has = |f: &str| path.join(f).exists();
     if has("zarr.json") || has(".zgroup") {
-        Ok(Opened::Zarr(zarr::open_path(path)?))
+        Ok(match zarr::open_path(path)? {
+            ZarrContent::Cube(z) => Opened::ZarrCube(z),
+            ZarrContent::Samples(s) => Opened::Samples(Box::new(s)),
+        })
     } else if has("metadata.geojson") {
         Ok(Opened::Pastis(Pastis::open(path)?))
     } else if has("timeseries.csv") {
-        Ok(Opened::Samples(SampleSet::read_folder(path)?))
+        Ok(Opened::Samples(Box::new(SampleSet::read_folder(path)?)))
     } else if has("metadata.json") {
         Ok(Opened::Cube(Box::new(CubeFolder::read(path)?)))
     } else {

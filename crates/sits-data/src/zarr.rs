@@ -168,6 +168,7 @@ fn write_root<S: ReadableWritableListableStorageTraits + ?Sized + 'static>(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // a private helper; every argument is a distinct array property
 fn write_array<S, T>(
     store: &Arc<S>,
     desc: &str,
@@ -654,7 +655,7 @@ pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'sta
 #[derive(Debug)]
 pub enum ZarrContent {
     /// A cube store (opened, not read).
-    Cube(ZarrCube<FilesystemStore>),
+    Cube(Box<ZarrCube<FilesystemStore>>),
     /// A sample-set store (read).
     Samples(SampleSet),
 }
@@ -665,7 +666,7 @@ pub fn open_path(path: &Path) -> Result<ZarrContent> {
     let desc = path.display().to_string();
     let attrs = read_attrs(&store, &desc)?;
     match attrs.kind.as_str() {
-        "datacube" => Ok(ZarrContent::Cube(ZarrCube::open(store, &desc)?)),
+        "datacube" => Ok(ZarrContent::Cube(Box::new(ZarrCube::open(store, &desc)?))),
         "samples" => Ok(ZarrContent::Samples(read_samples_from(&store, &desc)?)),
         k => Err(zerr(&desc, format!("unknown sits.kind {k:?}"))),
     }
@@ -690,11 +691,13 @@ pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(
     let values = retrieve_f32(&values, desc, &[0..n, 0..t, 0..c])?.into_dimensionality::<Ix3>()?;
     let times = retrieve_i64(&open_array(store, desc, "/times")?, desc, &[0..n, 0..t])?
         .into_dimensionality::<Ix2>()?;
-    let length = retrieve_i64(&open_array(store, desc, "/length")?, desc, &[0..n])?
+    let whole = 0..n;
+    let all = std::slice::from_ref(&whole);
+    let length = retrieve_i64(&open_array(store, desc, "/length")?, desc, all)?
         .into_dimensionality::<Ix1>()?;
-    let label = retrieve_i64(&open_array(store, desc, "/label")?, desc, &[0..n])?
+    let label = retrieve_i64(&open_array(store, desc, "/label")?, desc, all)?
         .into_dimensionality::<Ix1>()?;
-    let split = retrieve_i64(&open_array(store, desc, "/split")?, desc, &[0..n])?
+    let split = retrieve_i64(&open_array(store, desc, "/split")?, desc, all)?
         .into_dimensionality::<Ix1>()?;
     let mut series = Vec::with_capacity(n as usize);
     for i in 0..n as usize {

@@ -1,7 +1,7 @@
 //! The three bundled real datasets load through the public API with the shapes, dates
 //! and class counts their READMEs state.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::PathBuf;
 

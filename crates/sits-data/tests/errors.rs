@@ -1,6 +1,6 @@
 //! Every kind of bad input gets an error that names the file and the field.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The loader: padding, masks, labels, determinism across thread counts.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,7 +152,7 @@ proptest! {
         for (i, &l) in lens.iter().enumerate() {
             for t in 0..t_max {
                 prop_assert_eq!(pad[i][t], u8::from(t >= l));
-                let expect_valid = t < l && !(t == nan);
+                let expect_valid = t < l && t != nan;
                 prop_assert_eq!(valid[i][t], u8::from(expect_valid));
                 if t < l {
                     prop_assert_eq!(days[i][t], (1 + i + 5 * t) as f32);

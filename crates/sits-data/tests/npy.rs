@@ -1,6 +1,6 @@
 //! `.npy` files written by numpy (see tests/fixtures/make_fixtures.py).
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The PASTIS layout on a small fixture made by tests/fixtures/make_fixtures.py.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Normalisation and gap filling on the bundled real data.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::PathBuf;
 

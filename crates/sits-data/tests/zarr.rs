@@ -1,6 +1,6 @@
 //! Zarr: round trips, chunk-selective reads, stores written by zarr-python, bad stores.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
