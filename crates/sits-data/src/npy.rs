@@ -657,7 +657,7 @@ mod tests {
         assert_eq!(b, NpyArray::Bool(a));
         let a = ArrayD::from_shape_vec(IxDyn(&[]), vec![7i64]).unwrap();
         let enc = encode_npy(&a.view());
-        assert_eq!(enc.len(), 64 + 8); // header padded to 64 bytes, then one i64
+        assert_eq!(enc.len() % 64, 8); // data starts on a 64-byte boundary, then one i64
         assert_eq!(decode_npy(Path::new("r"), &enc).unwrap(), NpyArray::I64(a));
     }
 }
