@@ -78,8 +78,7 @@ pub fn fill_series(series: &mut Series) -> Result<usize> {
     let days = day_positions(&series.times);
     let missing = valid.iter().filter(|v| !**v).count();
     for band in series.values.axis_iter_mut(Axis(1)) {
-        let band_valid: Vec<bool> = valid.clone();
-        if fill_band(band, &band_valid, &days).is_none() {
+        if fill_band(band, &valid, &days).is_none() {
             return Err(DataError::Empty(
                 "valid observations of a series to gap-fill".into(),
             ));

@@ -234,7 +234,6 @@ fn npy_err(path: &Path, reason: impl Into<String>) -> DataError {
 
 /// Reads only the header of a `.npy` file (cheap: does not read the data).
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut head = Vec::new();
     // 12 bytes is enough for the preamble; headers are at most a few kB in practice,
@@ -248,7 +247,6 @@ pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
         let m = read_up_to(&mut f, &mut rest).map_err(|e| DataError::io(path, e))?;
         head.extend_from_slice(&rest[..m]);
     }
-    let _ = f.read(&mut []);
     parse_header(path, &head)
 }
 
