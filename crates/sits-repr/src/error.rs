@@ -24,7 +24,9 @@ pub enum ReprError {
         got: Vec<usize>,
     },
     /// A NaN or infinite value where the computation needs finite numbers.
-    #[error("{what}: non-finite value at {location}; gap-fill the series first (sits_data::gapfill)")]
+    #[error(
+        "{what}: non-finite value at {location}; gap-fill the series first (sits_data::gapfill)"
+    )]
     NonFinite {
         /// Which array.
         what: String,
@@ -32,7 +34,9 @@ pub enum ReprError {
         location: String,
     },
     /// A spectral band an index needs is missing.
-    #[error("index {index} needs a `{role}` band; none of {tried:?} is among the bands {available:?}")]
+    #[error(
+        "index {index} needs a `{role}` band; none of {tried:?} is among the bands {available:?}"
+    )]
     MissingBand {
         /// The spectral index.
         index: String,

@@ -92,7 +92,11 @@ impl GramianAngularField {
         let bounds = paa_bounds(t, s, self.overlapping);
         let reduced: Vec<Vec<f64>> = xs.par_chunks(t).map(|r| paa(r, &bounds)).collect();
         if self.sample_range.is_none() {
-            if let Some(v) = reduced.iter().flatten().find(|v| !(-1.0..=1.0).contains(*v)) {
+            if let Some(v) = reduced
+                .iter()
+                .flatten()
+                .find(|v| !(-1.0..=1.0).contains(*v))
+            {
                 return Err(param(
                     "sample_range",
                     format!("is None, so every value must lie in [-1, 1]; found {v}"),
@@ -188,7 +192,10 @@ impl MarkovTransitionField {
         check_finite(xs, t, "Markov transition field input")?;
         let (start, end): (Vec<usize>, Vec<usize>) = if t % s == 0 {
             let w = t / s;
-            ((0..s).map(|k| k * w).collect(), (0..s).map(|k| (k + 1) * w).collect())
+            (
+                (0..s).map(|k| k * w).collect(),
+                (0..s).map(|k| (k + 1) * w).collect(),
+            )
         } else {
             paa_bounds(t, s, self.overlapping).expect("t % s != 0 implies windows > 1")
         };
@@ -233,7 +240,10 @@ impl MarkovTransitionField {
             BinStrategy::Quantile => {
                 let qs = linspace(0.0, 100.0, nb + 1);
                 let mut scratch = v.clone();
-                qs[1..nb].iter().map(|&q| percentile(&mut scratch, q)).collect()
+                qs[1..nb]
+                    .iter()
+                    .map(|&q| percentile(&mut scratch, q))
+                    .collect()
             }
             BinStrategy::Uniform => {
                 let min = v.iter().copied().fold(f64::INFINITY, f64::min);

@@ -119,14 +119,20 @@ pub(crate) fn segmentation(
             .map(|b| b as usize)
             .collect();
         let start = (0..segments).map(|k| k * window - overlaps[k]).collect();
-        let end = (0..segments).map(|k| (k + 1) * window - overlaps[k]).collect();
+        let end = (0..segments)
+            .map(|k| (k + 1) * window - overlaps[k])
+            .collect();
         (start, end)
     }
 }
 
 /// Window bounds that reduce a series of `n` values to `size` values (pyts' PAA with
 /// `output_size = size`); `None` when no reduction is needed.
-pub(crate) fn paa_bounds(n: usize, size: usize, overlapping: bool) -> Option<(Vec<usize>, Vec<usize>)> {
+pub(crate) fn paa_bounds(
+    n: usize,
+    size: usize,
+    overlapping: bool,
+) -> Option<(Vec<usize>, Vec<usize>)> {
     let (q, r) = (n / size, n % size);
     let window = if r == 0 { q } else { q + 1 };
     if window == 1 {

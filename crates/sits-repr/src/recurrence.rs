@@ -96,10 +96,16 @@ impl RecurrencePlot {
         }
         match self.threshold {
             Threshold::Point(p) | Threshold::Distance(p) if !(0.0..=100.0).contains(&p) => {
-                return Err(param("threshold", format!("percentage {p} is not in [0, 100]")))
+                return Err(param(
+                    "threshold",
+                    format!("percentage {p} is not in [0, 100]"),
+                ))
             }
             Threshold::Value(v) if !(v > 0.0 && v.is_finite()) => {
-                return Err(param("threshold", format!("fixed threshold {v} must be > 0")))
+                return Err(param(
+                    "threshold",
+                    format!("fixed threshold {v} must be > 0"),
+                ))
             }
             _ => {}
         }
@@ -286,7 +292,9 @@ mod tests {
     // Golden values of ANCHORS.md §6.1 (pyts 0.14.1 on float64 input).
     #[test]
     fn anchors_distance_rows() {
-        let d = RecurrencePlot::default().transform(golden().view()).unwrap();
+        let d = RecurrencePlot::default()
+            .transform(golden().view())
+            .unwrap();
         let row0 = [0.0, 0.3, 0.25, 0.7, 0.65, 0.1];
         let row1 = [0.3, 0.0, 0.05, 0.4, 0.35, 0.2];
         for j in 0..6 {
@@ -302,7 +310,10 @@ mod tests {
             ..Default::default()
         };
         let r10 = rp(10.0).transform(golden().view()).unwrap();
-        assert!(r10.iter().all(|&v| v == 0.0), "10th percentile is 0 and 0 < 0 is false");
+        assert!(
+            r10.iter().all(|&v| v == 0.0),
+            "10th percentile is 0 and 0 < 0 is false"
+        );
         let r20 = rp(20.0).transform(golden().view()).unwrap();
         assert_eq!(ones(&r20), (0..6).map(|i| (i, i)).collect::<Vec<_>>());
     }
@@ -314,7 +325,17 @@ mod tests {
             ..Default::default()
         };
         let r = rp.transform(golden().view()).unwrap();
-        let mut want = vec![(0, 0), (0, 5), (1, 1), (1, 2), (2, 2), (3, 3), (3, 4), (4, 4), (5, 5)];
+        let mut want = vec![
+            (0, 0),
+            (0, 5),
+            (1, 1),
+            (1, 2),
+            (2, 2),
+            (3, 3),
+            (3, 4),
+            (4, 4),
+            (5, 5),
+        ];
         let sym: Vec<_> = want.iter().map(|&(i, j)| (j, i)).collect();
         want.extend(sym);
         want.sort();
@@ -359,7 +380,10 @@ mod tests {
             time_delay: Size::Count(2),
             ..Default::default()
         };
-        assert!(rp.transform(golden().view()).is_err(), "span 6 leaves no trajectory");
+        assert!(
+            rp.transform(golden().view()).is_err(),
+            "span 6 leaves no trajectory"
+        );
         let mut small = vec![0f32; 3];
         assert!(RecurrencePlot::default()
             .transform_into(golden().view(), &mut small)

@@ -48,7 +48,11 @@ fn every_pyts_case_matches() {
     let cases: Value =
         serde_json::from_str(&std::fs::read_to_string(dir().join("cases.json")).unwrap()).unwrap();
     let cases = cases["cases"].as_array().unwrap();
-    assert!(cases.len() >= 60, "fixture list is incomplete: {}", cases.len());
+    assert!(
+        cases.len() >= 60,
+        "fixture list is incomplete: {}",
+        cases.len()
+    );
     let mut by_kind = std::collections::BTreeMap::new();
     for c in cases {
         let name = c["name"].as_str().unwrap();
@@ -73,19 +77,26 @@ fn every_pyts_case_matches() {
                     time_delay: size(p.get("time_delay"), Size::Count(1)),
                     threshold,
                 };
-                (rp.transform(x.view()).unwrap(), threshold != Threshold::None)
+                (
+                    rp.transform(x.view()).unwrap(),
+                    threshold != Threshold::None,
+                )
             }
             "gaf" => {
                 let g = GramianAngularField {
                     image_size: size(p.get("image_size"), Size::Fraction(1.0)),
-                    sample_range: p.get("sample_range").map(|r| {
-                        (r[0].as_f64().unwrap(), r[1].as_f64().unwrap())
-                    }).or(Some((-1.0, 1.0))),
+                    sample_range: p
+                        .get("sample_range")
+                        .map(|r| (r[0].as_f64().unwrap(), r[1].as_f64().unwrap()))
+                        .or(Some((-1.0, 1.0))),
                     method: match p.get("method").and_then(Value::as_str) {
                         Some("difference") => GafMethod::Difference,
                         _ => GafMethod::Summation,
                     },
-                    overlapping: p.get("overlapping").and_then(Value::as_bool).unwrap_or(false),
+                    overlapping: p
+                        .get("overlapping")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                 };
                 (g.transform(x.view()).unwrap(), false)
             }
@@ -97,7 +108,10 @@ fn every_pyts_case_matches() {
                         Some("uniform") => BinStrategy::Uniform,
                         _ => BinStrategy::Quantile,
                     },
-                    overlapping: p.get("overlapping").and_then(Value::as_bool).unwrap_or(false),
+                    overlapping: p
+                        .get("overlapping")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                 };
                 (m.transform(x.view()).unwrap(), false)
             }
