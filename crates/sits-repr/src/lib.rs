@@ -24,10 +24,12 @@ pub mod error;
 pub mod fields;
 pub mod indices;
 pub mod numeric;
+pub mod planar;
 pub mod recurrence;
 
 pub use error::{ReprError, Result};
 pub use fields::{GafMethod, GramianAngularField, MarkovTransitionField};
 pub use indices::SpectralIndex;
 pub use numeric::Size;
+pub use planar::{curve_order, planar_image, Curve};
 pub use recurrence::{RecurrencePlot, Threshold};
