@@ -28,6 +28,7 @@
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle through `sits-core`. Data
 //!   preparation always runs on the CPU; batches are created on the device you pass.
 
+pub mod augment;
 pub mod cube;
 pub mod datasets;
 pub mod error;
