@@ -11,6 +11,7 @@
 //! - [`planar`]: Deep-STaR planar images of a cube region (pixels ordered along a
 //!   Hilbert curve × dates), x-t / y-t / oblique slices, random-walk images, and
 //!   local views (patches) usable as tokens.
+//! - [`views`]: the PIMC multi-index recurrence images and planar-view positive pairs.
 //! - [`render`]: colour maps and PNG output for looking at any of these.
 //!
 //! Every function takes `ndarray` views and returns `ndarray` arrays, so the output
@@ -26,6 +27,8 @@ pub mod indices;
 pub mod numeric;
 pub mod planar;
 pub mod recurrence;
+pub mod render;
+pub mod views;
 
 pub use error::{ReprError, Result};
 pub use fields::{GafMethod, GramianAngularField, MarkovTransitionField};
