@@ -148,15 +148,39 @@ fn check_order(order: &[(usize, usize)], h: usize, w: usize) -> Result<()> {
 pub fn planar_image(region: ArrayView4<'_, f32>, order: &[(usize, usize)]) -> Result<Array3<f32>> {
     let (t, c, h, w) = region.dim();
     check_order(order, h, w)?;
-    let mut out = Array3::<f32>::zeros((c, order.len(), t));
-    for (k, &(r, col)) in order.iter().enumerate() {
-        for ci in 0..c {
-            for ti in 0..t {
-                out[[ci, k, ti]] = region[[ti, ci, r, col]];
+    let n = order.len();
+    let mut out = Array3::<f32>::zeros((c, n, t));
+    let dst = out.as_slice_mut().expect("fresh array is contiguous");
+    gather_planar(region, order, (0, 0), dst);
+    Ok(out)
+}
+
+/// Writes the planar image of the window at `origin` into `dst` (`C·N·T` values).
+/// Loops run date by date over one `(H, W)` plane so that reads stay within a plane
+/// and writes within the `(N, T)` image of one band (cache-sized for usual regions).
+fn gather_planar(
+    values: ArrayView4<'_, f32>,
+    order: &[(usize, usize)],
+    origin: (usize, usize),
+    dst: &mut [f32],
+) {
+    let (t, c, h, w) = values.dim();
+    let n = order.len();
+    let std = values.as_standard_layout();
+    let src = std.as_slice().expect("standard layout");
+    let offsets: Vec<usize> = order
+        .iter()
+        .map(|&(r, col)| (origin.0 + r) * w + origin.1 + col)
+        .collect();
+    for ci in 0..c {
+        let img = &mut dst[ci * n * t..(ci + 1) * n * t];
+        for ti in 0..t {
+            let plane = &src[(ti * c + ci) * h * w..(ti * c + ci + 1) * h * w];
+            for (k, &off) in offsets.iter().enumerate() {
+                img[k * t + ti] = plane[off];
             }
         }
     }
-    Ok(out)
 }
 
 /// The validity mask `(T, H, W)` of a region in planar layout `(N, T)`.
@@ -360,6 +384,26 @@ pub fn planar_batch(
     size: usize,
     curve: Curve,
 ) -> Result<Array4<f32>> {
+    let (t, c, _, _) = values.dim();
+    let mut out = Array4::<f32>::zeros((origins.len(), c, size * size, t));
+    planar_batch_into(
+        values,
+        origins,
+        size,
+        curve,
+        out.as_slice_mut().expect("fresh array is contiguous"),
+    )?;
+    Ok(out)
+}
+
+/// [`planar_batch`] into a caller-owned buffer of `B·C·size²·T` values.
+pub fn planar_batch_into(
+    values: ArrayView4<'_, f32>,
+    origins: &[(usize, usize)],
+    size: usize,
+    curve: Curve,
+    out: &mut [f32],
+) -> Result<()> {
     let (t, c, h, w) = values.dim();
     if let Some(o) = origins.iter().find(|o| o.0 + size > h || o.1 + size > w) {
         return Err(param(
@@ -368,27 +412,22 @@ pub fn planar_batch(
         ));
     }
     let order = curve_order(curve, size, size);
-    let n = order.len();
-    let mut out = Array4::<f32>::zeros((origins.len(), c, n, t));
-    let plane = c * n * t;
-    if plane == 0 {
-        return Ok(out);
-    }
-    out.as_slice_mut()
-        .expect("fresh array is contiguous")
-        .par_chunks_mut(plane)
-        .zip(origins.par_iter())
-        .for_each(|(dst, &(r0, c0))| {
-            for ci in 0..c {
-                for (k, &(r, col)) in order.iter().enumerate() {
-                    let base = (ci * n + k) * t;
-                    for ti in 0..t {
-                        dst[base + ti] = values[[ti, ci, r0 + r, c0 + col]];
-                    }
-                }
-            }
+    let plane = c * order.len() * t;
+    if out.len() != origins.len() * plane {
+        return Err(ReprError::Shape {
+            what: "planar batch output buffer".into(),
+            expected: format!("{} x {c} x {} x {t} values", origins.len(), order.len()),
+            got: vec![out.len()],
         });
-    Ok(out)
+    }
+    if plane == 0 {
+        return Ok(());
+    }
+    let std = values.as_standard_layout();
+    out.par_chunks_mut(plane)
+        .zip(origins.par_iter())
+        .for_each(|(dst, &origin)| gather_planar(std.view(), &order, origin, dst));
+    Ok(())
 }
 
 /// Mean of a planar image over its rows (pixels): `(C, T)`, the region's mean series.

@@ -147,6 +147,14 @@ impl RecurrencePlot {
                 .zip(xs.par_chunks(t))
                 .with_min_len(64)
                 .for_each(|(o, s)| distances_dim1_f32(s, o)),
+            (_, 1) => out
+                .par_chunks_mut(mm)
+                .zip(xs.par_chunks(t))
+                .with_min_len(16)
+                .for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |(xd, pairs), (o, s)| binary_dim1(&r, s, o, xd, pairs),
+                ),
             _ => out
                 .par_chunks_mut(mm)
                 .zip(xs.par_chunks(t))
@@ -205,8 +213,69 @@ fn distances_dim1_f32(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The `((n - m) / 2)`-style order statistic of the m² entries of a symmetric
+/// distance matrix with a zero diagonal, for NumPy's linear percentile. `pairs`
+/// holds the off-diagonal distances of `i < j` as the bits of non-negative f64
+/// values (whose order is the order of the bits) and is reordered.
+fn point_threshold(m: usize, p: f64, pairs: &mut [u64]) -> f64 {
+    // The m² entries are m diagonal zeros plus every off-diagonal distance twice,
+    // so the k-th smallest entry is 0 for k < m and otherwise the
+    // ((k - m) / 2)-th smallest pairwise distance.
+    let mut selected: Option<usize> = None;
+    percentile_by_rank(m * m, p, |k| {
+        if k < m {
+            return 0.0;
+        }
+        let idx = (k - m) / 2;
+        let bits = match selected {
+            Some(s) if s == idx => pairs[s],
+            Some(s) if idx == s + 1 => pairs[s + 1..].iter().copied().min().unwrap_or(u64::MAX),
+            _ => {
+                pairs.select_nth_unstable(idx);
+                selected = Some(idx);
+                pairs[idx]
+            }
+        };
+        f64::from_bits(bits)
+    })
+}
+
+/// Binary plot of one series for `dimension = 1`: the threshold from the pairwise
+/// differences (exact in f64), then one vectorisable comparison pass.
+fn binary_dim1(r: &Resolved, x: &[f32], out: &mut [f32], xd: &mut Vec<f64>, pairs: &mut Vec<u64>) {
+    let m = r.m;
+    xd.clear();
+    xd.extend(x.iter().map(|&v| v as f64));
+    let eps = match r.threshold {
+        Threshold::Value(v) => v,
+        // max |x_i - x_j| is max - min, rounded the same way.
+        Threshold::Distance(p) => {
+            let (lo, hi) = xd
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+                    (l.min(v), h.max(v))
+                });
+            p / 100.0 * (hi - lo)
+        }
+        Threshold::Point(p) => {
+            pairs.clear();
+            for i in 0..m {
+                let xi = xd[i];
+                pairs.extend(xd[i + 1..].iter().map(|&xj| (xi - xj).abs().to_bits()));
+            }
+            point_threshold(m, p, pairs)
+        }
+        Threshold::None => unreachable!("unthresholded plots take the f32 path"),
+    };
+    for (row, &xi) in out.chunks_exact_mut(m).zip(xd.iter()) {
+        for (o, &xj) in row.iter_mut().zip(xd.iter()) {
+            *o = if (xi - xj).abs() < eps { 1.0 } else { 0.0 };
+        }
+    }
+}
+
 /// Distances in f64 (the trajectory form), then thresholding, for one series.
-fn plot_general(r: &Resolved, x: &[f32], out: &mut [f32], d: &mut Vec<f64>, pairs: &mut Vec<f64>) {
+fn plot_general(r: &Resolved, x: &[f32], out: &mut [f32], d: &mut Vec<f64>, pairs: &mut Vec<u64>) {
     let m = r.m;
     debug_assert_eq!(x.len(), r.t);
     d.clear();
@@ -235,31 +304,11 @@ fn plot_general(r: &Resolved, x: &[f32], out: &mut [f32], d: &mut Vec<f64>, pair
         Threshold::Value(v) => v,
         Threshold::Distance(p) => p / 100.0 * d.iter().copied().fold(0.0, f64::max),
         Threshold::Point(p) => {
-            // The m² entries are m diagonal zeros plus every off-diagonal distance
-            // twice, so the k-th smallest entry is 0 for k < m and otherwise the
-            // ((k - m) / 2)-th smallest pairwise distance.
             pairs.clear();
             for i in 0..m {
-                pairs.extend_from_slice(&d[i * m + i + 1..(i + 1) * m]);
+                pairs.extend(d[i * m + i + 1..(i + 1) * m].iter().map(|v| v.to_bits()));
             }
-            let mut selected: Option<usize> = None;
-            percentile_by_rank(m * m, p, |k| {
-                if k < m {
-                    return 0.0;
-                }
-                let idx = (k - m) / 2;
-                match selected {
-                    Some(s) if s == idx => pairs[s],
-                    Some(s) if idx == s + 1 => {
-                        pairs[s + 1..].iter().copied().fold(f64::INFINITY, f64::min)
-                    }
-                    _ => {
-                        pairs.select_nth_unstable_by(idx, f64::total_cmp);
-                        selected = Some(idx);
-                        pairs[idx]
-                    }
-                }
-            })
+            point_threshold(m, p, pairs)
         }
     };
     for (o, v) in out.iter_mut().zip(d.iter()) {
