@@ -9,6 +9,8 @@
 //! pre-faulted once, as in the peer's "preallocated output" and memory-fill cases.
 //! `RP_N` changes the number of series.
 
+#![allow(clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::{Array2, Array4};
 use rand::{Rng, SeedableRng};
