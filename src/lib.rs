@@ -5,8 +5,8 @@
 //! | crate | what | status |
 //! | --- | --- | --- |
 //! | [`sits_core`] | [`SitsBatch`] and the shared traits | usable |
-//! | [`sits_data`] | datacubes, sample sets, `.npy`/Zarr/PASTIS/CSV readers, loader | usable |
-//! | [`sits_repr`] | indices, recurrence plots, planar slices | not started |
+//! | [`sits_data`] | datacubes, sample sets, `.npy`/Zarr/PASTIS/CSV readers, loader, augmentations | usable |
+//! | [`sits_repr`] | spectral indices, recurrence plots, GAF/MTF, planar images, PNG output | usable |
 //! | [`sits_models`] | L-TAE, U-TAE, transformers, TSViT | not started |
 //! | [`sits_ssl`] | SSL objectives, pretraining, evaluation | not started |
 //!
