@@ -62,6 +62,16 @@ fn save(img: &RgbImage, dir: &std::path::Path, name: &str, written: &mut Vec<Pat
     Ok(())
 }
 
+/// Band `band` of a planar image `(C, N, T)` as NDVI colours in [0, 1], 3x.
+fn ndvi_picture(img: &ndarray::Array3<f32>, band: usize) -> RgbImage {
+    RgbImage::from_array(
+        img.index_axis(Axis(0), band),
+        Colormap::Viridis,
+        Some((0.0, 1.0)),
+    )
+    .upscale(3)
+}
+
 fn safe(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -163,12 +173,7 @@ fn run() -> Res<()> {
     let order = curve_order(Curve::Hilbert, 16, 16);
     let img = planar_image(region.values(), &order)?;
     save(
-        &RgbImage::from_array(
-            img.index_axis(Axis(0), ndvi_band),
-            Colormap::Viridis,
-            Some((0.0, 1.0)),
-        )
-        .upscale(3),
+        &ndvi_picture(&img, ndvi_band),
         &out,
         "hilbert_dtwsat.png",
         &mut written,
@@ -198,24 +203,14 @@ fn run() -> Res<()> {
     let values = dtw.cube.values();
     let xt = xt_slice(values, 13)?;
     save(
-        &RgbImage::from_array(
-            xt.index_axis(Axis(0), ndvi_band),
-            Colormap::Viridis,
-            Some((0.0, 1.0)),
-        )
-        .upscale(3),
+        &ndvi_picture(&xt, ndvi_band),
         &out,
         "xt_dtwsat.png",
         &mut written,
     )?;
     let ob = oblique_slice(values, (13.0, 18.0), 30.0)?;
     save(
-        &RgbImage::from_array(
-            ob.index_axis(Axis(0), ndvi_band),
-            Colormap::Viridis,
-            Some((0.0, 1.0)),
-        )
-        .upscale(3),
+        &ndvi_picture(&ob, ndvi_band),
         &out,
         "oblique_dtwsat.png",
         &mut written,
@@ -223,12 +218,7 @@ fn run() -> Res<()> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let walks = random_walk_image(values, (13, 18), 8, 16, &mut rng)?;
     save(
-        &RgbImage::from_array(
-            walks.index_axis(Axis(0), ndvi_band),
-            Colormap::Viridis,
-            Some((0.0, 1.0)),
-        )
-        .upscale(3),
+        &ndvi_picture(&walks, ndvi_band),
         &out,
         "walks_dtwsat.png",
         &mut written,
