@@ -1,10 +1,20 @@
-//! Encoders for satellite image time series in candle: L-TAE and U-TAE
-//! (weight-compatible with the official PyTorch code), temporal transformers, U-BARN,
-//! TSViT, and task heads.
+//! Encoders for satellite image time series, in candle.
 //!
-//! **Status: not implemented yet.** This crate is reserved in the workspace layout;
-//! its content is specified in the project's issue "sits-models". Nothing here is
-//! usable today.
+//! - [`ltae::Ltae2d`] and [`utae::Utae`]: L-TAE2d and U-TAE as in
+//!   `VSainteuf/utae-paps`, with the PyTorch parameter names so that a safetensors
+//!   export of an official checkpoint loads without renaming; checked against
+//!   fixtures made by running the official code.
+//! - [`nn`]: reflect padding, BatchNorm with running statistics as buffers,
+//!   differentiable bilinear resizing.
 //!
 //! ## Feature flags
-//! None yet; `cuda`, `cudnn`, `mkl` and `metal` will forward to candle.
+//! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle. Pick the device at run time
+//!   with `candle_core::Device`; nothing in the API depends on the feature.
+
+pub mod ltae;
+pub mod nn;
+pub mod utae;
+
+pub use ltae::{Ltae2d, LtaeConfig, PositionalEncoder};
+pub use nn::{Buffers, Ctx};
+pub use utae::{AggregationMode, Utae, UtaeConfig};

@@ -1,0 +1,431 @@
+//! Building blocks shared by the models: reflect padding, convolutions with
+//! PyTorch's padding modes, BatchNorm with running statistics kept as buffers, and
+//! the store of those buffers.
+//!
+//! Trainable parameters live in a candle [`VarMap`](candle_nn::VarMap) (through a
+//! [`VarBuilder`]); non-trainable state (BatchNorm running mean/variance and
+//! `num_batches_tracked`) lives in [`Buffers`], so that an optimiser never sees it
+//! while a checkpoint still saves it under the PyTorch names.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Module, ModuleT, Result, Tensor, Var, D};
+use candle_nn::{Init, VarBuilder};
+
+/// Non-trainable tensors of a model (running statistics), by full parameter name.
+#[derive(Clone, Default)]
+pub struct Buffers {
+    inner: Arc<Mutex<BTreeMap<String, Var>>>,
+}
+
+impl std::fmt::Debug for Buffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Buffers")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+fn full_name(vb: &VarBuilder, name: &str) -> String {
+    let p = vb.prefix();
+    if p.is_empty() {
+        name.to_string()
+    } else {
+        format!("{p}.{name}")
+    }
+}
+
+impl Buffers {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The buffer `name` under `vb`'s prefix: read from `vb`'s backend when it has
+    /// it (a loaded checkpoint), otherwise created with `value` everywhere. Never
+    /// registered as a trainable variable.
+    pub fn get(
+        &self,
+        vb: &VarBuilder,
+        name: &str,
+        shape: &[usize],
+        value: f64,
+        dtype: DType,
+    ) -> Result<Var> {
+        let key = full_name(vb, name);
+        let mut map = self
+            .inner
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("buffer store poisoned".into()))?;
+        if let Some(v) = map.get(&key) {
+            return Ok(v.clone());
+        }
+        let t = if vb.contains_tensor(name) {
+            vb.get_unchecked_dtype(name, dtype)?.reshape(shape)?
+        } else {
+            Tensor::full(value, shape, vb.device())?.to_dtype(dtype)?
+        };
+        let var = Var::from_tensor(&t)?;
+        map.insert(key, var.clone());
+        Ok(var)
+    }
+
+    /// Names of the stored buffers, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// All buffers as `(name, tensor)`, sorted by name.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.inner
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Overwrites the buffers present in `tensors` (for instance after loading a
+    /// checkpoint into a model built on a fresh `VarMap`). Unknown names are errors.
+    pub fn set_from(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<usize> {
+        let map = self
+            .inner
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("buffer store poisoned".into()))?;
+        let mut n = 0;
+        for (k, v) in map.iter() {
+            if let Some(t) = tensors.get(k) {
+                v.set(&t.to_dtype(v.dtype())?.reshape(v.shape())?)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Model-building context: the parameter builder plus the buffer store.
+#[derive(Clone)]
+pub struct Ctx<'a> {
+    /// Trainable parameters.
+    pub vb: VarBuilder<'a>,
+    /// Running statistics.
+    pub buffers: Buffers,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context over `vb` with a fresh buffer store.
+    pub fn new(vb: VarBuilder<'a>) -> Self {
+        Self {
+            vb,
+            buffers: Buffers::new(),
+        }
+    }
+
+    /// The sub-context for the child module `name`.
+    pub fn pp(&self, name: impl ToString) -> Self {
+        Self {
+            vb: self.vb.pp(name),
+            buffers: self.buffers.clone(),
+        }
+    }
+}
+
+/// Pads the last two dimensions by `p` with reflection (PyTorch's `reflect` mode:
+/// the edge value is not repeated). Needs `p` smaller than each of those sizes.
+pub fn reflect_pad2d(x: &Tensor, p: usize) -> Result<Tensor> {
+    if p == 0 {
+        return Ok(x.clone());
+    }
+    let rank = x.rank();
+    let mut out = x.clone();
+    for dim in [rank - 2, rank - 1] {
+        let n = out.dim(dim)?;
+        if p >= n {
+            candle_core::bail!("reflect padding {p} needs a size above {p} on dimension {dim}, got {n} (shape {:?})", x.dims());
+        }
+        let idx: Vec<u32> = (0..p)
+            .map(|i| (p - i) as u32)
+            .chain(0..n as u32)
+            .chain((0..p).map(|i| (n - 2 - i) as u32))
+            .collect();
+        let idx = Tensor::from_vec(idx, n + 2 * p, out.device())?;
+        out = out.index_select(&idx, dim)?;
+    }
+    Ok(out)
+}
+
+/// How a convolution pads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaddingMode {
+    /// Zeros (PyTorch `zeros`).
+    Zeros,
+    /// Reflection without repeating the edge (PyTorch `reflect`).
+    Reflect,
+}
+
+/// `nn.Conv2d` with a padding mode; parameters `weight` `[out, in, k, k]` and `bias`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    inner: candle_nn::Conv2d,
+    padding: usize,
+    mode: PaddingMode,
+}
+
+impl Conv2d {
+    /// Builds the layer from `vb` (`weight`, `bias`).
+    pub fn new(
+        vb: VarBuilder,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        mode: PaddingMode,
+    ) -> Result<Self> {
+        let cfg = candle_nn::Conv2dConfig {
+            padding: if mode == PaddingMode::Zeros {
+                padding
+            } else {
+                0
+            },
+            stride,
+            ..Default::default()
+        };
+        Ok(Self {
+            inner: candle_nn::conv2d(c_in, c_out, k, cfg, vb)?,
+            padding,
+            mode,
+        })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self.mode {
+            PaddingMode::Reflect if self.padding > 0 => {
+                self.inner.forward(&reflect_pad2d(x, self.padding)?)
+            }
+            _ => self.inner.forward(x),
+        }
+    }
+}
+
+/// Batch normalisation over dimension 1 with PyTorch's semantics: in training the
+/// batch statistics normalise (biased variance) and the running estimates move by
+/// `momentum` (unbiased variance); in evaluation the running estimates normalise.
+/// Parameters `weight`, `bias`; buffers `running_mean`, `running_var`,
+/// `num_batches_tracked`.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+    num_batches_tracked: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    /// Builds the layer for `c` channels (eps 1e-5, momentum 0.1, as PyTorch).
+    pub fn new(ctx: &Ctx, c: usize) -> Result<Self> {
+        let vb = &ctx.vb;
+        let weight = vb.get_with_hints(c, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(c, "bias", Init::Const(0.0))?;
+        let dt = weight.dtype();
+        Ok(Self {
+            weight,
+            bias,
+            running_mean: ctx.buffers.get(vb, "running_mean", &[c], 0.0, dt)?,
+            running_var: ctx.buffers.get(vb, "running_var", &[c], 1.0, dt)?,
+            num_batches_tracked: ctx.buffers.get(
+                vb,
+                "num_batches_tracked",
+                &[],
+                0.0,
+                DType::I64,
+            )?,
+            eps: 1e-5,
+            momentum: 0.1,
+        })
+    }
+
+    fn shape_for(&self, x: &Tensor) -> Vec<usize> {
+        let mut s = vec![1; x.rank()];
+        s[1] = self.weight.dim(0).unwrap_or(1);
+        s
+    }
+}
+
+impl ModuleT for BatchNorm {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if x.rank() < 2 {
+            candle_core::bail!("BatchNorm needs (N, C, ...) input, got {:?}", x.dims());
+        }
+        let shape = self.shape_for(x);
+        let (mean, var) = if train {
+            let c = x.dim(1)?;
+            let xt = x.transpose(0, 1)?.flatten_from(1)?; // (C, N·...)
+            let n = xt.dim(1)?;
+            if n < 2 {
+                candle_core::bail!(
+                    "BatchNorm in training needs more than one value per channel, got input {:?}",
+                    x.dims()
+                );
+            }
+            let mean = xt.mean_keepdim(1)?;
+            let centred = xt.broadcast_sub(&mean)?;
+            let var = centred.sqr()?.mean_keepdim(1)?;
+            let m = self.momentum;
+            let unbiased = (var.detach() * (n as f64 / (n as f64 - 1.0)))?;
+            let rm =
+                ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach().reshape(c)? * m)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased.reshape(c)? * m)?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            let nb = (self.num_batches_tracked.as_tensor() + 1.0)?;
+            self.num_batches_tracked.set(&nb)?;
+            (
+                mean.reshape(shape.as_slice())?,
+                var.reshape(shape.as_slice())?,
+            )
+        } else {
+            (
+                self.running_mean.as_tensor().reshape(shape.as_slice())?,
+                self.running_var.as_tensor().reshape(shape.as_slice())?,
+            )
+        };
+        let inv = (var + self.eps)?.sqrt()?.recip()?;
+        let scale = self.weight.reshape(shape.as_slice())?.broadcast_mul(&inv)?;
+        x.broadcast_sub(&mean)?
+            .broadcast_mul(&scale)?
+            .broadcast_add(&self.bias.reshape(shape.as_slice())?)
+    }
+}
+
+/// `nn.GroupNorm` (eps 1e-5) accepting `(N, C)` as well as `(N, C, ...)` input.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    inner: candle_nn::GroupNorm,
+}
+
+impl GroupNorm {
+    /// Builds the layer (`weight`, `bias`).
+    pub fn new(vb: VarBuilder, groups: usize, c: usize) -> Result<Self> {
+        Ok(Self {
+            inner: candle_nn::group_norm(groups, c, 1e-5, vb)?,
+        })
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() == 2 {
+            self.inner.forward(&x.unsqueeze(2)?)?.squeeze(2)
+        } else {
+            self.inner.forward(x)
+        }
+    }
+}
+
+/// Softmax over the last dimension.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax_last_dim(&x.contiguous()?)
+        .or_else(|_| candle_nn::ops::softmax(x, D::Minus1))
+}
+
+/// Interpolation matrix `(out, in)` of PyTorch's bilinear resize with
+/// `align_corners = False` along one axis (source index `(i + 0.5)·in/out − 0.5`,
+/// clamped at 0).
+pub fn bilinear_matrix(n_in: usize, n_out: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let mut m = vec![0f32; n_out * n_in];
+    let scale = n_in as f32 / n_out as f32;
+    for i in 0..n_out {
+        let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(n_in - 1);
+        let i1 = (i0 + 1).min(n_in - 1);
+        let l1 = src - i0 as f32;
+        m[i * n_in + i0] += 1.0 - l1;
+        m[i * n_in + i1] += l1;
+    }
+    Tensor::from_vec(m, (n_out, n_in), device)
+}
+
+/// Bilinear resize of the last two dimensions (PyTorch `align_corners = False`),
+/// written as two matrix products so that it has a gradient (candle's
+/// `upsample_bilinear2d` has none).
+pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let r = dims.len();
+    let (hi, wi) = (dims[r - 2], dims[r - 1]);
+    if (hi, wi) == (h, w) {
+        return Ok(x.clone());
+    }
+    let lead: usize = dims[..r - 2].iter().product();
+    let ry = bilinear_matrix(hi, h, x.device())?.to_dtype(x.dtype())?;
+    let rw = bilinear_matrix(wi, w, x.device())?.to_dtype(x.dtype())?;
+    let x3 = x.reshape((lead, hi, wi))?;
+    let y = x3.broadcast_matmul(&rw.t()?)?; // (lead, hi, w)
+    let y = ry.broadcast_left(lead)?.matmul(&y)?; // (lead, h, w)
+    let mut out = dims;
+    out[r - 2] = h;
+    out[r - 1] = w;
+    y.reshape(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn reflect_padding_matches_pytorch() {
+        // torch.nn.functional.pad(arange(4).view(1,1,1,4) -> 2x? ; reflect of [0,1,2,3] by 2 = [2,1,0,1,2,3,2,1]
+        let x = Tensor::arange(0f32, 4.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 4))
+            .unwrap();
+        let x = Tensor::cat(&[&x, &(&x + 10.0).unwrap(), &(&x + 20.0).unwrap()], 2).unwrap();
+        let y = reflect_pad2d(&x, 2).unwrap();
+        assert_eq!(y.dims(), &[1, 1, 7, 8]);
+        let rows: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        assert_eq!(rows[2], vec![2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
+        assert_eq!(
+            rows[0],
+            vec![22.0, 21.0, 20.0, 21.0, 22.0, 23.0, 22.0, 21.0]
+        );
+        assert_eq!(rows[6], vec![2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
+        assert!(reflect_pad2d(&x, 3).is_err());
+    }
+
+    #[test]
+    fn bilinear_resize_matches_pytorch() {
+        // F.interpolate(tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4), mode="bilinear",
+        // align_corners=False)[0, 0, 0] == [0.0, 0.25, 0.75, 1.0]
+        let x = Tensor::new(&[[[[0f32, 1.0], [2.0, 3.0]]]], &Device::Cpu).unwrap();
+        let y = resize_bilinear(&x, 4, 4).unwrap();
+        let rows: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        assert_eq!(rows[0], vec![0.0, 0.25, 0.75, 1.0]);
+        assert_eq!(rows[1], vec![0.5, 0.75, 1.25, 1.5]);
+        assert_eq!(rows[3], vec![2.0, 2.25, 2.75, 3.0]);
+        // candle's own kernel agrees in the forward direction
+        let z = x.upsample_bilinear2d(4, 4, false).unwrap();
+        let d: f32 = (y - z)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-6);
+    }
+}
