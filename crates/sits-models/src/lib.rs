@@ -13,8 +13,12 @@
 
 pub mod ltae;
 pub mod nn;
+pub mod transformer;
+pub mod tsvit;
 pub mod utae;
 
 pub use ltae::{Ltae2d, LtaeConfig, PositionalEncoder};
 pub use nn::{Buffers, Ctx};
+pub use transformer::{PixelTransformer, PixelTransformerConfig};
+pub use tsvit::{Tsvit, TsvitConfig};
 pub use utae::{AggregationMode, Utae, UtaeConfig};

@@ -1,0 +1,345 @@
+//! Transformers over date sequences: the pixel-series encoder (SITS-BERT/Presto
+//! style) and the pre-norm encoder layer it is made of.
+//!
+//! Layer parameters carry the names of PyTorch's `nn.TransformerEncoderLayer`
+//! (`self_attn.in_proj_weight`, `self_attn.out_proj`, `linear1`, `linear2`,
+//! `norm1`, `norm2`), so weights of a PyTorch `nn.TransformerEncoder` with
+//! `norm_first=True` and GELU load directly. Checked against such a model
+//! (`tests/fixtures/make_fixtures.py`).
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+use sits_core::{Encoder, SitsBatch};
+
+use crate::nn::softmax_last;
+
+/// Multi-head self-attention with PyTorch's packed `in_proj` parameters.
+#[derive(Debug, Clone)]
+pub struct SelfAttention {
+    in_proj_w: Tensor,
+    in_proj_b: Tensor,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    /// `dim` channels split over `heads`.
+    pub fn new(vb: VarBuilder, dim: usize, heads: usize) -> Result<Self> {
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            candle_core::bail!("attention: dim {dim} is not a multiple of {heads} heads");
+        }
+        let bound = (6.0 / (dim as f64 * 4.0)).sqrt();
+        Ok(Self {
+            in_proj_w: vb.get_with_hints(
+                (3 * dim, dim),
+                "in_proj_weight",
+                candle_nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?,
+            in_proj_b: vb.get_with_hints(3 * dim, "in_proj_bias", candle_nn::Init::Const(0.0))?,
+            out_proj: candle_nn::linear(dim, dim, vb.pp("out_proj"))?,
+            heads,
+        })
+    }
+
+    /// Attention over `x` `(B, N, D)`; `key_pad` `(B, N)` (`u8`, 1 = ignore this key).
+    pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let qkv = x
+            .broadcast_matmul(&self.in_proj_w.t()?)?
+            .broadcast_add(&self.in_proj_b)?;
+        let hd = d / self.heads;
+        let split = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * d, d)?
+                .reshape((b, n, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // (B, h, N, N)
+        let scores = match key_pad {
+            Some(m) => {
+                let m = m
+                    .to_dtype(DType::U8)?
+                    .reshape((b, 1, 1, n))?
+                    .broadcast_as((b, self.heads, n, n))?;
+                let neg = Tensor::full(f32::NEG_INFINITY, (b, self.heads, n, n), x.device())?
+                    .to_dtype(scores.dtype())?;
+                m.where_cond(&neg, &scores)?
+            }
+            None => scores,
+        };
+        let attn = softmax_last(&scores)?;
+        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        self.out_proj.forward(&out)
+    }
+}
+
+/// Pre-norm encoder layer: `x + attn(norm1(x))`, then `x + ff(norm2(x))` with a GELU
+/// feed-forward (`linear1`, `linear2`).
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    self_attn: SelfAttention,
+    linear1: Linear,
+    linear2: Linear,
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    dropout: f32,
+}
+
+impl EncoderLayer {
+    /// A layer of width `dim`, `heads` heads, feed-forward width `ff`.
+    pub fn new(vb: VarBuilder, dim: usize, heads: usize, ff: usize, dropout: f32) -> Result<Self> {
+        Ok(Self {
+            self_attn: SelfAttention::new(vb.pp("self_attn"), dim, heads)?,
+            linear1: candle_nn::linear(dim, ff, vb.pp("linear1"))?,
+            linear2: candle_nn::linear(ff, dim, vb.pp("linear2"))?,
+            norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
+            norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            dropout,
+        })
+    }
+
+    fn drop(&self, x: Tensor, train: bool) -> Result<Tensor> {
+        if train && self.dropout > 0.0 {
+            candle_nn::ops::dropout(&x, self.dropout)
+        } else {
+            Ok(x)
+        }
+    }
+
+    /// One layer over `x` `(B, N, D)`.
+    pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        let a = self.self_attn.forward(&self.norm1.forward(x)?, key_pad)?;
+        let x = (x + self.drop(a, train)?)?;
+        let f = self.linear2.forward(&self.drop(
+            self.linear1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?,
+            train,
+        )?)?;
+        x + self.drop(f, train)?
+    }
+}
+
+/// Sinusoidal encoding of day numbers: `sin(p / base^(2⌊i/2⌋/d))` on even and `cos`
+/// on odd dimensions (SITS-BERT uses the day of year with base 10000).
+pub fn sinusoid(positions: &Tensor, d: usize, base: f32) -> Result<Tensor> {
+    let denom: Vec<f32> = (0..d)
+        .map(|i| base.powf((2 * (i / 2)) as f32 / d as f32))
+        .collect();
+    let dev = positions.device();
+    let denom = Tensor::from_vec(denom, (1, 1, d), dev)?;
+    let ang = positions
+        .to_dtype(DType::F32)?
+        .unsqueeze(2)?
+        .broadcast_div(&denom)?;
+    let even: Vec<f32> = (0..d).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
+    let even = Tensor::from_vec(even, (1, 1, d), dev)?;
+    ang.sin()?.broadcast_mul(&even)? + ang.cos()?.broadcast_mul(&(1.0 - &even)?)?
+}
+
+/// Which date number feeds the position encoding of the pixel transformer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DateEncoding {
+    /// Day of year (1..=366), seasonal and comparable across years.
+    DayOfYear,
+    /// Days since the batch's reference date, for series spanning years.
+    DaysSinceReference,
+}
+
+/// Pixel transformer hyper-parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PixelTransformerConfig {
+    /// Bands per date.
+    pub in_bands: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Feed-forward width.
+    pub d_ff: usize,
+    /// Layers.
+    pub layers: usize,
+    /// Dropout in the layers.
+    pub dropout: f32,
+    /// Date numbers used by the position encoding.
+    pub dates: DateEncoding,
+    /// Base of the sinusoid.
+    pub base: f32,
+}
+
+impl PixelTransformerConfig {
+    /// SITS-BERT-sized defaults for `bands` bands: width 128, 4 heads, 256 feed-forward,
+    /// 3 layers, dropout 0.1, day of year, base 10000.
+    pub fn small(bands: usize) -> Self {
+        Self {
+            in_bands: bands,
+            d_model: 128,
+            heads: 4,
+            d_ff: 256,
+            layers: 3,
+            dropout: 0.1,
+            dates: DateEncoding::DayOfYear,
+            base: 10000.0,
+        }
+    }
+}
+
+/// Per-date and pooled outputs of the pixel transformer.
+#[derive(Debug, Clone)]
+pub struct PixelTransformerOutput {
+    /// `(B, T, d_model)`; values at padded dates are not meaningful.
+    pub per_date: Tensor,
+    /// Mean over the non-padded dates `(B, d_model)`.
+    pub pooled: Tensor,
+}
+
+/// A transformer encoder for pixel time series `(B, T, C)`: per-date linear
+/// embedding, a learnable mask token for masked-reconstruction pretext tasks, a
+/// sinusoidal date encoding, pre-norm layers honouring the padding mask, a final
+/// LayerNorm, per-date and pooled outputs.
+#[derive(Debug, Clone)]
+pub struct PixelTransformer {
+    cfg: PixelTransformerConfig,
+    embedding: Linear,
+    mask_token: Tensor,
+    layers: Vec<EncoderLayer>,
+    norm: LayerNorm,
+}
+
+impl PixelTransformer {
+    /// Builds the model (`embedding`, `mask_token`, `encoder.layers.{i}`, `norm`).
+    pub fn new(vb: VarBuilder, cfg: PixelTransformerConfig) -> Result<Self> {
+        let embedding = candle_nn::linear(cfg.in_bands, cfg.d_model, vb.pp("embedding"))?;
+        let mask_token = vb.get_with_hints(
+            cfg.d_model,
+            "mask_token",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let layers = (0..cfg.layers)
+            .map(|i| {
+                EncoderLayer::new(
+                    vb.pp("encoder").pp("layers").pp(i),
+                    cfg.d_model,
+                    cfg.heads,
+                    cfg.d_ff,
+                    cfg.dropout,
+                )
+            })
+            .collect::<Result<_>>()?;
+        let norm = candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("norm"))?;
+        Ok(Self {
+            cfg,
+            embedding,
+            mask_token,
+            layers,
+            norm,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PixelTransformerConfig {
+        &self.cfg
+    }
+
+    /// Encodes `x` `(B, T, C)` at date numbers `positions` `(B, T)`. `pad` `(B, T)`
+    /// (`u8`, 1 = padded) hides dates from attention and pooling; `masked` `(B, T)`
+    /// (`u8`, 1 = hidden) replaces the embedding of a date by the mask token before
+    /// the position is added.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        positions: &Tensor,
+        pad: Option<&Tensor>,
+        masked: Option<&Tensor>,
+        train: bool,
+    ) -> Result<PixelTransformerOutput> {
+        let (b, t, c) = x.dims3()?;
+        if c != self.cfg.in_bands {
+            candle_core::bail!(
+                "pixel transformer expects {} bands, got input {:?} (B, T, C)",
+                self.cfg.in_bands,
+                x.dims()
+            );
+        }
+        let d = self.cfg.d_model;
+        let mut e = self.embedding.forward(x)?;
+        if let Some(m) = masked {
+            let m = m
+                .to_dtype(DType::U8)?
+                .reshape((b, t, 1))?
+                .broadcast_as((b, t, d))?;
+            let tok = self
+                .mask_token
+                .reshape((1, 1, d))?
+                .broadcast_as((b, t, d))?;
+            e = m.where_cond(&tok, &e)?;
+        }
+        let mut h = (e + sinusoid(positions, d, self.cfg.base)?.to_dtype(x.dtype())?)?;
+        for layer in &self.layers {
+            h = layer.forward(&h, pad, train)?;
+        }
+        let h = self.norm.forward(&h)?;
+        let keep = match pad {
+            Some(p) => (1.0 - p.to_dtype(h.dtype())?)?,
+            None => Tensor::ones((b, t), h.dtype(), h.device())?,
+        };
+        let n = keep.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
+        let pooled = h
+            .broadcast_mul(&keep.unsqueeze(2)?)?
+            .sum(1)?
+            .broadcast_div(&n)?;
+        Ok(PixelTransformerOutput {
+            per_date: h,
+            pooled,
+        })
+    }
+
+    /// The date numbers of a batch for this model's [`DateEncoding`].
+    pub fn positions(&self, batch: &SitsBatch) -> Result<Tensor> {
+        match self.cfg.dates {
+            DateEncoding::DayOfYear => batch.doy(),
+            DateEncoding::DaysSinceReference => Ok(batch.days().clone()),
+        }
+    }
+
+    /// Per-date outputs for a pixel batch, with optional masked dates.
+    pub fn encode_dates(
+        &self,
+        batch: &SitsBatch,
+        masked: Option<&Tensor>,
+        train: bool,
+    ) -> Result<PixelTransformerOutput> {
+        self.forward(
+            batch.values(),
+            &self.positions(batch)?,
+            Some(batch.pad_mask()),
+            masked,
+            train,
+        )
+    }
+}
+
+impl Encoder for PixelTransformer {
+    /// Pooled representation `(B, d_model)` of a pixel batch `(B, T, C)`.
+    fn encode(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
+        Ok(self.encode_dates(batch, None, train)?.pooled)
+    }
+
+    fn output_dim(&self) -> usize {
+        self.cfg.d_model
+    }
+}
+
+/// Mean over the last-but-one dimension ignoring `pad` (`u8` `(B, T)`, 1 = padded).
+pub fn masked_mean(h: &Tensor, pad: &Tensor) -> Result<Tensor> {
+    let keep = (1.0 - pad.to_dtype(h.dtype())?)?;
+    let n = keep.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
+    h.broadcast_mul(&keep.unsqueeze(D::Minus1)?)?
+        .sum(1)?
+        .broadcast_div(&n)
+}
