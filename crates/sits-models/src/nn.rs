@@ -334,10 +334,14 @@ impl Module for GroupNorm {
     }
 }
 
-/// Softmax over the last dimension.
+/// Softmax over the last dimension. candle's fused kernel has no backward pass, so
+/// it is used only when no gradient is needed.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax_last_dim(&x.contiguous()?)
-        .or_else(|_| candle_nn::ops::softmax(x, D::Minus1))
+    if x.track_op() {
+        candle_nn::ops::softmax(x, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(&x.contiguous()?)
+    }
 }
 
 /// Interpolation matrix `(out, in)` of PyTorch's bilinear resize with
@@ -427,5 +431,41 @@ mod tests {
             .to_scalar()
             .unwrap();
         assert!(d < 1e-6);
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension (`weight`, `bias`). candle's fused layer
+/// norm has no backward pass, so this one uses it only when nothing needs a
+/// gradient and otherwise composes plain (differentiable) operations.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// A layer norm over `d` features.
+    pub fn new(vb: VarBuilder, d: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(d, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(d, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let needs_grad = x.track_op() || self.weight.track_op() || self.bias.track_op();
+        if !needs_grad && x.is_contiguous() {
+            return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }

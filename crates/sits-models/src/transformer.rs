@@ -8,10 +8,10 @@
 //! (`tests/fixtures/make_fixtures.py`).
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use sits_core::{Encoder, SitsBatch};
 
-use crate::nn::softmax_last;
+use crate::nn::{softmax_last, LayerNorm};
 
 /// Multi-head self-attention with PyTorch's packed `in_proj` parameters.
 #[derive(Debug, Clone)]
@@ -96,8 +96,8 @@ impl EncoderLayer {
             self_attn: SelfAttention::new(vb.pp("self_attn"), dim, heads)?,
             linear1: candle_nn::linear(dim, ff, vb.pp("linear1"))?,
             linear2: candle_nn::linear(ff, dim, vb.pp("linear2"))?,
-            norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
-            norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            norm1: LayerNorm::new(vb.pp("norm1"), dim, 1e-5)?,
+            norm2: LayerNorm::new(vb.pp("norm2"), dim, 1e-5)?,
             dropout,
         })
     }
@@ -231,7 +231,7 @@ impl PixelTransformer {
                 )
             })
             .collect::<Result<_>>()?;
-        let norm = candle_nn::layer_norm(cfg.d_model, 1e-5, vb.pp("norm"))?;
+        let norm = LayerNorm::new(vb.pp("norm"), cfg.d_model, 1e-5)?;
         Ok(Self {
             cfg,
             embedding,

@@ -12,10 +12,10 @@
 //! attention.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use sits_core::{Encoder, SitsBatch};
 
-use crate::nn::softmax_last;
+use crate::nn::{softmax_last, LayerNorm};
 
 /// TSViT hyper-parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -146,16 +146,16 @@ impl Transformer {
         for i in 0..depth {
             let l = vb.pp("layers").pp(i);
             layers.push((
-                candle_nn::layer_norm(dim, 1e-5, l.pp(0).pp("norm"))?,
+                LayerNorm::new(l.pp(0).pp("norm"), dim, 1e-5)?,
                 Attention::new(l.pp(0).pp("fn"), dim, heads, dim_head)?,
-                candle_nn::layer_norm(dim, 1e-5, l.pp(1).pp("norm"))?,
+                LayerNorm::new(l.pp(1).pp("norm"), dim, 1e-5)?,
                 candle_nn::linear(dim, mlp, l.pp(1).pp("fn").pp("net").pp(0))?,
                 candle_nn::linear(mlp, dim, l.pp(1).pp("fn").pp("net").pp(3))?,
             ));
         }
         Ok(Self {
             layers,
-            norm: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm"))?,
+            norm: LayerNorm::new(vb.pp("norm"), dim, 1e-5)?,
         })
     }
 
@@ -237,7 +237,7 @@ impl Tsvit {
                 cfg.dim_head,
                 mlp,
             )?,
-            head_norm: candle_nn::layer_norm(cfg.dim, 1e-5, vb.pp("mlp_head").pp(0))?,
+            head_norm: LayerNorm::new(vb.pp("mlp_head").pp(0), cfg.dim, 1e-5)?,
             head: candle_nn::linear(cfg.dim, p2, vb.pp("mlp_head").pp(1))?,
             cfg,
         })

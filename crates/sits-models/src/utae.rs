@@ -96,7 +96,7 @@ enum NormLayer {
 
 /// `ConvLayer`: convolutions each followed by a norm and a ReLU (module indices
 /// 0, 1, (2), 3, 4, (5), ... as in the reference `nn.Sequential`).
-struct ConvLayer {
+pub(crate) struct ConvLayer {
     layers: Vec<(Conv2d, NormLayer)>,
 }
 
@@ -138,7 +138,7 @@ impl ConvLayer {
     }
 }
 
-enum EncoderBlock {
+pub(crate) enum EncoderBlock {
     In(ConvLayer),
     Down {
         down: ConvLayer,
@@ -160,7 +160,7 @@ impl EncoderBlock {
 
     /// The reference's `smart_forward`: frames `(B·T)` that are padding skip the
     /// block and come out as `pad_value`.
-    fn shared_forward(
+    pub(crate) fn shared_forward(
         &self,
         x: &Tensor,
         frame_pad: &[bool],
@@ -199,7 +199,7 @@ impl EncoderBlock {
     }
 }
 
-struct UpBlock {
+pub(crate) struct UpBlock {
     skip_conv: (Conv2d, BatchNorm),
     up: (candle_nn::ConvTranspose2d, BatchNorm),
     conv1: ConvLayer,
@@ -207,7 +207,7 @@ struct UpBlock {
 }
 
 impl UpBlock {
-    fn forward(&self, x: &Tensor, skip: &Tensor, train: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, skip: &Tensor, train: bool) -> Result<Tensor> {
         let up = self.up.1.forward_t(&self.up.0.forward(x)?, train)?.relu()?;
         let sk = self
             .skip_conv
@@ -217,6 +217,111 @@ impl UpBlock {
         let out = self.conv1.forward(&Tensor::cat(&[&up, &sk], 1)?, train)?;
         out.clone() + self.conv2.forward(&out, train)?
     }
+}
+
+/// The per-date encoder of U-TAE (`in_conv`, `down_blocks.{i}`) under `ctx`.
+pub(crate) fn encoder_blocks(
+    ctx: &Ctx,
+    input_dim: usize,
+    ew: &[usize],
+    norm: Norm,
+    (k, s, p): (usize, usize, usize),
+    mode: PaddingMode,
+) -> Result<Vec<EncoderBlock>> {
+    let mut encoder = vec![EncoderBlock::In(ConvLayer::new(
+        &ctx.pp("in_conv").pp("conv").pp("conv"),
+        &[input_dim, ew[0], ew[0]],
+        norm,
+        3,
+        1,
+        1,
+        mode,
+    )?)];
+    for i in 0..ew.len() - 1 {
+        let c = ctx.pp("down_blocks").pp(i);
+        encoder.push(EncoderBlock::Down {
+            down: ConvLayer::new(
+                &c.pp("down").pp("conv"),
+                &[ew[i], ew[i]],
+                norm,
+                k,
+                s,
+                p,
+                mode,
+            )?,
+            conv1: ConvLayer::new(
+                &c.pp("conv1").pp("conv"),
+                &[ew[i], ew[i + 1]],
+                norm,
+                3,
+                1,
+                1,
+                mode,
+            )?,
+            conv2: ConvLayer::new(
+                &c.pp("conv2").pp("conv"),
+                &[ew[i + 1], ew[i + 1]],
+                norm,
+                3,
+                1,
+                1,
+                mode,
+            )?,
+        });
+    }
+    Ok(encoder)
+}
+
+/// One decoder block of U-TAE under `ctx` (`skip_conv`, `up`, `conv1`, `conv2`).
+pub(crate) fn up_block(
+    ctx: &Ctx,
+    d_in: usize,
+    d_out: usize,
+    d_skip: usize,
+    (k, s, p): (usize, usize, usize),
+    mode: PaddingMode,
+) -> Result<UpBlock> {
+    let tcfg = candle_nn::ConvTranspose2dConfig {
+        padding: p,
+        stride: s,
+        ..Default::default()
+    };
+    Ok(UpBlock {
+        skip_conv: (
+            Conv2d::new(
+                ctx.vb.pp("skip_conv").pp(0),
+                d_skip,
+                d_skip,
+                1,
+                1,
+                0,
+                PaddingMode::Zeros,
+            )?,
+            BatchNorm::new(&ctx.pp("skip_conv").pp(1), d_skip)?,
+        ),
+        up: (
+            candle_nn::conv_transpose2d(d_in, d_out, k, tcfg, ctx.vb.pp("up").pp(0))?,
+            BatchNorm::new(&ctx.pp("up").pp(1), d_out)?,
+        ),
+        conv1: ConvLayer::new(
+            &ctx.pp("conv1").pp("conv"),
+            &[d_out + d_skip, d_out],
+            Norm::Batch,
+            3,
+            1,
+            1,
+            mode,
+        )?,
+        conv2: ConvLayer::new(
+            &ctx.pp("conv2").pp("conv"),
+            &[d_out, d_out],
+            Norm::Batch,
+            3,
+            1,
+            1,
+            mode,
+        )?,
+    })
 }
 
 /// The U-TAE network.
@@ -260,48 +365,7 @@ impl Utae {
         } else {
             PaddingMode::Zeros
         };
-        let (k, s, p) = cfg.str_conv;
-        let mut encoder = vec![EncoderBlock::In(ConvLayer::new(
-            &ctx.pp("in_conv").pp("conv").pp("conv"),
-            &[cfg.input_dim, ew[0], ew[0]],
-            cfg.encoder_norm,
-            3,
-            1,
-            1,
-            mode,
-        )?)];
-        for i in 0..ew.len() - 1 {
-            let c = ctx.pp("down_blocks").pp(i);
-            encoder.push(EncoderBlock::Down {
-                down: ConvLayer::new(
-                    &c.pp("down").pp("conv"),
-                    &[ew[i], ew[i]],
-                    cfg.encoder_norm,
-                    k,
-                    s,
-                    p,
-                    mode,
-                )?,
-                conv1: ConvLayer::new(
-                    &c.pp("conv1").pp("conv"),
-                    &[ew[i], ew[i + 1]],
-                    cfg.encoder_norm,
-                    3,
-                    1,
-                    1,
-                    mode,
-                )?,
-                conv2: ConvLayer::new(
-                    &c.pp("conv2").pp("conv"),
-                    &[ew[i + 1], ew[i + 1]],
-                    cfg.encoder_norm,
-                    3,
-                    1,
-                    1,
-                    mode,
-                )?,
-            });
-        }
+        let encoder = encoder_blocks(ctx, cfg.input_dim, ew, cfg.encoder_norm, cfg.str_conv, mode)?;
         let temporal_encoder = Ltae2d::new(
             &ctx.pp("temporal_encoder"),
             LtaeConfig {
@@ -315,49 +379,14 @@ impl Utae {
         )?;
         let mut up_blocks = Vec::new();
         for (j, i) in (1..ew.len()).rev().enumerate() {
-            let c = ctx.pp("up_blocks").pp(j);
-            let (d_in, d_out, d_skip) = (dw[i], dw[i - 1], ew[i - 1]);
-            let tcfg = candle_nn::ConvTranspose2dConfig {
-                padding: p,
-                stride: s,
-                ..Default::default()
-            };
-            up_blocks.push(UpBlock {
-                skip_conv: (
-                    Conv2d::new(
-                        c.vb.pp("skip_conv").pp(0),
-                        d_skip,
-                        d_skip,
-                        1,
-                        1,
-                        0,
-                        PaddingMode::Zeros,
-                    )?,
-                    BatchNorm::new(&c.pp("skip_conv").pp(1), d_skip)?,
-                ),
-                up: (
-                    candle_nn::conv_transpose2d(d_in, d_out, k, tcfg, c.vb.pp("up").pp(0))?,
-                    BatchNorm::new(&c.pp("up").pp(1), d_out)?,
-                ),
-                conv1: ConvLayer::new(
-                    &c.pp("conv1").pp("conv"),
-                    &[d_out + d_skip, d_out],
-                    Norm::Batch,
-                    3,
-                    1,
-                    1,
-                    mode,
-                )?,
-                conv2: ConvLayer::new(
-                    &c.pp("conv2").pp("conv"),
-                    &[d_out, d_out],
-                    Norm::Batch,
-                    3,
-                    1,
-                    1,
-                    mode,
-                )?,
-            });
+            up_blocks.push(up_block(
+                &ctx.pp("up_blocks").pp(j),
+                dw[i],
+                dw[i - 1],
+                ew[i - 1],
+                cfg.str_conv,
+                mode,
+            )?);
         }
         let mut oc = vec![dw[0]];
         oc.extend_from_slice(&cfg.out_conv);
