@@ -2,7 +2,9 @@
 //! segmentation head, temporal attention pooling, and a forecasting head.
 
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
 
 use crate::nn::{softmax_last, BatchNorm, Conv2d, Ctx, PaddingMode};
 
@@ -16,7 +18,7 @@ impl LinearHead {
     /// A linear classifier (`lin`).
     pub fn new(vb: VarBuilder, d: usize, classes: usize) -> Result<Self> {
         Ok(Self {
-            lin: candle_nn::linear(d, classes, vb.pp("lin"))?,
+            lin: crate::nn::linear(d, classes, vb.pp("lin"))?,
         })
     }
 
@@ -38,8 +40,8 @@ impl MlpHead {
     /// A two-layer perceptron.
     pub fn new(vb: VarBuilder, d: usize, hidden: usize, out: usize, dropout: f32) -> Result<Self> {
         Ok(Self {
-            fc1: candle_nn::linear(d, hidden, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(hidden, out, vb.pp("fc2"))?,
+            fc1: crate::nn::linear(d, hidden, vb.pp("fc1"))?,
+            fc2: crate::nn::linear(hidden, out, vb.pp("fc2"))?,
             dropout,
         })
     }
@@ -136,7 +138,7 @@ impl TemporalAttentionPooling {
                     stdev: std,
                 },
             )?,
-            key: candle_nn::linear(d, heads * d_k, vb.pp("key"))?,
+            key: crate::nn::linear(d, heads * d_k, vb.pp("key"))?,
             heads,
             d_k,
         })
@@ -212,7 +214,7 @@ impl ForecastHead {
     /// A linear forecaster (`lin`).
     pub fn new(vb: VarBuilder, d: usize, horizon: usize, bands: usize) -> Result<Self> {
         Ok(Self {
-            lin: candle_nn::linear(d, horizon * bands, vb.pp("lin"))?,
+            lin: crate::nn::linear(d, horizon * bands, vb.pp("lin"))?,
             horizon,
             bands,
         })

@@ -6,7 +6,9 @@
 //! safetensors export loads with `VarBuilder` without renaming.
 
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
-use candle_nn::{Init, Linear};
+use candle_nn::Init;
+
+use crate::nn::Linear;
 
 use crate::nn::{softmax_last, BatchNorm, Ctx, GroupNorm};
 
@@ -142,7 +144,7 @@ impl Ltae2d {
                 up: bound,
             },
         )?;
-        let inconv = Linear::new(w.squeeze(2)?, Some(b));
+        let inconv = Linear::from_parts(w.squeeze(2)?, Some(b));
         let std = (2.0 / cfg.d_k as f64).sqrt();
         let q = vb.pp("attention_heads").get_with_hints(
             (cfg.n_head, cfg.d_k),
@@ -152,14 +154,14 @@ impl Ltae2d {
                 stdev: std,
             },
         )?;
-        let fc1_k = candle_nn::linear(
+        let fc1_k = crate::nn::linear(
             cfg.d_model,
             cfg.n_head * cfg.d_k,
             vb.pp("attention_heads").pp("fc1_k"),
         )?;
         let mut mlp = Vec::new();
         for i in 0..cfg.mlp.len() - 1 {
-            let lin = candle_nn::linear(cfg.mlp[i], cfg.mlp[i + 1], vb.pp("mlp").pp(3 * i))?;
+            let lin = crate::nn::linear(cfg.mlp[i], cfg.mlp[i + 1], vb.pp("mlp").pp(3 * i))?;
             let bn = BatchNorm::new(&ctx.pp("mlp").pp(3 * i + 1), cfg.mlp[i + 1])?;
             mlp.push((lin, bn));
         }

@@ -8,7 +8,9 @@
 //! (`tests/fixtures/make_fixtures.py`).
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
 use sits_core::{Encoder, SitsBatch};
 
 use crate::nn::{softmax_last, LayerNorm};
@@ -39,7 +41,7 @@ impl SelfAttention {
                 },
             )?,
             in_proj_b: vb.get_with_hints(3 * dim, "in_proj_bias", candle_nn::Init::Const(0.0))?,
-            out_proj: candle_nn::linear(dim, dim, vb.pp("out_proj"))?,
+            out_proj: crate::nn::linear(dim, dim, vb.pp("out_proj"))?,
             heads,
         })
     }
@@ -47,9 +49,7 @@ impl SelfAttention {
     /// Attention over `x` `(B, N, D)`; `key_pad` `(B, N)` (`u8`, 1 = ignore this key).
     pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
-        let qkv = x
-            .broadcast_matmul(&self.in_proj_w.t()?)?
-            .broadcast_add(&self.in_proj_b)?;
+        let qkv = Linear::from_parts(self.in_proj_w.clone(), Some(self.in_proj_b.clone())).forward(x)?;
         let hd = d / self.heads;
         let split = |i: usize| -> Result<Tensor> {
             qkv.narrow(2, i * d, d)?
@@ -94,8 +94,8 @@ impl EncoderLayer {
     pub fn new(vb: VarBuilder, dim: usize, heads: usize, ff: usize, dropout: f32) -> Result<Self> {
         Ok(Self {
             self_attn: SelfAttention::new(vb.pp("self_attn"), dim, heads)?,
-            linear1: candle_nn::linear(dim, ff, vb.pp("linear1"))?,
-            linear2: candle_nn::linear(ff, dim, vb.pp("linear2"))?,
+            linear1: crate::nn::linear(dim, ff, vb.pp("linear1"))?,
+            linear2: crate::nn::linear(ff, dim, vb.pp("linear2"))?,
             norm1: LayerNorm::new(vb.pp("norm1"), dim, 1e-5)?,
             norm2: LayerNorm::new(vb.pp("norm2"), dim, 1e-5)?,
             dropout,
@@ -211,7 +211,7 @@ pub struct PixelTransformer {
 impl PixelTransformer {
     /// Builds the model (`embedding`, `mask_token`, `encoder.layers.{i}`, `norm`).
     pub fn new(vb: VarBuilder, cfg: PixelTransformerConfig) -> Result<Self> {
-        let embedding = candle_nn::linear(cfg.in_bands, cfg.d_model, vb.pp("embedding"))?;
+        let embedding = crate::nn::linear(cfg.in_bands, cfg.d_model, vb.pp("embedding"))?;
         let mask_token = vb.get_with_hints(
             cfg.d_model,
             "mask_token",

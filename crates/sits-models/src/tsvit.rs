@@ -12,7 +12,9 @@
 //! attention.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
 use sits_core::{Encoder, SitsBatch};
 
 use crate::nn::{softmax_last, LayerNorm};
@@ -86,8 +88,8 @@ impl Attention {
     fn new(vb: VarBuilder, dim: usize, heads: usize, dim_head: usize) -> Result<Self> {
         let inner = heads * dim_head;
         Ok(Self {
-            to_qkv: candle_nn::linear_no_bias(dim, 3 * inner, vb.pp("to_qkv"))?,
-            to_out: candle_nn::linear(inner, dim, vb.pp("to_out").pp(0))?,
+            to_qkv: crate::nn::linear_no_bias(dim, 3 * inner, vb.pp("to_qkv"))?,
+            to_out: crate::nn::linear(inner, dim, vb.pp("to_out").pp(0))?,
             heads,
             dim_head,
         })
@@ -149,8 +151,8 @@ impl Transformer {
                 LayerNorm::new(l.pp(0).pp("norm"), dim, 1e-5)?,
                 Attention::new(l.pp(0).pp("fn"), dim, heads, dim_head)?,
                 LayerNorm::new(l.pp(1).pp("norm"), dim, 1e-5)?,
-                candle_nn::linear(dim, mlp, l.pp(1).pp("fn").pp("net").pp(0))?,
-                candle_nn::linear(mlp, dim, l.pp(1).pp("fn").pp("net").pp(3))?,
+                crate::nn::linear(dim, mlp, l.pp(1).pp("fn").pp("net").pp(0))?,
+                crate::nn::linear(mlp, dim, l.pp(1).pp("fn").pp("net").pp(3))?,
             ));
         }
         Ok(Self {
@@ -201,12 +203,12 @@ impl Tsvit {
             stdev: 1.0,
         };
         Ok(Self {
-            patch_embedding: candle_nn::linear(
+            patch_embedding: crate::nn::linear(
                 p2 * cfg.bands,
                 cfg.dim,
                 vb.pp("to_patch_embedding").pp(1),
             )?,
-            temporal_embedding: candle_nn::linear(
+            temporal_embedding: crate::nn::linear(
                 366,
                 cfg.dim,
                 vb.pp("to_temporal_embedding_input"),
@@ -238,7 +240,7 @@ impl Tsvit {
                 mlp,
             )?,
             head_norm: LayerNorm::new(vb.pp("mlp_head").pp(0), cfg.dim, 1e-5)?,
-            head: candle_nn::linear(cfg.dim, p2, vb.pp("mlp_head").pp(1))?,
+            head: crate::nn::linear(cfg.dim, p2, vb.pp("mlp_head").pp(1))?,
             cfg,
         })
     }

@@ -3,7 +3,9 @@
 //! `(B, C, H, W)` images to `(B, d)` features.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::nn::Linear;
 
 use crate::nn::{BatchNorm, Conv2d, Ctx, LayerNorm, PaddingMode};
 
@@ -153,11 +155,11 @@ impl VitBlock {
     fn new(vb: VarBuilder, d: usize, heads: usize, mlp: usize) -> Result<Self> {
         Ok(Self {
             norm1: LayerNorm::new(vb.pp("norm1"), d, 1e-6)?,
-            qkv: candle_nn::linear(d, 3 * d, vb.pp("attn").pp("qkv"))?,
-            proj: candle_nn::linear(d, d, vb.pp("attn").pp("proj"))?,
+            qkv: crate::nn::linear(d, 3 * d, vb.pp("attn").pp("qkv"))?,
+            proj: crate::nn::linear(d, d, vb.pp("attn").pp("proj"))?,
             norm2: LayerNorm::new(vb.pp("norm2"), d, 1e-6)?,
-            fc1: candle_nn::linear(d, mlp, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(mlp, d, vb.pp("mlp").pp("fc2"))?,
+            fc1: crate::nn::linear(d, mlp, vb.pp("mlp").pp("fc1"))?,
+            fc2: crate::nn::linear(mlp, d, vb.pp("mlp").pp("fc2"))?,
             heads,
         })
     }

@@ -1,0 +1,123 @@
+//! Model throughput on CPU, sizes of `../shared/peers/bench_utae.py`.
+//!
+//! ```text
+//! cargo bench --bench models
+//! MODEL_SIZES=64 cargo bench --bench models -- utae   # only 64x64
+//! ```
+//! - `utae_fwd/B2xT30xC10xHxW`: U-TAE (PASTIS config), eval, no gradient; the peer's
+//!   `no-pad-path` rows are the comparable ones (no padded date, no dummy pass).
+//! - `utae_train_step/...`: forward in training mode, pixel cross-entropy, backward,
+//!   AdamW step (the peer uses Adam; the step costs the same).
+//! - `ltae2d_fwd` / `ltae2d_fwd_bwd`: L-TAE2d alone on 1x30x128x64x64 (4096 pixel
+//!   sequences).
+//! - `pixel_transformer_fwd`: the pixel transformer (width 128, 3 layers) on 1024
+//!   series of 23 dates with 6 bands (the Mato Grosso shape).
+#![allow(clippy::unwrap_used)]
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use criterion::{criterion_group, criterion_main, Criterion};
+use sits::sits_models::{Ctx, Ltae2d, LtaeConfig, PixelTransformer, PixelTransformerConfig, Utae, UtaeConfig};
+
+fn dates(b: usize, t: usize) -> Tensor {
+    let v: Vec<f32> = (0..b * t).map(|i| (5 + 11 * (i % t)) as f32).collect();
+    Tensor::from_vec(v, (b, t), &Device::Cpu).unwrap()
+}
+
+fn utae(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let sizes: Vec<usize> = std::env::var("MODEL_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![64, 128]);
+    let mut g = c.benchmark_group("utae");
+    g.sample_size(10);
+    for hw in sizes {
+        let (b, t, ch) = (2, 30, 10);
+        let shape = format!("B{b}xT{t}xC{ch}xH{hw}xW{hw}");
+        let x = Tensor::randn(0f32, 1.0, (b, t, ch, hw, hw), &dev).unwrap();
+        let pos = dates(b, t);
+        // eval model from plain tensors (no Var): no gradient bookkeeping
+        let vm = VarMap::new();
+        let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+        let model = Utae::new(&ctx, UtaeConfig::pastis()).unwrap();
+        let frozen: std::collections::HashMap<String, Tensor> = vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .chain(ctx.buffers.tensors().into_iter())
+            .collect();
+        let eval = Utae::new(&Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)), UtaeConfig::pastis()).unwrap();
+        g.bench_function(format!("utae_fwd/{shape}"), |bch| bch.iter(|| eval.forward(&x, &pos, false).unwrap()));
+
+        let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: 1e-3, ..Default::default() }).unwrap();
+        let y = Tensor::zeros((b * hw * hw,), DType::U32, &dev).unwrap();
+        g.bench_function(format!("utae_train_step/{shape}"), |bch| {
+            bch.iter(|| {
+                let (logits, _) = model.forward(&x, &pos, true).unwrap();
+                let l = logits.permute((0, 2, 3, 1)).unwrap().reshape((b * hw * hw, 20)).unwrap();
+                let loss = candle_nn::loss::cross_entropy(&l, &y).unwrap();
+                opt.backward_step(&loss).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
+fn ltae(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let (b, t, d, h, w) = (1, 30, 128, 64, 64);
+    let x = Tensor::randn(0f32, 1.0, (b, t, d, h, w), &dev).unwrap();
+    let pos = dates(b, t);
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let train = Ltae2d::new(&ctx, LtaeConfig::default()).unwrap();
+    let frozen: std::collections::HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .chain(ctx.buffers.tensors().into_iter())
+        .collect();
+    let eval = Ltae2d::new(&Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)), LtaeConfig::default()).unwrap();
+    let mut g = c.benchmark_group("ltae2d");
+    g.sample_size(10);
+    g.bench_function("ltae2d_fwd/4096x30x128", |bch| bch.iter(|| eval.forward(&x, &pos, None, false).unwrap()));
+    g.bench_function("ltae2d_fwd_bwd/4096x30x128", |bch| {
+        bch.iter(|| {
+            let o = train.forward(&x, &pos, None, true).unwrap();
+            o.out.sum_all().unwrap().backward().unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn pixel_transformer(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let (n, t, bands) = (1024, 23, 6);
+    let vm = VarMap::new();
+    let m = PixelTransformer::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), PixelTransformerConfig::small(bands)).unwrap();
+    let frozen: std::collections::HashMap<String, Tensor> =
+        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let eval = PixelTransformer::new(VarBuilder::from_tensors(frozen, DType::F32, &dev), PixelTransformerConfig::small(bands)).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (n, t, bands), &dev).unwrap();
+    let pos = dates(n, t);
+    let mut g = c.benchmark_group("pixel_transformer");
+    g.sample_size(10);
+    g.bench_function("pixel_transformer_fwd/1024x23x6", |bch| {
+        bch.iter(|| eval.forward(&x, &pos, None, None, false).unwrap().pooled.mean(D::Minus1).unwrap())
+    });
+    g.bench_function("pixel_transformer_fwd_bwd/1024x23x6", |bch| {
+        bch.iter(|| {
+            let o = m.forward(&x, &pos, None, None, true).unwrap();
+            o.pooled.sqr().unwrap().mean_all().unwrap().backward().unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ltae, pixel_transformer, utae);
+criterion_main!(benches);
