@@ -17,7 +17,9 @@
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion};
-use sits::sits_models::{Ctx, Ltae2d, LtaeConfig, PixelTransformer, PixelTransformerConfig, Utae, UtaeConfig};
+use sits::sits_models::{
+    Ctx, Ltae2d, LtaeConfig, PixelTransformer, PixelTransformerConfig, Utae, UtaeConfig,
+};
 
 fn dates(b: usize, t: usize) -> Tensor {
     let v: Vec<f32> = (0..b * t).map(|i| (5 + 11 * (i % t)) as f32).collect();
@@ -47,17 +49,34 @@ fn utae(c: &mut Criterion) {
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .chain(ctx.buffers.tensors().into_iter())
+            .chain(ctx.buffers.tensors())
             .collect();
-        let eval = Utae::new(&Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)), UtaeConfig::pastis()).unwrap();
-        g.bench_function(format!("utae_fwd/{shape}"), |bch| bch.iter(|| eval.forward(&x, &pos, false).unwrap()));
+        let eval = Utae::new(
+            &Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)),
+            UtaeConfig::pastis(),
+        )
+        .unwrap();
+        g.bench_function(format!("utae_fwd/{shape}"), |bch| {
+            bch.iter(|| eval.forward(&x, &pos, false).unwrap())
+        });
 
-        let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: 1e-3, ..Default::default() }).unwrap();
+        let mut opt = AdamW::new(
+            vm.all_vars(),
+            ParamsAdamW {
+                lr: 1e-3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let y = Tensor::zeros((b * hw * hw,), DType::U32, &dev).unwrap();
         g.bench_function(format!("utae_train_step/{shape}"), |bch| {
             bch.iter(|| {
                 let (logits, _) = model.forward(&x, &pos, true).unwrap();
-                let l = logits.permute((0, 2, 3, 1)).unwrap().reshape((b * hw * hw, 20)).unwrap();
+                let l = logits
+                    .permute((0, 2, 3, 1))
+                    .unwrap()
+                    .reshape((b * hw * hw, 20))
+                    .unwrap();
                 let loss = candle_nn::loss::cross_entropy(&l, &y).unwrap();
                 opt.backward_step(&loss).unwrap();
             })
@@ -80,12 +99,18 @@ fn ltae(c: &mut Criterion) {
         .unwrap()
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .chain(ctx.buffers.tensors().into_iter())
+        .chain(ctx.buffers.tensors())
         .collect();
-    let eval = Ltae2d::new(&Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)), LtaeConfig::default()).unwrap();
+    let eval = Ltae2d::new(
+        &Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)),
+        LtaeConfig::default(),
+    )
+    .unwrap();
     let mut g = c.benchmark_group("ltae2d");
     g.sample_size(10);
-    g.bench_function("ltae2d_fwd/4096x30x128", |bch| bch.iter(|| eval.forward(&x, &pos, None, false).unwrap()));
+    g.bench_function("ltae2d_fwd/4096x30x128", |bch| {
+        bch.iter(|| eval.forward(&x, &pos, None, false).unwrap())
+    });
     g.bench_function("ltae2d_fwd_bwd/4096x30x128", |bch| {
         bch.iter(|| {
             let o = train.forward(&x, &pos, None, true).unwrap();
@@ -99,21 +124,46 @@ fn pixel_transformer(c: &mut Criterion) {
     let dev = Device::Cpu;
     let (n, t, bands) = (1024, 23, 6);
     let vm = VarMap::new();
-    let m = PixelTransformer::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), PixelTransformerConfig::small(bands)).unwrap();
-    let frozen: std::collections::HashMap<String, Tensor> =
-        vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
-    let eval = PixelTransformer::new(VarBuilder::from_tensors(frozen, DType::F32, &dev), PixelTransformerConfig::small(bands)).unwrap();
+    let m = PixelTransformer::new(
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+        PixelTransformerConfig::small(bands),
+    )
+    .unwrap();
+    let frozen: std::collections::HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let eval = PixelTransformer::new(
+        VarBuilder::from_tensors(frozen, DType::F32, &dev),
+        PixelTransformerConfig::small(bands),
+    )
+    .unwrap();
     let x = Tensor::randn(0f32, 1.0, (n, t, bands), &dev).unwrap();
     let pos = dates(n, t);
     let mut g = c.benchmark_group("pixel_transformer");
     g.sample_size(10);
     g.bench_function("pixel_transformer_fwd/1024x23x6", |bch| {
-        bch.iter(|| eval.forward(&x, &pos, None, None, false).unwrap().pooled.mean(D::Minus1).unwrap())
+        bch.iter(|| {
+            eval.forward(&x, &pos, None, None, false)
+                .unwrap()
+                .pooled
+                .mean(D::Minus1)
+                .unwrap()
+        })
     });
     g.bench_function("pixel_transformer_fwd_bwd/1024x23x6", |bch| {
         bch.iter(|| {
             let o = m.forward(&x, &pos, None, None, true).unwrap();
-            o.pooled.sqr().unwrap().mean_all().unwrap().backward().unwrap()
+            o.pooled
+                .sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .backward()
+                .unwrap()
         })
     });
     g.finish();

@@ -7,7 +7,7 @@
 //! | [`sits_core`] | [`SitsBatch`] and the shared traits | usable |
 //! | [`sits_data`] | datacubes, sample sets, `.npy`/Zarr/PASTIS/CSV readers, loader, augmentations | usable |
 //! | [`sits_repr`] | spectral indices, recurrence plots, GAF/MTF, planar images, PNG output | usable |
-//! | [`sits_models`] | L-TAE, U-TAE, transformers, TSViT | not started |
+//! | [`sits_models`] | U-TAE, L-TAE2d, TSViT, pixel transformer, U-BARN, ResNet/ViT, heads | usable |
 //! | [`sits_ssl`] | SSL objectives, pretraining, evaluation | not started |
 //!
 //! ```

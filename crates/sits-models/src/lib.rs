@@ -4,14 +4,41 @@
 //!   `VSainteuf/utae-paps`, with the PyTorch parameter names so that a safetensors
 //!   export of an official checkpoint loads without renaming; checked against
 //!   fixtures made by running the official code.
+//! - [`transformer::PixelTransformer`]: SITS-BERT/Presto-like encoder of pixel
+//!   series with a mask token for masked-reconstruction pretext tasks.
+//! - [`tsvit::Tsvit`]: TSViT as in `michaeltrs/DeepSatModels`.
+//! - [`ubarn::Ubarn`]: U-Net per date + transformer per pixel (sizes uncertain).
+//! - [`vision`]: small ResNet and ViT for recurrence-plot and planar images.
+//! - [`heads`]: linear, MLP, segmentation, temporal attention pooling, forecasting.
+//! - [`io`]: safetensors and `.pth` loading, atomic safetensors saving.
 //! - [`nn`]: reflect padding, BatchNorm with running statistics as buffers,
-//!   differentiable bilinear resizing.
+//!   differentiable bilinear resizing, LayerNorm/softmax with gradients.
+//!
+//! Every sequence and cube encoder implements [`sits_core::Encoder`]. Models are
+//! built from a [`Ctx`] (a `VarBuilder` plus the buffer store): over a `VarMap` to
+//! train, over loaded tensors to run a checkpoint.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use candle_nn::{VarBuilder, VarMap};
+//! use sits_models::{Ctx, Utae, UtaeConfig};
+//! let vm = VarMap::new();
+//! let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+//! let cfg = UtaeConfig { input_dim: 4, ..UtaeConfig::pastis() };
+//! let model = Utae::new(&ctx, cfg).unwrap();
+//! let x = Tensor::randn(0f32, 1.0, (1, 3, 4, 32, 32), &Device::Cpu).unwrap();
+//! let days = Tensor::new(&[[10f32, 25.0, 40.0]], &Device::Cpu).unwrap();
+//! let (logits, attention) = model.forward(&x, &days, false).unwrap();
+//! assert_eq!(logits.dims(), &[1, 20, 32, 32]);
+//! assert_eq!(attention.dims(), &[16, 1, 3, 4, 4]);
+//! ```
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle. Pick the device at run time
 //!   with `candle_core::Device`; nothing in the API depends on the feature.
 
 pub mod heads;
+pub mod io;
 pub mod ltae;
 pub mod nn;
 pub mod transformer;

@@ -149,13 +149,17 @@ pub fn reflect_pad2d(x: &Tensor, p: usize) -> Result<Tensor> {
         if p >= n {
             candle_core::bail!("reflect padding {p} needs a size above {p} on dimension {dim}, got {n} (shape {:?})", x.dims());
         }
-        let idx: Vec<u32> = (0..p)
-            .map(|i| (p - i) as u32)
-            .chain(0..n as u32)
-            .chain((0..p).map(|i| (n - 2 - i) as u32))
-            .collect();
-        let idx = Tensor::from_vec(idx, n + 2 * p, out.device())?;
-        out = out.index_select(&idx, dim)?;
+        // Mirrored strips (edge excluded) on both sides, joined with one `cat`:
+        // several times faster than an `index_select` over the whole tensor.
+        let mut parts = Vec::with_capacity(2 * p + 1);
+        for i in (1..=p).rev() {
+            parts.push(out.narrow(dim, i, 1)?);
+        }
+        parts.push(out.clone());
+        for i in 0..p {
+            parts.push(out.narrow(dim, n - 2 - i, 1)?);
+        }
+        out = Tensor::cat(&parts, dim)?;
     }
     Ok(out)
 }

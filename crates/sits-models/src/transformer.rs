@@ -49,7 +49,8 @@ impl SelfAttention {
     /// Attention over `x` `(B, N, D)`; `key_pad` `(B, N)` (`u8`, 1 = ignore this key).
     pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>) -> Result<Tensor> {
         let (b, n, d) = x.dims3()?;
-        let qkv = Linear::from_parts(self.in_proj_w.clone(), Some(self.in_proj_b.clone())).forward(x)?;
+        let qkv =
+            Linear::from_parts(self.in_proj_w.clone(), Some(self.in_proj_b.clone())).forward(x)?;
         let hd = d / self.heads;
         let split = |i: usize| -> Result<Tensor> {
             qkv.narrow(2, i * d, d)?

@@ -252,3 +252,66 @@ fn tsvit_presets_have_the_published_sizes() {
         assert_eq!(n, want);
     }
 }
+
+/// The same TSViT weights from a bare `.pth` state_dict and from a training
+/// checkpoint (`{"epoch", "state_dict", "optimizer"}`) give the reference output;
+/// saving and reloading as safetensors keeps every tensor, buffers included.
+#[test]
+fn pytorch_files_load_and_safetensors_roundtrip() {
+    use sits_models::io::{load_tensors, save_safetensors, var_builder};
+    let x = npy("tsvit_x");
+    let c = x.dim(4).unwrap();
+    let bands = x
+        .narrow(4, 0, c - 1)
+        .unwrap()
+        .permute((0, 1, 4, 2, 3))
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let day = npy("tsvit_doy_index").to_dtype(DType::U32).unwrap();
+    for file in [
+        "tsvit_tiny.pth",
+        "tsvit_tiny_checkpoint.pth.tar",
+        "tsvit_tiny.safetensors",
+    ] {
+        let vb = var_builder(&fx(file), DType::F32, &Device::Cpu).unwrap();
+        let y = Tsvit::new(vb, tsvit_config())
+            .unwrap()
+            .forward(&bands, &day, None)
+            .unwrap();
+        assert!(diff(&y, &npy("tsvit_out")) < 1e-4, "{file}");
+    }
+    let e = load_tensors(&fx("tsvit_out.npy"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tsvit_out.npy"), "{e}");
+
+    // U-TAE-style model with buffers: save, reload, same names and values.
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+    let bn = BatchNorm::new(&ctx.pp("bn"), 3).unwrap();
+    bn.forward_t(&npy("bn_x0"), true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    save_safetensors(&path, &vm, &ctx.buffers).unwrap();
+    let back = load_tensors(&path, &Device::Cpu).unwrap();
+    let mut names: Vec<_> = back.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "bn.bias",
+            "bn.num_batches_tracked",
+            "bn.running_mean",
+            "bn.running_var",
+            "bn.weight"
+        ]
+    );
+    let rm: HashMap<String, Tensor> = ctx.buffers.tensors().into_iter().collect();
+    assert!(diff(&back["bn.running_mean"], &rm["bn.running_mean"]) == 0.0);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+}

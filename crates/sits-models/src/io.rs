@@ -1,0 +1,100 @@
+//! Loading and saving weights under their PyTorch names.
+//!
+//! - [`load_tensors`] reads a safetensors file, or a PyTorch `.pth`/`.pt` file
+//!   through candle's pickle reader, either a bare `state_dict` or a training
+//!   checkpoint holding one under `"state_dict"` (as `train_semantic.py` of U-TAE
+//!   saves them).
+//! - [`save_safetensors`] writes a `VarMap` plus the [`Buffers`] (running
+//!   statistics) atomically: a temporary file in the same folder renamed into place,
+//!   so a crash never leaves a half-written file under the final name.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::nn::Buffers;
+
+/// All tensors of a weight file, by name. `.safetensors` files are read directly;
+/// `.pth`/`.pt`/`.bin` through the pickle reader, looking inside `"state_dict"`
+/// when the file is a checkpoint dictionary.
+pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let named = |e: candle_core::Error| candle_core::Error::Msg(format!("{}: {e}", path.display()));
+    match ext.as_str() {
+        "safetensors" => candle_core::safetensors::load(path, device).map_err(named),
+        "pth" | "pt" | "bin" | "ckpt" | "tar" => {
+            // A checkpoint dictionary first, else a bare state_dict.
+            let tensors = match candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
+                Ok(t) if !t.is_empty() => t,
+                _ => candle_core::pickle::read_all(path).map_err(named)?,
+            };
+            if tensors.is_empty() {
+                candle_core::bail!(
+                    "{}: no tensor found (neither a state_dict nor a checkpoint with `state_dict`)",
+                    path.display()
+                );
+            }
+            tensors
+                .into_iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
+                        v.to_device(device)?,
+                    ))
+                })
+                .collect()
+        }
+        _ => candle_core::bail!(
+            "{}: unknown weight format (expected .safetensors or .pth)",
+            path.display()
+        ),
+    }
+}
+
+/// A `VarBuilder` over the tensors of a weight file (see [`load_tensors`]).
+pub fn var_builder(path: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+    Ok(VarBuilder::from_tensors(
+        load_tensors(path, device)?,
+        dtype,
+        device,
+    ))
+}
+
+/// Writes the trainable variables and the buffers to `path` as safetensors,
+/// atomically. Names are the PyTorch names the models were built with.
+pub fn save_safetensors(path: &Path, vars: &VarMap, buffers: &Buffers) -> Result<()> {
+    let mut all: HashMap<String, Tensor> = vars
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    for (k, v) in buffers.tensors() {
+        if all.insert(k.clone(), v).is_some() {
+            candle_core::bail!("`{k}` is both a variable and a buffer");
+        }
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("weights");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    candle_core::safetensors::save(&all, &tmp)?;
+    let sync = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
+    if let Err(e) = sync.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        candle_core::bail!("{}: {e}", path.display());
+    }
+    Ok(())
+}
