@@ -1,9 +1,16 @@
-//! Self-supervised objectives (SimCLR, DINO, masked reconstruction, PIMC, CSCL), the
-//! pretraining loop and evaluation for satellite image time series.
+//! Self-supervised objectives, the pretraining loop and evaluation for satellite
+//! image time series.
 //!
-//! **Status: not implemented yet.** This crate is reserved in the workspace layout;
-//! its content is specified in the project's issue "sits-ssl". Nothing here is usable
-//! today.
+//! **Status: partial.** The losses are implemented and checked against PyTorch
+//! ([`losses`]): NT-Xent (both reference reductions), DINO (centering, teacher
+//! temperature schedule, cross-view pairs, health metrics), masked-reconstruction
+//! MSE, symmetric InfoNCE (PIMC) and the CSCL similarity loss. The objectives that
+//! wrap encoders, the pretraining loop, checkpoints and evaluation are not written
+//! yet.
 //!
 //! ## Feature flags
-//! None yet.
+//! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
+
+pub mod losses;
+
+pub use losses::{nt_xent, DinoLoss, NtXentReduction};

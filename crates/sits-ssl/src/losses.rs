@@ -1,0 +1,294 @@
+//! Self-supervised losses as the reference code defines them (see ANCHORS.md §5):
+//! SimCLR's NT-Xent with both reduction conventions, DINO's cross-view
+//! cross-entropy with centering and its health metrics, the masked-reconstruction
+//! MSE, the CLIP-style symmetric InfoNCE of PIMC, and CSCL's linear similarity loss.
+//!
+//! Every loss computes in float32 whatever the input dtype (`f16`/`bf16` inputs are
+//! promoted), and every softmax goes through a max-shifted log-sum-exp, so large
+//! logits neither overflow nor lose the positive pair.
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// Log-softmax over the last dimension, stable for large values.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// Rows scaled to unit L2 norm (norm clamped at 1e-12 as `F.normalize`).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let n = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
+    x.broadcast_div(&n)
+}
+
+fn f32(x: &Tensor) -> Result<Tensor> {
+    if x.dtype() == DType::F32 {
+        Ok(x.clone())
+    } else {
+        x.to_dtype(DType::F32)
+    }
+}
+
+/// How NT-Xent is reduced. The two reference implementations differ by exactly 2×.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum NtXentReduction {
+    /// Mean over the 2N anchors (sthalles/SimCLR `info_nce_loss`).
+    MeanOverAnchors,
+    /// Sum of the two directional means over N (google-research/simclr
+    /// `add_contrastive_loss`): twice [`NtXentReduction::MeanOverAnchors`].
+    SumOfDirections,
+}
+
+/// SimCLR NT-Xent of two views `(N, d)`: both L2-normalised, cosine similarities
+/// over `temperature`, each embedding's positive is its other view and its
+/// negatives the 2N − 2 others (self-similarity excluded).
+pub fn nt_xent(
+    z1: &Tensor,
+    z2: &Tensor,
+    temperature: f64,
+    reduction: NtXentReduction,
+) -> Result<Tensor> {
+    let (n, d) = z1.dims2()?;
+    if z2.dims() != [n, d] || n < 2 {
+        candle_core::bail!(
+            "NT-Xent needs two views of the same shape (N >= 2, d), got {:?} and {:?}",
+            z1.dims(),
+            z2.dims()
+        );
+    }
+    if temperature <= 0.0 {
+        candle_core::bail!("NT-Xent temperature must be > 0, got {temperature}");
+    }
+    let z = l2_normalize(&Tensor::cat(&[&f32(z1)?, &f32(z2)?], 0)?)?;
+    let sim = (z.matmul(&z.t()?)? / temperature)?;
+    // Exclude self-similarity with a large negative value (exp underflows to 0).
+    let eye = Tensor::eye(2 * n, DType::F32, z.device())?;
+    let sim = (sim - (eye * 1e9)?)?;
+    let ls = log_softmax(&sim)?;
+    let targets: Vec<u32> = (0..2 * n).map(|i| ((i + n) % (2 * n)) as u32).collect();
+    let targets = Tensor::from_vec(targets, (2 * n, 1), z.device())?;
+    let mean = ls.gather(&targets, 1)?.neg()?.mean_all()?;
+    match reduction {
+        NtXentReduction::MeanOverAnchors => Ok(mean),
+        NtXentReduction::SumOfDirections => mean * 2.0,
+    }
+}
+
+/// CLIP-style symmetric InfoNCE between paired embeddings of two modalities
+/// `(N, d)` (PIMC: recurrence-plot encoder vs series encoder): positives are the
+/// same row, `logits = a·bᵀ / temperature` on L2-normalised rows, loss =
+/// (CE(rows) + CE(columns)) / 2.
+pub fn symmetric_info_nce(a: &Tensor, b: &Tensor, temperature: &Tensor) -> Result<Tensor> {
+    let (n, d) = a.dims2()?;
+    if b.dims() != [n, d] {
+        candle_core::bail!(
+            "InfoNCE needs paired embeddings of the same shape, got {:?} and {:?}",
+            a.dims(),
+            b.dims()
+        );
+    }
+    let (a, b) = (l2_normalize(&f32(a)?)?, l2_normalize(&f32(b)?)?);
+    let logits = a.matmul(&b.t()?)?.broadcast_div(&f32(temperature)?)?;
+    let diag = Tensor::arange(0u32, n as u32, a.device())?.reshape((n, 1))?;
+    let rows = log_softmax(&logits)?.gather(&diag, 1)?.neg()?.mean_all()?;
+    let cols = log_softmax(&logits.t()?.contiguous()?)?
+        .gather(&diag, 1)?
+        .neg()?
+        .mean_all()?;
+    (rows + cols)? * 0.5
+}
+
+/// Mean squared error over the entries selected by `mask` (broadcastable to
+/// `pred`; 1 = counted), the BERT-style reconstruction loss: pass masked dates that
+/// are valid and not padded. Errors when nothing is selected.
+pub fn masked_mse(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if pred.dims() != target.dims() {
+        candle_core::bail!(
+            "masked MSE: prediction {:?} and target {:?} differ",
+            pred.dims(),
+            target.dims()
+        );
+    }
+    let m = f32(mask)?.broadcast_as(pred.shape())?;
+    let count = m.sum_all()?.to_scalar::<f32>()?;
+    if count == 0.0 {
+        candle_core::bail!("masked MSE: the mask selects no entry");
+    }
+    let err = (f32(pred)? - f32(target)?)?.sqr()?;
+    (err * m)?.sum_all()? / count as f64
+}
+
+/// CSCL's linear similarity loss `mean(−pos_weight·y·s + (1 − y)·s)` over the
+/// entries where `valid` is 1 (`s` similarities, `y` 1 where the neighbour has the
+/// centre's label). DeepSatModels uses `pos_weight = 0.125`.
+pub fn cscl_loss(sim: &Tensor, same: &Tensor, valid: &Tensor, pos_weight: f64) -> Result<Tensor> {
+    let s = f32(sim)?;
+    let y = f32(same)?;
+    let v = f32(valid)?.broadcast_as(s.shape())?;
+    let count = v.sum_all()?.to_scalar::<f32>()?;
+    if count == 0.0 {
+        candle_core::bail!("CSCL loss: no valid entry");
+    }
+    let per = ((y.neg()? * pos_weight)?.mul(&s)? + (1.0 - &y)?.mul(&s)?)?;
+    (per * v)?.sum_all()? / count as f64
+}
+
+/// DINO's teacher temperature per epoch: linear from `warmup` to `final_temp` over
+/// `warmup_epochs`, then constant (code defaults 0.04, 0.04, 0).
+pub fn teacher_temperature(
+    epoch: usize,
+    warmup: f64,
+    final_temp: f64,
+    warmup_epochs: usize,
+) -> f64 {
+    if epoch < warmup_epochs && warmup_epochs > 1 {
+        warmup + (final_temp - warmup) * epoch as f64 / (warmup_epochs - 1) as f64
+    } else {
+        final_temp
+    }
+}
+
+/// What one DINO loss evaluation reports besides the loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DinoHealth {
+    /// Mean entropy of the teacher distributions (collapse to one dimension → 0;
+    /// collapse to uniform → ln K).
+    pub teacher_entropy: f64,
+    /// Mean KL(teacher ‖ student) over the loss pairs.
+    pub kl: f64,
+}
+
+/// DINO loss state: the center and the temperatures.
+#[derive(Debug, Clone)]
+pub struct DinoLoss {
+    center: Tensor,
+    /// Student temperature (0.1).
+    pub student_temp: f64,
+    /// Center momentum (0.9).
+    pub center_momentum: f64,
+    /// Number of global crops (2); the teacher sees only those.
+    pub n_global: usize,
+}
+
+impl DinoLoss {
+    /// A loss over `out_dim` prototypes with the reference defaults.
+    pub fn new(out_dim: usize, device: &candle_core::Device) -> Result<Self> {
+        Ok(Self {
+            center: Tensor::zeros((1, out_dim), DType::F32, device)?,
+            student_temp: 0.1,
+            center_momentum: 0.9,
+            n_global: 2,
+        })
+    }
+
+    /// The current center `(1, K)`.
+    pub fn center(&self) -> &Tensor {
+        &self.center
+    }
+
+    /// Replaces the center (for resuming from a checkpoint).
+    pub fn set_center(&mut self, c: Tensor) -> Result<()> {
+        if c.dims() != self.center.dims() {
+            candle_core::bail!(
+                "DINO center must be {:?}, got {:?}",
+                self.center.dims(),
+                c.dims()
+            );
+        }
+        self.center = c;
+        Ok(())
+    }
+
+    /// Loss of student outputs `(ncrops·B, K)` (global crops first) against teacher
+    /// outputs `(n_global·B, K)` at teacher temperature `teacher_temp`: the mean over
+    /// all (teacher crop `i`, student crop `v ≠ i`) pairs of the batch-mean
+    /// cross-entropy. Then moves the center towards the teacher batch mean (the
+    /// reference updates it after the loss, from the same teacher outputs).
+    pub fn forward(
+        &mut self,
+        student: &Tensor,
+        teacher: &Tensor,
+        teacher_temp: f64,
+    ) -> Result<(Tensor, DinoHealth)> {
+        let (ns, k) = student.dims2()?;
+        let (nt, kt) = teacher.dims2()?;
+        let g = self.n_global;
+        if k != kt || k != self.center.dim(1)? || nt % g != 0 || ns % (nt / g) != 0 {
+            candle_core::bail!(
+                "DINO loss: student {:?}, teacher {:?} and center {:?} do not fit {g} global crops",
+                student.dims(),
+                teacher.dims(),
+                self.center.dims()
+            );
+        }
+        let b = nt / g;
+        let ncrops = ns / b;
+        if ncrops < 2 {
+            candle_core::bail!("DINO loss needs at least two student crops, got {ncrops}");
+        }
+        let s = (f32(student)? / self.student_temp)?;
+        let ls = log_softmax(&s)?;
+        let t = f32(teacher)?.detach();
+        let q = crate::losses::softmax_rows(&(t.broadcast_sub(&self.center)? / teacher_temp)?)?
+            .detach();
+        let mut total: Option<Tensor> = None;
+        let mut pairs = 0usize;
+        let mut kl = 0f64;
+        let lq = q.clamp(1e-30, 1.0)?.log()?;
+        for iq in 0..g {
+            let qi = q.narrow(0, iq * b, b)?;
+            let lqi = lq.narrow(0, iq * b, b)?;
+            for v in 0..ncrops {
+                if v == iq {
+                    continue;
+                }
+                let lsv = ls.narrow(0, v * b, b)?;
+                let ce = (qi.mul(&lsv)?.sum(1)?.neg()?).mean_all()?;
+                let k_pair = (qi.mul(&(&lqi - &lsv.detach())?)?.sum(1)?)
+                    .mean_all()?
+                    .to_scalar::<f32>()? as f64;
+                kl += k_pair;
+                total = Some(match total {
+                    Some(t) => (t + ce)?,
+                    None => ce,
+                });
+                pairs += 1;
+            }
+        }
+        let loss = (total.expect("at least one pair") / pairs as f64)?;
+        let entropy = (q.mul(&lq)?.sum(1)?.neg()?)
+            .mean_all()?
+            .to_scalar::<f32>()? as f64;
+        // center <- m * center + (1 - m) * mean(teacher)
+        let batch_center = t.mean_keepdim(0)?;
+        self.center = ((&self.center * self.center_momentum)?
+            + (batch_center * (1.0 - self.center_momentum))?)?;
+        Ok((
+            loss,
+            DinoHealth {
+                teacher_entropy: entropy,
+                kl: kl / pairs as f64,
+            },
+        ))
+    }
+}
+
+/// Softmax over the last dimension (max-shifted).
+pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
+    log_softmax(x)?.exp()
+}
+
+/// EMA momentum of the DINO teacher at `step` of `total`: cosine from `base`
+/// (0.996) to 1.
+pub fn teacher_momentum(step: usize, total: usize, base: f64) -> f64 {
+    if total == 0 {
+        return 1.0;
+    }
+    1.0 - (1.0 - base) * ((std::f64::consts::PI * step as f64 / total as f64).cos() + 1.0) / 2.0
+}

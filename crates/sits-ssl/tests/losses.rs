@@ -1,0 +1,194 @@
+//! Losses against the reference formulas run in PyTorch (float64) by
+//! `fixtures/make_loss_fixtures.py`: values and gradients with respect to the
+//! inputs within 1e-5 (we compute in float32: rounding of values of order 1 is
+//! 1e-7, and the sharpest case, temperature 0.01, amplifies it a hundredfold).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use sits_data::npy::read_npy;
+use sits_ssl::losses::{
+    cscl_loss, masked_mse, symmetric_info_nce, teacher_momentum, teacher_temperature,
+};
+use sits_ssl::{nt_xent, DinoLoss, NtXentReduction};
+
+fn fx(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/losses")
+        .join(name)
+}
+
+fn npy(name: &str) -> Tensor {
+    let a = read_npy(&fx(&format!("{name}.npy"))).unwrap();
+    let shape = a.shape().to_vec();
+    Tensor::from_vec(
+        a.to_f32().iter().copied().collect::<Vec<f32>>(),
+        shape,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn scalar(name: &str) -> f64 {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx("scalars.json")).unwrap()).unwrap();
+    v[name].as_f64().unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn val(t: &Tensor) -> f64 {
+    t.to_scalar::<f32>().unwrap() as f64
+}
+
+#[test]
+fn nt_xent_matches_both_references() {
+    // ANCHORS.md golden values on the small case: 2.313941 and 4.627881.
+    assert!((scalar("ntxent_small_mean") - 2.313941).abs() < 1e-6);
+    for case in ["small", "large", "sharp"] {
+        let tau = scalar(&format!("ntxent_{case}_tau"));
+        for (kind, red) in [
+            ("mean", NtXentReduction::MeanOverAnchors),
+            ("sum", NtXentReduction::SumOfDirections),
+        ] {
+            let z1 = Var::from_tensor(&npy(&format!("ntxent_{case}_z1"))).unwrap();
+            let z2 = Var::from_tensor(&npy(&format!("ntxent_{case}_z2"))).unwrap();
+            let loss = nt_xent(z1.as_tensor(), z2.as_tensor(), tau, red).unwrap();
+            let want = scalar(&format!("ntxent_{case}_{kind}"));
+            assert!(
+                (val(&loss) - want).abs() < 1e-5 * want.abs().max(1.0),
+                "{case}/{kind}: {} vs {want}",
+                val(&loss)
+            );
+            let g = loss.backward().unwrap();
+            for (v, w) in [(&z1, "g1"), (&z2, "g2")] {
+                let d = max_diff(
+                    g.get(v.as_tensor()).unwrap(),
+                    &npy(&format!("ntxent_{case}_{kind}_{w}")),
+                );
+                assert!(d < 1e-5, "{case}/{kind} gradient {w}: {d:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nt_xent_is_stable_and_accepts_half_precision() {
+    // Huge inputs (normalisation makes the scale irrelevant) and a tiny temperature.
+    let z1 = (npy("ntxent_large_z1") * 1e6).unwrap();
+    let z2 = (npy("ntxent_large_z2") * 1e6).unwrap();
+    let a = val(&nt_xent(&z1, &z2, 0.001, NtXentReduction::MeanOverAnchors).unwrap());
+    assert!(a.is_finite(), "{a}");
+    // bf16 and f16 inputs give the float32 loss of the rounded inputs.
+    let z1 = npy("ntxent_small_z1");
+    let z2 = npy("ntxent_small_z2");
+    for dt in [DType::BF16, DType::F16] {
+        let (h1, h2) = (z1.to_dtype(dt).unwrap(), z2.to_dtype(dt).unwrap());
+        let l = val(&nt_xent(&h1, &h2, 0.5, NtXentReduction::MeanOverAnchors).unwrap());
+        let r = val(&nt_xent(
+            &h1.to_dtype(DType::F32).unwrap(),
+            &h2.to_dtype(DType::F32).unwrap(),
+            0.5,
+            NtXentReduction::MeanOverAnchors,
+        )
+        .unwrap());
+        assert!(
+            (l - r).abs() < 1e-6 && (l - scalar("ntxent_small_mean")).abs() < 0.05,
+            "{dt:?}: {l} vs {r}"
+        );
+    }
+    assert!(nt_xent(
+        &z1,
+        &z2.narrow(0, 0, 3).unwrap(),
+        0.5,
+        NtXentReduction::MeanOverAnchors
+    )
+    .is_err());
+}
+
+#[test]
+fn dino_loss_center_and_health_match_the_reference() {
+    let mut loss = DinoLoss::new(32, &Device::Cpu).unwrap();
+    for step in 0..2 {
+        let s = Var::from_tensor(&npy(&format!("dino_student{step}"))).unwrap();
+        let t = npy(&format!("dino_teacher{step}"));
+        let (l, health) = loss
+            .forward(s.as_tensor(), &t, scalar(&format!("dino_temp{step}")))
+            .unwrap();
+        let want = scalar(&format!("dino_loss{step}"));
+        assert!(
+            (val(&l) - want).abs() < 1e-5 * want.abs().max(1.0),
+            "step {step}: {} vs {want}",
+            val(&l)
+        );
+        let g = l.backward().unwrap();
+        let d = max_diff(
+            g.get(s.as_tensor()).unwrap(),
+            &npy(&format!("dino_grad{step}")),
+        );
+        assert!(d < 1e-5, "step {step} gradient {d:e}");
+        let d = max_diff(loss.center(), &npy(&format!("dino_center{step}")));
+        assert!(d < 1e-6, "step {step} center {d:e}");
+        // entropy in [0, ln K], KL >= 0, and the loss is entropy + KL on average
+        assert!(health.teacher_entropy >= 0.0 && health.teacher_entropy <= (32f64).ln() + 1e-6);
+        assert!(health.kl >= -1e-6);
+        assert!(
+            (health.teacher_entropy + health.kl - val(&l)).abs() < 1e-4,
+            "{health:?} vs {}",
+            val(&l)
+        );
+    }
+    assert!((teacher_temperature(0, 0.04, 0.07, 30) - 0.04).abs() < 1e-12);
+    assert!((teacher_temperature(29, 0.04, 0.07, 30) - 0.07).abs() < 1e-12);
+    assert!((teacher_temperature(100, 0.04, 0.07, 30) - 0.07).abs() < 1e-12);
+    assert!((teacher_momentum(0, 100, 0.996) - 0.996).abs() < 1e-12);
+    assert!((teacher_momentum(100, 100, 0.996) - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn infonce_mse_and_cscl_match_the_reference() {
+    let a = Var::from_tensor(&npy("infonce_a")).unwrap();
+    let b = Var::from_tensor(&npy("infonce_b")).unwrap();
+    let tau = Tensor::new(0.07f32, &Device::Cpu).unwrap();
+    let l = symmetric_info_nce(a.as_tensor(), b.as_tensor(), &tau).unwrap();
+    assert!(
+        (val(&l) - scalar("infonce")).abs() < 1e-5,
+        "{} vs {}",
+        val(&l),
+        scalar("infonce")
+    );
+    let g = l.backward().unwrap();
+    assert!(max_diff(g.get(a.as_tensor()).unwrap(), &npy("infonce_ga")) < 1e-5);
+    assert!(max_diff(g.get(b.as_tensor()).unwrap(), &npy("infonce_gb")) < 1e-5);
+
+    let p = Var::from_tensor(&npy("mse_pred")).unwrap();
+    let l = masked_mse(p.as_tensor(), &npy("mse_target"), &npy("mse_mask")).unwrap();
+    assert!((val(&l) - scalar("mse")).abs() < 1e-5);
+    let g = l.backward().unwrap();
+    assert!(max_diff(g.get(p.as_tensor()).unwrap(), &npy("mse_grad")) < 1e-5);
+    assert!(masked_mse(
+        p.as_tensor(),
+        &npy("mse_target"),
+        &npy("mse_mask").zeros_like().unwrap()
+    )
+    .is_err());
+
+    let s = Var::from_tensor(&npy("cscl_s")).unwrap();
+    let l = cscl_loss(s.as_tensor(), &npy("cscl_y"), &npy("cscl_valid"), 0.125).unwrap();
+    assert!((val(&l) - scalar("cscl")).abs() < 1e-5);
+    let g = l.backward().unwrap();
+    assert!(max_diff(g.get(s.as_tensor()).unwrap(), &npy("cscl_grad")) < 1e-5);
+}
