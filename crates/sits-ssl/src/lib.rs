@@ -12,5 +12,7 @@
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
 
 pub mod losses;
+pub mod metrics;
 
 pub use losses::{nt_xent, DinoLoss, NtXentReduction};
+pub use metrics::ConfusionMatrix;
