@@ -11,6 +11,7 @@
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
 
+pub mod heads;
 pub mod losses;
 pub mod metrics;
 

@@ -192,3 +192,53 @@ fn infonce_mse_and_cscl_match_the_reference() {
     let g = l.backward().unwrap();
     assert!(max_diff(g.get(s.as_tensor()).unwrap(), &npy("cscl_grad")) < 1e-5);
 }
+
+/// The DINO head loads from both PyTorch weight-norm spellings and gives the
+/// reference output; its gain is frozen with `norm_last_layer`.
+#[test]
+fn dino_head_loads_both_weight_norm_spellings() {
+    use candle_nn::VarBuilder;
+    use sits_ssl::heads::DinoHead;
+    let x = npy("dino_head_x");
+    let want = npy("dino_head_y");
+    for file in [
+        "dino_head_weight_g.safetensors",
+        "dino_head_parametrizations.safetensors",
+    ] {
+        let t = candle_core::safetensors::load(fx(file), &Device::Cpu).unwrap();
+        let vb = VarBuilder::from_tensors(t, DType::F32, &Device::Cpu);
+        let head = DinoHead::new(vb, 6, 10, 3, 16, 8, false).unwrap();
+        let d = max_diff(&head.forward(&x).unwrap(), &want);
+        assert!(d < 1e-5, "{file}: {d:e}");
+    }
+    // Built fresh on a VarMap with norm_last_layer: the gain gets no gradient.
+    let vm = candle_nn::VarMap::new();
+    let head = DinoHead::new(
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        6,
+        10,
+        3,
+        16,
+        8,
+        true,
+    )
+    .unwrap();
+    let g = head
+        .forward(&x)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let data = vm.data().lock().unwrap();
+    let gain = data.get("last_layer.weight_g").unwrap();
+    assert!(
+        g.get(gain.as_tensor()).is_none(),
+        "frozen gain must not get a gradient"
+    );
+    assert!(g
+        .get(data.get("last_layer.weight_v").unwrap().as_tensor())
+        .is_some());
+}
