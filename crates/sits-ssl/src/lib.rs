@@ -1,12 +1,17 @@
 //! Self-supervised objectives, the pretraining loop and evaluation for satellite
 //! image time series.
 //!
-//! **Status: partial.** The losses are implemented and checked against PyTorch
-//! ([`losses`]): NT-Xent (both reference reductions), DINO (centering, teacher
-//! temperature schedule, cross-view pairs, health metrics), masked-reconstruction
-//! MSE, symmetric InfoNCE (PIMC) and the CSCL similarity loss. The objectives that
-//! wrap encoders, the pretraining loop, checkpoints and evaluation are not written
-//! yet.
+//! **Status: partial.** Written so far:
+//! - [`losses`], checked against PyTorch: NT-Xent (both reference reductions), DINO
+//!   (centering, teacher temperature schedule, cross-view pairs, health metrics),
+//!   masked-reconstruction MSE, symmetric InfoNCE (PIMC), the CSCL similarity loss.
+//! - [`heads`]: SimCLR projector, DINO head (both weight-norm spellings).
+//! - [`probe`]: standardisation, L2 logistic-regression probe, cosine k-NN,
+//!   stratified label fractions.
+//! - [`metrics`]: confusion matrix, OA, macro-F1, kappa, IoU/mIoU.
+//!
+//! Not written yet: the objectives that wrap encoders and augmentations, the
+//! pretraining loop with checkpoints and resume, fine-tuning.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
@@ -14,6 +19,7 @@
 pub mod heads;
 pub mod losses;
 pub mod metrics;
+pub mod probe;
 
 pub use losses::{nt_xent, DinoLoss, NtXentReduction};
 pub use metrics::ConfusionMatrix;
