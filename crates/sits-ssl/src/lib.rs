@@ -9,9 +9,15 @@
 //! - [`probe`]: standardisation, L2 logistic-regression probe, cosine k-NN,
 //!   stratified label fractions.
 //! - [`metrics`]: confusion matrix, OA, macro-F1, kappa, IoU/mIoU.
+//! - [`optim`]: AdamW with inspectable state, gradient clipping, cosine schedule
+//!   with warm-up, EMA updates.
+//! - [`train`]: the pretraining loop (JSONL log, progress bar, NaN detection,
+//!   frozen groups, atomic checkpoints with exact resume).
+//! - [`objectives`]: BERT-style masked reconstruction (mask token, SITS-BERT noise,
+//!   U-BARN permutation) for the pixel transformer.
 //!
-//! Not written yet: the objectives that wrap encoders and augmentations, the
-//! pretraining loop with checkpoints and resume, fine-tuning.
+//! Not written yet: SimCLR/DINO/PIMC/CSCL objectives over encoders and views,
+//! embeddings of whole sample sets and cubes, fine-tuning, label-fraction reports.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
@@ -19,7 +25,10 @@
 pub mod heads;
 pub mod losses;
 pub mod metrics;
+pub mod objectives;
+pub mod optim;
 pub mod probe;
+pub mod train;
 
 pub use losses::{nt_xent, DinoLoss, NtXentReduction};
 pub use metrics::ConfusionMatrix;

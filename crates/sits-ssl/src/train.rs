@@ -1,0 +1,382 @@
+//! The pretraining loop: AdamW with weight decay, cosine schedule with linear
+//! warm-up, gradient clipping by global norm, frozen parameter groups, a JSONL log
+//! of every step, a progress bar on terminals, NaN/Inf detection, and atomic
+//! checkpoints that resume exactly.
+//!
+//! The loop is generic: it owns the optimisation and the bookkeeping, and a
+//! closure computes the loss of one batch (any encoder, any objective). Every
+//! step's randomness comes from a generator seeded by `(seed, step)`, so an
+//! interrupted run resumed from its checkpoint computes the same losses as an
+//! uninterrupted one (on CPU, same thread count; dropout draws from candle's own
+//! generator, so use dropout 0 where bit-exact resumption matters).
+//!
+//! A checkpoint is two files written through a temporary file and a rename:
+//! `ckpt-epoch{E}.safetensors` (variables, BatchNorm buffers, optimiser moments)
+//! and `ckpt-epoch{E}.json` (epoch, step, optimiser step, configuration); then
+//! `latest.json` is replaced to point at it. A crash at any moment leaves either the
+//! previous complete checkpoint or the new one.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sits_core::{ObjectiveOutput, SitsBatch};
+use sits_data::Loader;
+use sits_models::Buffers;
+
+use crate::optim::{clip_grad_norm, cosine_lr, AdamW};
+
+/// Training settings (saved in every checkpoint).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Clip gradients to this global norm.
+    pub clip_grad: Option<f64>,
+    /// Seed of the per-step generators.
+    pub seed: u64,
+    /// Variables whose name starts with one of these are not trained.
+    pub frozen_prefixes: Vec<String>,
+    /// Checkpoint every this many epochs (0 = only at the end).
+    pub checkpoint_every: usize,
+    /// Show a progress bar (only drawn on a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup_steps: 0,
+            weight_decay: 1e-2,
+            clip_grad: Some(3.0),
+            seed: 0,
+            frozen_prefixes: Vec::new(),
+            checkpoint_every: 1,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CheckpointMeta {
+    epoch: usize,
+    step: u64,
+    optimizer_steps: u64,
+    weights: String,
+    config: TrainConfig,
+}
+
+/// One logged step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepRecord {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Global step (0-based).
+    pub step: u64,
+    /// Loss.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The objective's own metrics.
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// The pretraining loop over a `VarMap` (and its BatchNorm buffers).
+pub struct Trainer {
+    cfg: TrainConfig,
+    vars: VarMap,
+    buffers: Buffers,
+    opt: AdamW,
+    epoch: usize,
+    step: u64,
+    out_dir: Option<PathBuf>,
+    log: Option<std::fs::File>,
+    history: Vec<StepRecord>,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{}: {e}", path.display()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_err(path, e));
+    }
+    Ok(())
+}
+
+impl Trainer {
+    /// A trainer over all variables of `vars` except the frozen ones. With
+    /// `out_dir`, checkpoints and `log.jsonl` go there.
+    pub fn new(
+        cfg: TrainConfig,
+        vars: &VarMap,
+        buffers: &Buffers,
+        out_dir: Option<&Path>,
+    ) -> Result<Self> {
+        let mut named: Vec<(String, candle_core::Var)> = vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+            .iter()
+            .filter(|(k, _)| {
+                !cfg.frozen_prefixes
+                    .iter()
+                    .any(|p| k.starts_with(p.as_str()))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        if named.is_empty() {
+            candle_core::bail!("nothing to train: every variable is frozen or the VarMap is empty");
+        }
+        let opt = AdamW::new(named, cfg.weight_decay)?;
+        let log = match out_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+                let p = d.join("log.jsonl");
+                Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)
+                        .map_err(|e| io_err(&p, e))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Self {
+            cfg,
+            vars: vars.clone(),
+            buffers: buffers.clone(),
+            opt,
+            epoch: 0,
+            step: 0,
+            out_dir: out_dir.map(Path::to_path_buf),
+            log,
+            history: Vec::new(),
+        })
+    }
+
+    /// Epochs completed.
+    pub fn epoch(&self) -> usize {
+        self.epoch
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Every step logged by this trainer object.
+    pub fn history(&self) -> &[StepRecord] {
+        &self.history
+    }
+
+    /// Trains until `cfg.epochs`, starting from the current epoch. `loss_fn` gets a
+    /// batch and that step's generator and returns the loss and its metrics.
+    pub fn fit<F>(&mut self, loader: &Loader, loss_fn: F) -> Result<()>
+    where
+        F: FnMut(&SitsBatch, &mut ChaCha8Rng) -> Result<ObjectiveOutput>,
+    {
+        self.fit_until(loader, self.cfg.epochs, loss_fn)
+    }
+
+    /// Like [`Trainer::fit`] but stops after epoch `stop` (the schedule still spans
+    /// `cfg.epochs`): a run cut short, to be resumed later.
+    pub fn fit_until<F>(&mut self, loader: &Loader, stop: usize, mut loss_fn: F) -> Result<()>
+    where
+        F: FnMut(&SitsBatch, &mut ChaCha8Rng) -> Result<ObjectiveOutput>,
+    {
+        let stop = stop.min(self.cfg.epochs);
+        let per_epoch = loader.num_batches() as u64;
+        let total = per_epoch * self.cfg.epochs as u64;
+        let bar = if self.cfg.progress {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}, {per_sec}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_position(self.step);
+            Some(b)
+        } else {
+            None
+        };
+        while self.epoch < stop {
+            for batch in loader.epoch(self.epoch as u64) {
+                let batch = batch.map_err(candle_core::Error::wrap)?;
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    self.cfg.seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                let out = loss_fn(&batch, &mut rng)?;
+                let loss = out
+                    .loss
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
+                if !loss.is_finite() {
+                    candle_core::bail!(
+                        "loss is {loss} at step {} (epoch {}): training stopped",
+                        self.step,
+                        self.epoch
+                    );
+                }
+                let mut grads = out.loss.backward()?;
+                let grad_norm = match self.cfg.clip_grad {
+                    Some(c) => clip_grad_norm(&mut grads, self.opt.vars(), c)?,
+                    None => clip_grad_norm(&mut grads, self.opt.vars(), f64::INFINITY)?,
+                };
+                if !grad_norm.is_finite() {
+                    candle_core::bail!(
+                        "gradient norm is {grad_norm} at step {} (epoch {}): training stopped",
+                        self.step,
+                        self.epoch
+                    );
+                }
+                let lr = cosine_lr(
+                    self.step,
+                    total,
+                    self.cfg.warmup_steps,
+                    self.cfg.lr,
+                    self.cfg.min_lr,
+                );
+                self.opt.step(&grads, lr)?;
+                let rec = StepRecord {
+                    epoch: self.epoch,
+                    step: self.step,
+                    loss,
+                    lr,
+                    grad_norm,
+                    metrics: out.metrics,
+                };
+                if let Some(f) = self.log.as_mut() {
+                    let line = serde_json::to_string(&rec)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                    writeln!(f, "{line}")
+                        .map_err(|e| candle_core::Error::Msg(format!("log.jsonl: {e}")))?;
+                }
+                if let Some(b) = &bar {
+                    b.set_message(format!("epoch {} loss {loss:.4}", self.epoch + 1));
+                    b.inc(1);
+                }
+                self.history.push(rec);
+                self.step += 1;
+            }
+            self.epoch += 1;
+            let due = self.cfg.checkpoint_every > 0
+                && self.epoch.is_multiple_of(self.cfg.checkpoint_every);
+            if self.out_dir.is_some() && (due || self.epoch == self.cfg.epochs) {
+                self.save_checkpoint()?;
+            }
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint of the current state into the output folder.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let dir = self
+            .out_dir
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::Msg("no output folder for checkpoints".into()))?;
+        let mut all: HashMap<String, Tensor> = self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        all.extend(self.buffers.tensors());
+        all.extend(self.opt.state_tensors());
+        let name = format!("ckpt-epoch{}", self.epoch);
+        let weights = dir.join(format!("{name}.safetensors"));
+        let tmp = dir.join(format!(".{name}.safetensors.tmp{}", std::process::id()));
+        candle_core::safetensors::save(&all, &tmp)?;
+        let sync = std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &weights));
+        if let Err(e) = sync {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err(&weights, e));
+        }
+        let meta = CheckpointMeta {
+            epoch: self.epoch,
+            step: self.step,
+            optimizer_steps: self.opt.steps(),
+            weights: format!("{name}.safetensors"),
+            config: self.cfg.clone(),
+        };
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let meta_path = dir.join(format!("{name}.json"));
+        write_atomic(&meta_path, &json)?;
+        write_atomic(&dir.join("latest.json"), &json)?;
+        Ok(meta_path)
+    }
+
+    /// Restores the latest checkpoint of the output folder, if there is one; returns
+    /// whether it did. The model must have been built the same way (same names).
+    pub fn resume(&mut self) -> Result<bool> {
+        let Some(dir) = self.out_dir.clone() else {
+            return Ok(false);
+        };
+        let latest = dir.join("latest.json");
+        if !latest.exists() {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(&latest).map_err(|e| io_err(&latest, e))?;
+        let meta: CheckpointMeta = serde_json::from_str(&text)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", latest.display())))?;
+        let wpath = dir.join(&meta.weights);
+        let tensors = candle_core::safetensors::load(&wpath, &candle_core::Device::Cpu)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", wpath.display())))?;
+        for (k, v) in self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+            .iter()
+        {
+            let t = tensors
+                .get(k)
+                .ok_or_else(|| candle_core::Error::Msg(format!("{}: no `{k}`", wpath.display())))?;
+            v.set(&t.to_device(v.device())?)?;
+        }
+        self.buffers.set_from(&tensors)?;
+        self.opt.load_state(&tensors, meta.optimizer_steps)?;
+        self.epoch = meta.epoch;
+        self.step = meta.step;
+        Ok(true)
+    }
+}

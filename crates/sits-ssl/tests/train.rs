@@ -1,0 +1,183 @@
+//! The pretraining loop: a run interrupted after a checkpoint and resumed computes
+//! exactly the losses of the uninterrupted run; NaN stops training with the step;
+//! checkpoints are complete files.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use sits_data::augment::DateMasking;
+use sits_data::{datasets, Loader, LoaderConfig, SampleSet};
+use sits_models::{Buffers, PixelTransformer, PixelTransformerConfig};
+use sits_ssl::objectives::{Corruption, MaskedReconstruction};
+use sits_ssl::train::{TrainConfig, Trainer};
+
+fn data() -> Arc<SampleSet> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(datasets::MATO_GROSSO);
+    let set = datasets::mato_grosso(&dir).unwrap();
+    Arc::new(set.subset(&(0..48).collect::<Vec<_>>()).unwrap())
+}
+
+fn loader(set: Arc<SampleSet>) -> Loader {
+    let cfg = LoaderConfig {
+        batch_size: 16,
+        seed: 3,
+        num_threads: Some(1),
+        ..LoaderConfig::default()
+    };
+    Loader::new(set, cfg, Device::Cpu).unwrap()
+}
+
+/// Same starting weights in every run (candle's own init is not seeded).
+fn deterministic_init(vm: &VarMap) {
+    let data = vm.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    for n in names {
+        let v = &data[n];
+        let vals: Vec<f32> = (0..v.elem_count())
+            .map(|_| rng.random_range(-0.2f32..0.2))
+            .collect();
+        v.set(&Tensor::from_vec(vals, v.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+}
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        epochs: 3,
+        lr: 3e-3,
+        min_lr: 1e-4,
+        warmup_steps: 2,
+        seed: 5,
+        progress: false,
+        ..TrainConfig::default()
+    }
+}
+
+/// Builds model + objective, trains (optionally resuming, optionally stopping
+/// early) and returns the losses this process computed.
+fn run(dir: Option<&Path>, resume: bool, stop: usize) -> Vec<f64> {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
+    let obj = MaskedReconstruction::new(
+        &model,
+        vb.pp("head"),
+        DateMasking {
+            ratio: 0.3,
+            contiguous: false,
+        },
+        Corruption::MaskToken,
+    )
+    .unwrap();
+    deterministic_init(&vm);
+    let mut tr = Trainer::new(config(), &vm, &Buffers::new(), dir).unwrap();
+    if resume {
+        assert!(tr.resume().unwrap(), "a checkpoint should be there");
+    }
+    tr.fit_until(&loader(data()), stop, |b, rng| obj.loss(b, rng, true))
+        .unwrap();
+    tr.history().iter().map(|r| r.loss).collect()
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let full = run(None, false, 3);
+    assert_eq!(full.len(), 9);
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(Some(dir.path()), false, 1);
+    assert_eq!(first, full[..3].to_vec(), "same start, same first epoch");
+    let rest = run(Some(dir.path()), true, 3);
+    assert_eq!(
+        rest,
+        full[3..].to_vec(),
+        "resumed losses must equal the uninterrupted ones"
+    );
+    assert!(full[8] < full[0], "the loss goes down: {full:?}");
+    // Files: complete checkpoints, a pointer, a log with one line per step, no temporaries.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ckpt-epoch1.json",
+            "ckpt-epoch1.safetensors",
+            "ckpt-epoch2.json",
+            "ckpt-epoch2.safetensors",
+            "ckpt-epoch3.json",
+            "ckpt-epoch3.safetensors",
+            "latest.json",
+            "log.jsonl"
+        ]
+    );
+    let log = std::fs::read_to_string(dir.path().join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 9);
+    let w =
+        candle_core::safetensors::load(dir.path().join("ckpt-epoch3.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(
+        w.contains_key("encoder.embedding.weight")
+            && w.contains_key("optim.m.encoder.embedding.weight")
+            && w.contains_key("head.decoder.weight")
+    );
+}
+
+#[test]
+fn nan_loss_stops_training_with_the_step() {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let w = vb.get((1,), "w").unwrap();
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs: 2,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &vm,
+        &Buffers::new(),
+        None,
+    )
+    .unwrap();
+    let mut calls = 0;
+    let err = tr
+        .fit(&loader(data()), |_, _| {
+            calls += 1;
+            let scale = if calls == 3 { f32::NAN } else { 1.0 };
+            let loss = (w.sqr()?.sum_all()? * scale as f64)?;
+            Ok(sits_core::ObjectiveOutput {
+                loss,
+                metrics: vec![],
+            })
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 2"), "{err}");
+    assert!(Trainer::new(
+        TrainConfig {
+            frozen_prefixes: vec!["w".into()],
+            ..TrainConfig::default()
+        },
+        &vm,
+        &Buffers::new(),
+        None
+    )
+    .is_err());
+}
