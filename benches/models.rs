@@ -21,6 +21,21 @@ use sits::sits_models::{
     Ctx, Ltae2d, LtaeConfig, PixelTransformer, PixelTransformerConfig, Utae, UtaeConfig,
 };
 
+/// Plain (non-variable) copies of a model's parameters and buffers, to run it in
+/// evaluation without gradient bookkeeping.
+fn frozen(
+    vm: &VarMap,
+    buffers: &sits::sits_models::Buffers,
+) -> std::collections::HashMap<String, Tensor> {
+    vm.data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .chain(buffers.tensors())
+        .collect()
+}
+
 fn dates(b: usize, t: usize) -> Tensor {
     let v: Vec<f32> = (0..b * t).map(|i| (5 + 11 * (i % t)) as f32).collect();
     Tensor::from_vec(v, (b, t), &Device::Cpu).unwrap()
@@ -43,14 +58,7 @@ fn utae(c: &mut Criterion) {
         let vm = VarMap::new();
         let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
         let model = Utae::new(&ctx, UtaeConfig::pastis()).unwrap();
-        let frozen: std::collections::HashMap<String, Tensor> = vm
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .chain(ctx.buffers.tensors())
-            .collect();
+        let frozen = frozen(&vm, &ctx.buffers);
         let eval = Utae::new(
             &Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)),
             UtaeConfig::pastis(),
@@ -93,14 +101,7 @@ fn ltae(c: &mut Criterion) {
     let vm = VarMap::new();
     let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
     let train = Ltae2d::new(&ctx, LtaeConfig::default()).unwrap();
-    let frozen: std::collections::HashMap<String, Tensor> = vm
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .chain(ctx.buffers.tensors())
-        .collect();
+    let frozen = frozen(&vm, &ctx.buffers);
     let eval = Ltae2d::new(
         &Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)),
         LtaeConfig::default(),
@@ -129,13 +130,7 @@ fn pixel_transformer(c: &mut Criterion) {
         PixelTransformerConfig::small(bands),
     )
     .unwrap();
-    let frozen: std::collections::HashMap<String, Tensor> = vm
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
+    let frozen = frozen(&vm, &sits::sits_models::Buffers::new());
     let eval = PixelTransformer::new(
         VarBuilder::from_tensors(frozen, DType::F32, &dev),
         PixelTransformerConfig::small(bands),

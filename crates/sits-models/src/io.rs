@@ -81,6 +81,12 @@ pub fn save_safetensors(path: &Path, vars: &VarMap, buffers: &Buffers) -> Result
             candle_core::bail!("`{k}` is both a variable and a buffer");
         }
     }
+    save_tensors_atomic(path, &all)
+}
+
+/// Writes named tensors as safetensors through a temporary file in the same folder,
+/// synced and renamed into place: readers see the old file or the complete new one.
+pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -90,7 +96,7 @@ pub fn save_safetensors(path: &Path, vars: &VarMap, buffers: &Buffers) -> Result
         .and_then(|n| n.to_str())
         .unwrap_or("weights");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    candle_core::safetensors::save(&all, &tmp)?;
+    candle_core::safetensors::save(tensors, &tmp)?;
     let sync = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
     if let Err(e) = sync.and_then(|_| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);

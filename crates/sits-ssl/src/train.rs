@@ -321,15 +321,7 @@ impl Trainer {
         all.extend(self.opt.state_tensors());
         let name = format!("ckpt-epoch{}", self.epoch);
         let weights = dir.join(format!("{name}.safetensors"));
-        let tmp = dir.join(format!(".{name}.safetensors.tmp{}", std::process::id()));
-        candle_core::safetensors::save(&all, &tmp)?;
-        let sync = std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .and_then(|_| std::fs::rename(&tmp, &weights));
-        if let Err(e) = sync {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_err(&weights, e));
-        }
+        sits_models::io::save_tensors_atomic(&weights, &all)?;
         let meta = CheckpointMeta {
             epoch: self.epoch,
             step: self.step,
