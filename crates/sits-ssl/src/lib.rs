@@ -14,10 +14,11 @@
 //! - [`train`]: the pretraining loop (JSONL log, progress bar, NaN detection,
 //!   frozen groups, atomic checkpoints with exact resume).
 //! - [`objectives`]: BERT-style masked reconstruction (mask token, SITS-BERT noise,
-//!   U-BARN permutation) for the pixel transformer.
+//!   U-BARN permutation) for the pixel transformer; SimCLR over any encoder with
+//!   tensor-level series views (crop, date dropping, noise).
 //!
-//! Not written yet: SimCLR/DINO/PIMC/CSCL objectives over encoders and views,
-//! embeddings of whole sample sets and cubes, fine-tuning, label-fraction reports.
+//! Not written yet: DINO/PIMC/CSCL objectives over encoders and views, embeddings
+//! of whole sample sets and cubes, fine-tuning, label-fraction reports.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.

@@ -119,3 +119,134 @@ impl<'a> MaskedReconstruction<'a> {
         })
     }
 }
+
+/// Random views of a collated pixel-series batch, made on the tensors so that one
+/// loader feeds any number of views: each sample keeps a random window of its real
+/// dates (a fraction uniform in `[crop_min, 1]`), drops dates of it with
+/// probability `drop` (at least one stays), and gets Gaussian noise of standard
+/// deviation `noise`. Dropped dates become padding, so attention and pooling ignore
+/// them; padded dates never come back.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SeriesViews {
+    /// Smallest kept window, as a fraction of the real dates.
+    pub crop_min: f64,
+    /// Probability of dropping a date of the window.
+    pub drop: f64,
+    /// Standard deviation of the additive noise.
+    pub noise: f64,
+}
+
+impl Default for SeriesViews {
+    fn default() -> Self {
+        Self {
+            crop_min: 0.5,
+            drop: 0.2,
+            noise: 0.05,
+        }
+    }
+}
+
+impl SeriesViews {
+    /// One view of `batch` (`(B, T, C)` values).
+    pub fn view(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
+        let x = batch.values();
+        let (b, t, c) = x.dims3()?;
+        let pad: Vec<Vec<u8>> = batch.pad_mask().to_vec2()?;
+        let mut new_pad = vec![1u8; b * t];
+        for (i, row) in pad.iter().enumerate() {
+            let real: Vec<usize> = (0..t).filter(|&j| row[j] == 0).collect();
+            if real.is_empty() {
+                continue;
+            }
+            let n = real.len();
+            let frac = rng.random_range(self.crop_min.clamp(0.0, 1.0)..=1.0);
+            let len = ((frac * n as f64).ceil() as usize).clamp(1, n);
+            let start = rng.random_range(0..=n - len);
+            let window = &real[start..start + len];
+            let mut kept: Vec<usize> = window
+                .iter()
+                .copied()
+                .filter(|_| rng.random::<f64>() >= self.drop)
+                .collect();
+            if kept.is_empty() {
+                kept.push(window[rng.random_range(0..window.len())]);
+            }
+            for j in kept {
+                new_pad[i * t + j] = 0;
+            }
+        }
+        let noise: Vec<f32> = (0..b * t * c)
+            .map(|_| (self.noise * sits_data::augment::standard_normal(rng)) as f32)
+            .collect();
+        let values = (x + Tensor::from_vec(noise, (b, t, c), x.device())?)?;
+        let pad = Tensor::from_vec(new_pad, (b, t), x.device())?;
+        let mut out = SitsBatch::new(
+            values,
+            batch.days().clone(),
+            batch.doy()?,
+            pad,
+            batch.reference(),
+        )?;
+        if let Some(v) = batch.valid() {
+            out = out.with_valid(v.clone())?;
+        }
+        Ok(out)
+    }
+}
+
+/// SimCLR: two [`SeriesViews`] of each series, any [`sits_core::Encoder`], a
+/// projection head, NT-Xent with an explicit reduction.
+pub struct SimClr<'a> {
+    encoder: &'a dyn sits_core::Encoder,
+    head: crate::heads::ProjectionHead,
+    /// How views are made.
+    pub views: SeriesViews,
+    /// NT-Xent temperature.
+    pub temperature: f64,
+    /// NT-Xent reduction.
+    pub reduction: crate::losses::NtXentReduction,
+}
+
+impl<'a> SimClr<'a> {
+    /// Wraps `encoder`; the projection head (`Linear-ReLU-Linear` to `proj_dim`) is
+    /// built under `vb` (`projector`).
+    pub fn new(
+        encoder: &'a dyn sits_core::Encoder,
+        vb: VarBuilder,
+        proj_dim: usize,
+        views: SeriesViews,
+        temperature: f64,
+    ) -> Result<Self> {
+        let d = encoder.output_dim();
+        let head = crate::heads::ProjectionHead::new(vb.pp("projector"), d, d, proj_dim, 2)?;
+        Ok(Self {
+            encoder,
+            head,
+            views,
+            temperature,
+            reduction: crate::losses::NtXentReduction::MeanOverAnchors,
+        })
+    }
+
+    /// The loss of one batch.
+    pub fn loss(
+        &self,
+        batch: &SitsBatch,
+        rng: &mut dyn RngCore,
+        train: bool,
+    ) -> Result<ObjectiveOutput> {
+        let (v1, v2) = (self.views.view(batch, rng)?, self.views.view(batch, rng)?);
+        let z1 = self.head.forward(&self.encoder.encode(&v1, train)?)?;
+        let z2 = self.head.forward(&self.encoder.encode(&v2, train)?)?;
+        let loss = crate::losses::nt_xent(&z1, &z2, self.temperature, self.reduction)?;
+        // positive-pair cosine similarity, a health metric (1 = views collapsed together)
+        let cos = (crate::losses::l2_normalize(&z1)? * crate::losses::l2_normalize(&z2)?)?
+            .sum(1)?
+            .mean_all()?
+            .to_scalar::<f32>()? as f64;
+        Ok(ObjectiveOutput {
+            loss,
+            metrics: vec![("positive_cosine".into(), cos)],
+        })
+    }
+}

@@ -181,3 +181,63 @@ fn nan_loss_stops_training_with_the_step() {
     )
     .is_err());
 }
+
+#[test]
+fn simclr_views_and_training() {
+    use sits_ssl::objectives::{SeriesViews, SimClr};
+    let set = data();
+    let ld = loader(set);
+    let batch = ld.epoch(0).next().unwrap().unwrap();
+    let views = SeriesViews {
+        crop_min: 0.3,
+        drop: 0.5,
+        noise: 0.1,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let pad0: Vec<Vec<u8>> = batch.pad_mask().to_vec2().unwrap();
+    for _ in 0..20 {
+        let v = views.view(&batch, &mut rng).unwrap();
+        let pad: Vec<Vec<u8>> = v.pad_mask().to_vec2().unwrap();
+        for (row, row0) in pad.iter().zip(&pad0) {
+            assert!(
+                row.contains(&0),
+                "a view keeps at least one date"
+            );
+            assert!(
+                row.iter().zip(row0).all(|(p, p0)| *p0 == 0 || *p == 1),
+                "padding never comes back"
+            );
+        }
+    }
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
+    let obj = SimClr::new(&model, vb.pp("head"), 8, views, 0.5).unwrap();
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs: 4,
+            lr: 3e-3,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &vm,
+        &Buffers::new(),
+        None,
+    )
+    .unwrap();
+    tr.fit(&ld, |b, rng| obj.loss(b, rng, true)).unwrap();
+    let h = tr.history();
+    assert_eq!(h.len(), 12);
+    let first: f64 = h[..3].iter().map(|r| r.loss).sum::<f64>();
+    let last: f64 = h[9..].iter().map(|r| r.loss).sum::<f64>();
+    assert!(last < first, "SimCLR loss should fall: {first} -> {last}");
+    assert!(h.iter().all(|r| r.metrics[0].0 == "positive_cosine"));
+}
