@@ -122,7 +122,7 @@ impl<'a> MaskedReconstruction<'a> {
 
 /// Random views of a collated pixel-series batch, made on the tensors so that one
 /// loader feeds any number of views: each sample keeps a random window of its real
-/// dates (a fraction uniform in `[crop_min, 1]`), drops dates of it with
+/// dates (a fraction uniform in `[crop_min, crop_max]`), drops dates of it with
 /// probability `drop` (at least one stays), and gets Gaussian noise of standard
 /// deviation `noise`. Dropped dates become padding, so attention and pooling ignore
 /// them; padded dates never come back.
@@ -130,6 +130,8 @@ impl<'a> MaskedReconstruction<'a> {
 pub struct SeriesViews {
     /// Smallest kept window, as a fraction of the real dates.
     pub crop_min: f64,
+    /// Largest kept window, as a fraction of the real dates.
+    pub crop_max: f64,
     /// Probability of dropping a date of the window.
     pub drop: f64,
     /// Standard deviation of the additive noise.
@@ -140,6 +142,7 @@ impl Default for SeriesViews {
     fn default() -> Self {
         Self {
             crop_min: 0.5,
+            crop_max: 1.0,
             drop: 0.2,
             noise: 0.05,
         }
@@ -159,7 +162,9 @@ impl SeriesViews {
                 continue;
             }
             let n = real.len();
-            let frac = rng.random_range(self.crop_min.clamp(0.0, 1.0)..=1.0);
+            let hi = self.crop_max.clamp(0.0, 1.0);
+            let lo = self.crop_min.clamp(0.0, hi);
+            let frac = rng.random_range(lo..=hi);
             let len = ((frac * n as f64).ceil() as usize).clamp(1, n);
             let start = rng.random_range(0..=n - len);
             let window = &real[start..start + len];
@@ -248,5 +253,162 @@ impl<'a> SimClr<'a> {
             loss,
             metrics: vec![("positive_cosine".into(), cos)],
         })
+    }
+}
+
+/// DINO for any encoder: a student and an EMA teacher (two models built the same
+/// way), DINO heads on both, multi-crop views of series (`n_global` long windows
+/// seen by both, `n_local` short windows seen by the student), the DINO loss with
+/// centering and the teacher-temperature schedule, and the cosine teacher momentum.
+///
+/// The teacher is moved towards the student at the start of each call, from the
+/// student weights the previous optimiser step produced: the same teacher weights
+/// at every teacher forward pass as the reference's update after the step.
+pub struct Dino<'a> {
+    student: &'a dyn sits_core::Encoder,
+    teacher: &'a dyn sits_core::Encoder,
+    student_head: crate::heads::DinoHead,
+    teacher_head: crate::heads::DinoHead,
+    student_vars: Vec<candle_core::Var>,
+    teacher_vars: Vec<candle_core::Var>,
+    loss: crate::losses::DinoLoss,
+    /// Views seen by teacher and student.
+    pub global: SeriesViews,
+    /// Views seen by the student only.
+    pub local: SeriesViews,
+    /// Number of local views.
+    pub n_local: usize,
+    /// Teacher temperature per epoch: (warm-up start, final, warm-up epochs).
+    pub teacher_temp: (f64, f64, usize),
+    /// Base EMA momentum (0.996 in the reference).
+    pub momentum: f64,
+    /// Total optimiser steps of the run (for the momentum schedule).
+    pub total_steps: usize,
+    calls: usize,
+}
+
+impl<'a> Dino<'a> {
+    /// `student` and `teacher` must be built identically, the student's variables
+    /// in `student_vm` under `student_prefix`, the teacher's in `teacher_vm`; the
+    /// heads are added under `head` in both maps, and the teacher starts as a copy of
+    /// the student.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        student: &'a dyn sits_core::Encoder,
+        teacher: &'a dyn sits_core::Encoder,
+        student_vm: &candle_nn::VarMap,
+        teacher_vm: &candle_nn::VarMap,
+        out_dim: usize,
+        device: &candle_core::Device,
+        total_steps: usize,
+    ) -> Result<Self> {
+        let d = student.output_dim();
+        let svb = VarBuilder::from_varmap(student_vm, DType::F32, device);
+        let tvb = VarBuilder::from_varmap(teacher_vm, DType::F32, device);
+        let hidden = (4 * d).max(64);
+        let student_head =
+            crate::heads::DinoHead::new(svb.pp("head"), d, out_dim, 3, hidden, d.max(16), true)?;
+        let teacher_head =
+            crate::heads::DinoHead::new(tvb.pp("head"), d, out_dim, 3, hidden, d.max(16), true)?;
+        let sorted = |vm: &candle_nn::VarMap| -> Result<Vec<(String, candle_core::Var)>> {
+            let data = vm
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+            let mut v: Vec<(String, candle_core::Var)> =
+                data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(v)
+        };
+        let (s, t) = (sorted(student_vm)?, sorted(teacher_vm)?);
+        if s.len() != t.len()
+            || s.iter()
+                .zip(&t)
+                .any(|(a, b)| a.0 != b.0 || a.1.shape() != b.1.shape())
+        {
+            candle_core::bail!(
+                "DINO: student and teacher variables differ (build both models the same way)"
+            );
+        }
+        let student_vars: Vec<candle_core::Var> = s.into_iter().map(|(_, v)| v).collect();
+        let teacher_vars: Vec<candle_core::Var> = t.into_iter().map(|(_, v)| v).collect();
+        crate::optim::ema_update(&teacher_vars, &student_vars, 0.0)?;
+        Ok(Self {
+            student,
+            teacher,
+            student_head,
+            teacher_head,
+            student_vars,
+            teacher_vars,
+            loss: crate::losses::DinoLoss::new(out_dim, device)?,
+            global: SeriesViews {
+                crop_min: 0.6,
+                crop_max: 1.0,
+                drop: 0.1,
+                noise: 0.02,
+            },
+            local: SeriesViews {
+                crop_min: 0.2,
+                crop_max: 0.4,
+                drop: 0.1,
+                noise: 0.02,
+            },
+            n_local: 4,
+            teacher_temp: (0.04, 0.04, 0),
+            momentum: 0.996,
+            total_steps,
+            calls: 0,
+        })
+    }
+
+    /// The loss of one batch at `epoch`, with teacher entropy and KL as metrics.
+    pub fn loss(
+        &mut self,
+        batch: &SitsBatch,
+        epoch: usize,
+        rng: &mut dyn RngCore,
+        train: bool,
+    ) -> Result<ObjectiveOutput> {
+        if self.calls > 0 {
+            let m =
+                crate::losses::teacher_momentum(self.calls - 1, self.total_steps, self.momentum);
+            crate::optim::ema_update(&self.teacher_vars, &self.student_vars, m)?;
+        }
+        self.calls += 1;
+        let g: Vec<SitsBatch> = (0..2)
+            .map(|_| self.global.view(batch, rng))
+            .collect::<Result<_>>()?;
+        let l: Vec<SitsBatch> = (0..self.n_local)
+            .map(|_| self.local.view(batch, rng))
+            .collect::<Result<_>>()?;
+        let mut s_out = Vec::with_capacity(2 + self.n_local);
+        for v in g.iter().chain(l.iter()) {
+            s_out.push(self.student_head.forward(&self.student.encode(v, train)?)?);
+        }
+        let mut t_out = Vec::with_capacity(2);
+        for v in &g {
+            t_out.push(
+                self.teacher_head
+                    .forward(&self.teacher.encode(v, false)?)?
+                    .detach(),
+            );
+        }
+        let (w0, w1, we) = self.teacher_temp;
+        let temp = crate::losses::teacher_temperature(epoch, w0, w1, we);
+        let (loss, health) =
+            self.loss
+                .forward(&Tensor::cat(&s_out, 0)?, &Tensor::cat(&t_out, 0)?, temp)?;
+        Ok(ObjectiveOutput {
+            loss,
+            metrics: vec![
+                ("teacher_entropy".into(), health.teacher_entropy),
+                ("kl".into(), health.kl),
+            ],
+        })
+    }
+
+    /// The teacher's variables (sorted by name), e.g. to save the teacher.
+    pub fn teacher_vars(&self) -> &[candle_core::Var] {
+        &self.teacher_vars
     }
 }

@@ -190,6 +190,7 @@ fn simclr_views_and_training() {
     let batch = ld.epoch(0).next().unwrap().unwrap();
     let views = SeriesViews {
         crop_min: 0.3,
+        crop_max: 1.0,
         drop: 0.5,
         noise: 0.1,
     };
@@ -199,10 +200,7 @@ fn simclr_views_and_training() {
         let v = views.view(&batch, &mut rng).unwrap();
         let pad: Vec<Vec<u8>> = v.pad_mask().to_vec2().unwrap();
         for (row, row0) in pad.iter().zip(&pad0) {
-            assert!(
-                row.contains(&0),
-                "a view keeps at least one date"
-            );
+            assert!(row.contains(&0), "a view keeps at least one date");
             assert!(
                 row.iter().zip(row0).all(|(p, p0)| *p0 == 0 || *p == 1),
                 "padding never comes back"
@@ -240,4 +238,110 @@ fn simclr_views_and_training() {
     let last: f64 = h[9..].iter().map(|r| r.loss).sum::<f64>();
     assert!(last < first, "SimCLR loss should fall: {first} -> {last}");
     assert!(h.iter().all(|r| r.metrics[0].0 == "positive_cosine"));
+}
+
+#[test]
+fn dino_trains_with_an_ema_teacher() {
+    use sits_ssl::objectives::Dino;
+    let ld = loader(data());
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let (svm, tvm) = (VarMap::new(), VarMap::new());
+    let student = PixelTransformer::new(
+        VarBuilder::from_varmap(&svm, DType::F32, &Device::Cpu).pp("encoder"),
+        cfg.clone(),
+    )
+    .unwrap();
+    let teacher = PixelTransformer::new(
+        VarBuilder::from_varmap(&tvm, DType::F32, &Device::Cpu).pp("encoder"),
+        cfg,
+    )
+    .unwrap();
+    let epochs = 3;
+    let mut dino = Dino::new(
+        &student,
+        &teacher,
+        &svm,
+        &tvm,
+        32,
+        &Device::Cpu,
+        epochs * ld.num_batches(),
+    )
+    .unwrap();
+    dino.momentum = 0.9; // move the teacher visibly in a short test
+    let t0: Vec<Tensor> = dino
+        .teacher_vars()
+        .iter()
+        .map(|v| v.as_tensor().copy().unwrap())
+        .collect();
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs,
+            lr: 1e-3,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &svm,
+        &Buffers::new(),
+        None,
+    )
+    .unwrap();
+    tr.fit(&ld, |b, rng| {
+        let epoch = 0; // teacher temperature constant (no warm-up configured)
+        dino.loss(b, epoch, rng, true)
+    })
+    .unwrap();
+    let h = tr.history();
+    assert_eq!(h.len(), 9);
+    for r in h {
+        assert!(r.loss.is_finite());
+        let ent = r
+            .metrics
+            .iter()
+            .find(|(k, _)| k == "teacher_entropy")
+            .unwrap()
+            .1;
+        assert!(ent >= 0.0 && ent <= (32f64).ln() + 1e-6, "entropy {ent}");
+    }
+    // The teacher moved (EMA), and it is not the student.
+    let moved: f32 = dino
+        .teacher_vars()
+        .iter()
+        .zip(&t0)
+        .map(|(v, t)| {
+            (v.as_tensor() - t)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
+        .sum();
+    assert!(moved > 0.0, "teacher did not move");
+    let data = svm.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let gap: f32 = names
+        .iter()
+        .zip(dino.teacher_vars())
+        .map(|(n, t)| {
+            (data[*n].as_tensor() - t.as_tensor())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
+        .sum();
+    assert!(gap > 0.0, "teacher equals student");
 }
