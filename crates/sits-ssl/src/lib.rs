@@ -15,10 +15,12 @@
 //!   frozen groups, atomic checkpoints with exact resume).
 //! - [`objectives`]: BERT-style masked reconstruction (mask token, SITS-BERT noise,
 //!   U-BARN permutation) for the pixel transformer; SimCLR over any encoder with
-//!   tensor-level series views (crop, date dropping, noise).
+//!   tensor-level series views (crop, date dropping, noise); DINO with an EMA
+//!   teacher and series multi-crop; PIMC (recurrence images of NDVI/EVI/SAVI vs the
+//!   series, learnable temperature); batched frozen embeddings.
 //!
-//! Not written yet: DINO/PIMC/CSCL objectives over encoders and views, embeddings
-//! of whole sample sets and cubes, fine-tuning, label-fraction reports.
+//! Not written yet: the CSCL objective (similarity module), cube views, fine-tuning,
+//! label-fraction reports.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.

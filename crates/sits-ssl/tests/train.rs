@@ -345,3 +345,106 @@ fn dino_trains_with_an_ema_teacher() {
         .sum();
     assert!(gap > 0.0, "teacher equals student");
 }
+
+#[test]
+fn pimc_learns_and_embeddings_keep_order() {
+    use sits_models::{Ctx, SmallResNet};
+    use sits_ssl::objectives::{embed, Pimc};
+    let set = data();
+    let bands = set.bands().to_vec();
+    let ld = loader(set.clone());
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let series = PixelTransformer::new(vb.pp("series"), cfg).unwrap();
+    let ctx = Ctx {
+        vb: vb.pp("images"),
+        buffers: Buffers::new(),
+    };
+    let images = SmallResNet::new(&ctx, 3, 4).unwrap();
+    let obj = Pimc::new(
+        &series,
+        &images,
+        vb.pp("pimc"),
+        8,
+        bands,
+        sits_data::Radiometry::default(),
+        0.1,
+        true,
+    )
+    .unwrap();
+    // The recurrence image of the first series equals |NDVI_i - NDVI_j| computed by hand.
+    let batch = ld.epoch(0).next().unwrap().unwrap();
+    let rp = obj.recurrence_images(&batch).unwrap();
+    assert_eq!(rp.dims(), &[16, 3, 23, 23]);
+    let v: Vec<Vec<f32>> = batch.values().get(0).unwrap().to_vec2().unwrap();
+    let (red, nir) = (1, 2); // blue, red, nir, mir, evi, ndvi
+    let ndvi: Vec<f32> = v
+        .iter()
+        .map(|r| (r[nir] - r[red]) / (r[nir] + r[red]))
+        .collect();
+    let got: Vec<Vec<f32>> = rp.get(0).unwrap().get(0).unwrap().to_vec2().unwrap();
+    assert!((got[2][7] - (ndvi[2] - ndvi[7]).abs()).abs() < 1e-5);
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs: 4,
+            lr: 3e-3,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &vm,
+        &ctx.buffers,
+        None,
+    )
+    .unwrap();
+    tr.fit(&ld, |b, _| obj.loss(b, true)).unwrap();
+    let h = tr.history();
+    let first: f64 = h[..3].iter().map(|r| r.loss).sum();
+    let last: f64 = h[h.len() - 3..].iter().map(|r| r.loss).sum();
+    assert!(last < first, "PIMC loss should fall: {first} -> {last}");
+    let tau_first = h[0].metrics[0].1;
+    let tau_last = h[h.len() - 1].metrics[0].1;
+    assert!(tau_first != tau_last, "the temperature is learnable");
+    // Embeddings in source order with a non-shuffling loader.
+    let plain = Loader::new(
+        set.clone(),
+        LoaderConfig {
+            batch_size: 10,
+            shuffle: false,
+            ..LoaderConfig::default()
+        },
+        Device::Cpu,
+    )
+    .unwrap();
+    let e = embed(&series, &plain).unwrap();
+    assert_eq!(e.dims(), &[48, 16]);
+    // Row 17 is sample 17 encoded alone.
+    let reference = LoaderConfig::default().reference;
+    let one = sits_data::collate(
+        &[sits_data::Sample::from_series(&set.series()[17], None)],
+        reference,
+        &Device::Cpu,
+    )
+    .unwrap();
+    use sits_core::Encoder;
+    let alone = series.encode(&one, false).unwrap();
+    let d: f32 = (e.get(17).unwrap() - alone.get(0).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(
+        d < 1e-5,
+        "embedding row 17 differs from the sample encoded alone by {d}"
+    );
+}
