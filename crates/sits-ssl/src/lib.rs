@@ -19,12 +19,16 @@
 //!   teacher and series multi-crop; PIMC (recurrence images of NDVI/EVI/SAVI vs the
 //!   series, learnable temperature); batched frozen embeddings.
 //!
-//! Not written yet: the CSCL objective (similarity module), cube views, fine-tuning,
+//! - [`cscl`]: the CSCL context self-similarity (checked against DeepSatModels),
+//!   its targets from label maps, and the CSCL objective on feature maps.
+//!
+//! Not written yet: cube views for SimCLR/DINO, a fine-tuning entry point,
 //! label-fraction reports.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
 
+pub mod cscl;
 pub mod heads;
 pub mod losses;
 pub mod metrics;

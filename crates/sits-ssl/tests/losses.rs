@@ -242,3 +242,60 @@ fn dino_head_loads_both_weight_norm_spellings() {
         .get(data.get("last_layer.weight_v").unwrap().as_tensor())
         .is_some());
 }
+
+/// CSCL similarity against the official ContextSelfSimilarity (norm_emb, 2 groups,
+/// window 3); targets by hand; the objective has gradients.
+#[test]
+fn cscl_similarity_and_targets() {
+    use candle_nn::VarBuilder;
+    use sits_ssl::cscl::{cscl_objective, cscl_targets, ContextSelfSimilarity};
+    let t = candle_core::safetensors::load(fx("cscl_sim.safetensors"), &Device::Cpu).unwrap();
+    let sim = ContextSelfSimilarity::new(
+        VarBuilder::from_tensors(t, DType::F32, &Device::Cpu),
+        5,
+        8,
+        3,
+        2,
+    )
+    .unwrap();
+    let out = sim.forward(&npy("cscl_sim_x")).unwrap();
+    let d = max_diff(&out, &npy("cscl_sim_out"));
+    assert!(d < 1e-5, "similarity differs by {d:e}");
+
+    // labels [[0, 0], [1, -1]] with ignore -1, window 3
+    let labels = Tensor::new(&[[[0i64, 0], [1, -1]]], &Device::Cpu).unwrap();
+    let (same, valid) = cscl_targets(&labels, 3, Some(-1)).unwrap();
+    let same: Vec<f32> = same.flatten_all().unwrap().to_vec1().unwrap();
+    let valid: Vec<f32> = valid.flatten_all().unwrap().to_vec1().unwrap();
+    // centre (0,0): neighbours (0,0) same, (0,1) same, (1,0) different, (1,1) ignored
+    let at = |i: usize, j: usize, u: usize, v: usize| ((i * 2 + j) * 3 + u) * 3 + v;
+    assert_eq!((same[at(0, 0, 1, 1)], valid[at(0, 0, 1, 1)]), (1.0, 1.0));
+    assert_eq!((same[at(0, 0, 1, 2)], valid[at(0, 0, 1, 2)]), (1.0, 1.0));
+    assert_eq!((same[at(0, 0, 2, 1)], valid[at(0, 0, 2, 1)]), (0.0, 1.0));
+    assert_eq!(valid[at(0, 0, 2, 2)], 0.0, "ignored neighbour");
+    assert_eq!(valid[at(0, 0, 0, 0)], 0.0, "outside the image");
+    assert!(valid[at(1, 1, 1, 1)] == 0.0, "ignored centre");
+
+    let vm = candle_nn::VarMap::new();
+    let s = ContextSelfSimilarity::new(
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        5,
+        8,
+        3,
+        2,
+    )
+    .unwrap();
+    let lab = Tensor::new(&[[[0i64, 0, 1], [1, 1, 0]]], &Device::Cpu).unwrap();
+    let feats = npy("cscl_sim_x")
+        .narrow(0, 0, 1)
+        .unwrap()
+        .narrow(2, 0, 2)
+        .unwrap()
+        .narrow(3, 0, 3)
+        .unwrap();
+    let loss = cscl_objective(&s, &feats, &lab, None, 0.125).unwrap();
+    let g = loss.backward().unwrap();
+    for (name, v) in vm.data().lock().unwrap().iter() {
+        assert!(g.get(v.as_tensor()).is_some(), "no gradient for {name}");
+    }
+}
