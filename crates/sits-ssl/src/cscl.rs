@@ -36,8 +36,8 @@ impl ContextSelfSimilarity {
         k: usize,
         groups: usize,
     ) -> Result<Self> {
-        if k % 2 == 0
-            || attn_channels % 2 == 1
+        if k.is_multiple_of(2)
+            || !attn_channels.is_multiple_of(2)
             || groups == 0
             || !attn_channels.is_multiple_of(groups)
         {
