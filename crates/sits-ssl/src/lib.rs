@@ -7,7 +7,7 @@
 //!   masked-reconstruction MSE, symmetric InfoNCE (PIMC), the CSCL similarity loss.
 //! - [`heads`]: SimCLR projector, DINO head (both weight-norm spellings).
 //! - [`probe`]: standardisation, L2 logistic-regression probe, cosine k-NN,
-//!   stratified label fractions.
+//!   stratified label fractions and the few-label probe report.
 //! - [`metrics`]: confusion matrix, OA, macro-F1, kappa, IoU/mIoU.
 //! - [`optim`]: AdamW with inspectable state, gradient clipping, cosine schedule
 //!   with warm-up, EMA updates.
@@ -22,8 +22,10 @@
 //! - [`cscl`]: the CSCL context self-similarity (checked against DeepSatModels),
 //!   its targets from label maps, and the CSCL objective on feature maps.
 //!
-//! Not written yet: cube views for SimCLR/DINO, a fine-tuning entry point,
-//! label-fraction reports.
+//! - [`objectives::classification_loss`]: supervised fine-tuning of any encoder with
+//!   a head in the same loop.
+//!
+//! Not written yet: cube views for SimCLR/DINO.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.

@@ -521,3 +521,51 @@ pub fn embed(encoder: &dyn sits_core::Encoder, loader: &sits_data::Loader) -> Re
     }
     Tensor::cat(&parts, 0)
 }
+
+/// Supervised classification of pixel batches for fine-tuning: `head` on the
+/// encoder's representation, cross-entropy against `batch.labels()` (rows labelled
+/// negative are ignored), accuracy as a metric. Train the encoder's and the head's
+/// variables together in a [`crate::train::Trainer`] (or freeze the encoder with
+/// `frozen_prefixes` for a trained linear head).
+pub fn classification_loss(
+    encoder: &dyn sits_core::Encoder,
+    head: &dyn Fn(&Tensor) -> Result<Tensor>,
+    batch: &SitsBatch,
+    train: bool,
+) -> Result<ObjectiveOutput> {
+    let labels = batch
+        .labels()
+        .ok_or_else(|| candle_core::Error::Msg("classification needs a labelled batch".into()))?;
+    let logits = head(&encoder.encode(batch, train)?)?; // (B, K)
+    let y: Vec<i64> = labels.to_dtype(DType::I64)?.to_vec1()?;
+    let keep: Vec<u32> = (0..y.len())
+        .filter(|&i| y[i] >= 0)
+        .map(|i| i as u32)
+        .collect();
+    if keep.is_empty() {
+        candle_core::bail!("classification: no labelled row in the batch");
+    }
+    let idx = Tensor::from_vec(keep.clone(), keep.len(), logits.device())?;
+    let logits = logits.index_select(&idx, 0)?;
+    let target = Tensor::from_vec(
+        keep.iter()
+            .map(|&i| y[i as usize] as u32)
+            .collect::<Vec<_>>(),
+        (keep.len(), 1),
+        logits.device(),
+    )?;
+    let loss = crate::losses::log_softmax(&logits.to_dtype(DType::F32)?)?
+        .gather(&target, 1)?
+        .neg()?
+        .mean_all()?;
+    let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+    let correct = pred
+        .iter()
+        .zip(&keep)
+        .filter(|(p, &i)| **p as i64 == y[i as usize])
+        .count();
+    Ok(ObjectiveOutput {
+        loss,
+        metrics: vec![("accuracy".into(), correct as f64 / keep.len() as f64)],
+    })
+}

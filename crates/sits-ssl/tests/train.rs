@@ -448,3 +448,45 @@ fn pimc_learns_and_embeddings_keep_order() {
         "embedding row 17 differs from the sample encoded alone by {d}"
     );
 }
+
+#[test]
+fn fine_tuning_a_classifier_learns_the_labels() {
+    use candle_core::Module;
+    use sits_ssl::objectives::classification_loss;
+    let ld = loader(data());
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
+    let head = sits_models::nn::linear(16, 9, vb.pp("head")).unwrap();
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs: 8,
+            lr: 5e-3,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &vm,
+        &Buffers::new(),
+        None,
+    )
+    .unwrap();
+    let hf = |z: &Tensor| head.forward(z);
+    tr.fit(&ld, |b, _| classification_loss(&model, &hf, b, true))
+        .unwrap();
+    let h = tr.history();
+    let acc = |r: &sits_ssl::train::StepRecord| r.metrics[0].1;
+    let first: f64 = h[..3].iter().map(acc).sum::<f64>() / 3.0;
+    let last: f64 = h[h.len() - 3..].iter().map(acc).sum::<f64>() / 3.0;
+    assert!(
+        last > first && last > 0.5,
+        "training accuracy {first} -> {last}"
+    );
+}
