@@ -237,34 +237,29 @@ impl DinoLoss {
         let t = f32(teacher)?.detach();
         let q = crate::losses::softmax_rows(&(t.broadcast_sub(&self.center)? / teacher_temp)?)?
             .detach();
-        let mut total: Option<Tensor> = None;
-        let mut pairs = 0usize;
-        let mut kl = 0f64;
-        let lq = q.clamp(1e-30, 1.0)?.log()?;
-        for iq in 0..g {
-            let qi = q.narrow(0, iq * b, b)?;
-            let lqi = lq.narrow(0, iq * b, b)?;
-            for v in 0..ncrops {
-                if v == iq {
-                    continue;
-                }
-                let lsv = ls.narrow(0, v * b, b)?;
-                let ce = (qi.mul(&lsv)?.sum(1)?.neg()?).mean_all()?;
-                let k_pair = (qi.mul(&(&lqi - &lsv.detach())?)?.sum(1)?)
-                    .mean_all()?
-                    .to_scalar::<f32>()? as f64;
-                kl += k_pair;
-                total = Some(match total {
-                    Some(t) => (t + ce)?,
-                    None => ce,
-                });
-                pairs += 1;
-            }
+        // Sum over pairs (i, v != i) of CE(q_i, ls_v), vectorised as in the peer's
+        // check: (sum_i q_i)·(sum_v ls_v) - sum_i q_i·ls_i, per sample.
+        let mut q_sum = q.narrow(0, 0, b)?;
+        for iq in 1..g {
+            q_sum = (q_sum + q.narrow(0, iq * b, b)?)?;
         }
-        let loss = (total.expect("at least one pair") / pairs as f64)?;
+        let mut ls_sum = ls.narrow(0, 0, b)?;
+        for v in 1..ncrops {
+            ls_sum = (ls_sum + ls.narrow(0, v * b, b)?)?;
+        }
+        let mut same = q.narrow(0, 0, b)?.mul(&ls.narrow(0, 0, b)?)?;
+        for iq in 1..g.min(ncrops) {
+            same = (same + q.narrow(0, iq * b, b)?.mul(&ls.narrow(0, iq * b, b)?)?)?;
+        }
+        let pairs = g * ncrops - g.min(ncrops);
+        let cross = (q_sum.mul(&ls_sum)? - same)?.sum(1)?; // (B,)
+        let loss = (cross.neg()?.mean_all()? / pairs as f64)?;
+        let lq = q.clamp(1e-30, 1.0)?.log()?;
         let entropy = (q.mul(&lq)?.sum(1)?.neg()?)
             .mean_all()?
             .to_scalar::<f32>()? as f64;
+        // mean KL over pairs = mean cross-entropy - mean teacher entropy
+        let kl = loss.to_scalar::<f32>()? as f64 - entropy;
         // center <- m * center + (1 - m) * mean(teacher)
         let batch_center = t.mean_keepdim(0)?;
         self.center = ((&self.center * self.center_momentum)?
@@ -273,7 +268,7 @@ impl DinoLoss {
             loss,
             DinoHealth {
                 teacher_entropy: entropy,
-                kl: kl / pairs as f64,
+                kl,
             },
         ))
     }
