@@ -25,7 +25,10 @@
 //! - [`objectives::classification_loss`]: supervised fine-tuning of any encoder with
 //!   a head in the same loop.
 //!
-//! Not written yet: cube views for SimCLR/DINO.
+//! Views for SimCLR and DINO come for series ([`objectives::SeriesViews`]: date
+//! windows, dropping, noise) and for cube patches ([`objectives::CubeViews`]:
+//! resized spatial crops, flips, dropping, noise); cube encoders' maps are
+//! averaged over space before the heads.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.

@@ -199,13 +199,134 @@ impl SeriesViews {
     }
 }
 
+/// Random views of a collated cube batch `(B, T, C, H, W)`: a random square-ish
+/// window covering a fraction of the patch area uniform in `scale`, resized
+/// bilinearly to `size`, flipped horizontally and/or vertically with probability
+/// 1/2 each, dates dropped into padding with probability `drop` (one always
+/// stays), Gaussian noise of standard deviation `noise`. The validity mask is not
+/// carried over (the view's values are interpolated).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CubeViews {
+    /// Range of the kept area fraction, within `(0, 1]`.
+    pub scale: (f64, f64),
+    /// Output `(height, width)`.
+    pub size: (usize, usize),
+    /// Probability of dropping a date.
+    pub drop: f64,
+    /// Standard deviation of the additive noise.
+    pub noise: f64,
+}
+
+impl CubeViews {
+    /// One view of `batch`.
+    pub fn view(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
+        let x = batch.values();
+        let (b, t, c, h, w) = x.dims5()?;
+        let (lo, hi) = self.scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            candle_core::bail!(
+                "CubeViews: scale {:?} must be within (0, 1] and ordered",
+                self.scale
+            );
+        }
+        let pad: Vec<Vec<u8>> = batch.pad_mask().to_vec2()?;
+        let mut items = Vec::with_capacity(b);
+        let mut new_pad = vec![1u8; b * t];
+        for (i, row) in pad.iter().enumerate() {
+            let side = rng.random_range(lo..=hi).sqrt();
+            let wh = ((h as f64 * side).round() as usize).clamp(1, h);
+            let ww = ((w as f64 * side).round() as usize).clamp(1, w);
+            let (r0, c0) = (rng.random_range(0..=h - wh), rng.random_range(0..=w - ww));
+            let crop = x.get(i)?.narrow(2, r0, wh)?.narrow(3, c0, ww)?; // (T, C, wh, ww)
+            let mut v = sits_models::nn::resize_bilinear(&crop, self.size.0, self.size.1)?;
+            for dim in [2usize, 3] {
+                if rng.random::<f64>() < 0.5 {
+                    let n = v.dim(dim)?;
+                    let rev =
+                        Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, v.device())?;
+                    v = v.index_select(&rev, dim)?;
+                }
+            }
+            items.push(v);
+            let real: Vec<usize> = (0..t).filter(|&j| row[j] == 0).collect();
+            let mut kept: Vec<usize> = real
+                .iter()
+                .copied()
+                .filter(|_| rng.random::<f64>() >= self.drop)
+                .collect();
+            if kept.is_empty() && !real.is_empty() {
+                kept.push(real[rng.random_range(0..real.len())]);
+            }
+            for j in kept {
+                new_pad[i * t + j] = 0;
+            }
+        }
+        let values = Tensor::stack(&items, 0)?;
+        let n = b * t * c * self.size.0 * self.size.1;
+        let noise: Vec<f32> = (0..n)
+            .map(|_| (self.noise * sits_data::augment::standard_normal(rng)) as f32)
+            .collect();
+        let shape = values.shape().clone();
+        let values = (values + Tensor::from_vec(noise, shape, x.device())?)?;
+        let pad = Tensor::from_vec(new_pad, (b, t), x.device())?;
+        SitsBatch::new(
+            values,
+            batch.days().clone(),
+            batch.doy()?,
+            pad,
+            batch.reference(),
+        )
+    }
+}
+
+/// Views of either kind, for [`SimClr`] and [`Dino`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Views {
+    /// Pixel series `(B, T, C)`.
+    Series(SeriesViews),
+    /// Cube patches `(B, T, C, H, W)`.
+    Cube(CubeViews),
+}
+
+impl Views {
+    /// One view of `batch`.
+    pub fn view(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
+        match self {
+            Views::Series(v) => v.view(batch, rng),
+            Views::Cube(v) => v.view(batch, rng),
+        }
+    }
+}
+
+impl From<SeriesViews> for Views {
+    fn from(v: SeriesViews) -> Self {
+        Views::Series(v)
+    }
+}
+
+impl From<CubeViews> for Views {
+    fn from(v: CubeViews) -> Self {
+        Views::Cube(v)
+    }
+}
+
+/// An encoder's representation as vectors: `(B, d, H, W)` maps are averaged over
+/// space, `(B, d)` is kept.
+pub fn pooled(z: Tensor) -> Result<Tensor> {
+    if z.rank() == 4 {
+        z.mean(3)?.mean(2)
+    } else {
+        Ok(z)
+    }
+}
+
 /// SimCLR: two [`SeriesViews`] of each series, any [`sits_core::Encoder`], a
 /// projection head, NT-Xent with an explicit reduction.
 pub struct SimClr<'a> {
     encoder: &'a dyn sits_core::Encoder,
     head: crate::heads::ProjectionHead,
     /// How views are made.
-    pub views: SeriesViews,
+    pub views: Views,
     /// NT-Xent temperature.
     pub temperature: f64,
     /// NT-Xent reduction.
@@ -219,7 +340,7 @@ impl<'a> SimClr<'a> {
         encoder: &'a dyn sits_core::Encoder,
         vb: VarBuilder,
         proj_dim: usize,
-        views: SeriesViews,
+        views: impl Into<Views>,
         temperature: f64,
     ) -> Result<Self> {
         let d = encoder.output_dim();
@@ -227,7 +348,7 @@ impl<'a> SimClr<'a> {
         Ok(Self {
             encoder,
             head,
-            views,
+            views: views.into(),
             temperature,
             reduction: crate::losses::NtXentReduction::MeanOverAnchors,
         })
@@ -241,8 +362,12 @@ impl<'a> SimClr<'a> {
         train: bool,
     ) -> Result<ObjectiveOutput> {
         let (v1, v2) = (self.views.view(batch, rng)?, self.views.view(batch, rng)?);
-        let z1 = self.head.forward(&self.encoder.encode(&v1, train)?)?;
-        let z2 = self.head.forward(&self.encoder.encode(&v2, train)?)?;
+        let z1 = self
+            .head
+            .forward(&pooled(self.encoder.encode(&v1, train)?)?)?;
+        let z2 = self
+            .head
+            .forward(&pooled(self.encoder.encode(&v2, train)?)?)?;
         let loss = crate::losses::nt_xent(&z1, &z2, self.temperature, self.reduction)?;
         // positive-pair cosine similarity, a health metric (1 = views collapsed together)
         let cos = (crate::losses::l2_normalize(&z1)? * crate::losses::l2_normalize(&z2)?)?
@@ -257,8 +382,9 @@ impl<'a> SimClr<'a> {
 }
 
 /// DINO for any encoder: a student and an EMA teacher (two models built the same
-/// way), DINO heads on both, multi-crop views of series (`n_global` long windows
-/// seen by both, `n_local` short windows seen by the student), the DINO loss with
+/// way), DINO heads on both, multi-crop views (by default of series: two long date
+/// windows seen by both, `n_local` short windows seen by the student; set
+/// `global`/`local` to [`CubeViews`] for spatial crops of cube patches), the DINO loss with
 /// centering and the teacher-temperature schedule, and the cosine teacher momentum.
 ///
 /// The teacher is moved towards the student at the start of each call, from the
@@ -273,9 +399,9 @@ pub struct Dino<'a> {
     teacher_vars: Vec<candle_core::Var>,
     loss: crate::losses::DinoLoss,
     /// Views seen by teacher and student.
-    pub global: SeriesViews,
+    pub global: Views,
     /// Views seen by the student only.
-    pub local: SeriesViews,
+    pub local: Views,
     /// Number of local views.
     pub n_local: usize,
     /// Teacher temperature per epoch: (warm-up start, final, warm-up epochs).
@@ -341,18 +467,18 @@ impl<'a> Dino<'a> {
             student_vars,
             teacher_vars,
             loss: crate::losses::DinoLoss::new(out_dim, device)?,
-            global: SeriesViews {
+            global: Views::Series(SeriesViews {
                 crop_min: 0.6,
                 crop_max: 1.0,
                 drop: 0.1,
                 noise: 0.02,
-            },
-            local: SeriesViews {
+            }),
+            local: Views::Series(SeriesViews {
                 crop_min: 0.2,
                 crop_max: 0.4,
                 drop: 0.1,
                 noise: 0.02,
-            },
+            }),
             n_local: 4,
             teacher_temp: (0.04, 0.04, 0),
             momentum: 0.996,
@@ -383,13 +509,16 @@ impl<'a> Dino<'a> {
             .collect::<Result<_>>()?;
         let mut s_out = Vec::with_capacity(2 + self.n_local);
         for v in g.iter().chain(l.iter()) {
-            s_out.push(self.student_head.forward(&self.student.encode(v, train)?)?);
+            s_out.push(
+                self.student_head
+                    .forward(&pooled(self.student.encode(v, train)?)?)?,
+            );
         }
         let mut t_out = Vec::with_capacity(2);
         for v in &g {
             t_out.push(
                 self.teacher_head
-                    .forward(&self.teacher.encode(v, false)?)?
+                    .forward(&pooled(self.teacher.encode(v, false)?)?)?
                     .detach(),
             );
         }

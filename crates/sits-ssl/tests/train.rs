@@ -490,3 +490,67 @@ fn fine_tuning_a_classifier_learns_the_labels() {
         "training accuracy {first} -> {last}"
     );
 }
+
+#[test]
+fn simclr_on_cube_patches_with_spatial_views() {
+    use sits_data::datasets::SloveniaNdvi;
+    use sits_data::loader::CubePatches;
+    use sits_models::utae::{Norm, UtaeConfig};
+    use sits_models::{Ctx, Utae};
+    use sits_ssl::objectives::{CubeViews, SimClr};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(datasets::SLOVENIA_NDVI);
+    let slo = SloveniaNdvi::load(&dir).unwrap();
+    let cube = slo.cube.select_times(&(0..20).collect::<Vec<_>>()).unwrap();
+    let patches = Arc::new(CubePatches::new(cube, None, 16, 28).unwrap());
+    let cfg = LoaderConfig {
+        batch_size: 4,
+        seed: 2,
+        num_threads: Some(1),
+        ..LoaderConfig::default()
+    };
+    let ld = Loader::new(patches, cfg, Device::Cpu).unwrap();
+    let views = CubeViews {
+        scale: (0.3, 1.0),
+        size: (8, 8),
+        drop: 0.3,
+        noise: 0.01,
+    };
+    let batch = ld.epoch(0).next().unwrap().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let v = views.view(&batch, &mut rng).unwrap();
+    assert_eq!(v.values().dims(), &[4, 20, 1, 8, 8]);
+    let pad: Vec<Vec<u8>> = v.pad_mask().to_vec2().unwrap();
+    assert!(pad.iter().all(|r| r.contains(&0)));
+
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+    let ucfg = UtaeConfig {
+        input_dim: 1,
+        encoder_widths: vec![8, 8, 16],
+        decoder_widths: vec![8, 8, 16],
+        out_conv: vec![8, 4],
+        encoder_norm: Norm::Group,
+        n_head: 4,
+        d_model: 16,
+        d_k: 4,
+        ..UtaeConfig::pastis()
+    };
+    let model = Utae::new(&ctx.pp("encoder"), ucfg).unwrap();
+    let obj = SimClr::new(&model, ctx.vb.pp("head"), 8, views, 0.5).unwrap();
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs: 2,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &vm,
+        &ctx.buffers,
+        None,
+    )
+    .unwrap();
+    tr.fit(&ld, |b, rng| obj.loss(b, rng, true)).unwrap();
+    assert!(tr.history().iter().all(|r| r.loss.is_finite()));
+    assert_eq!(tr.history().len(), 2 * ld.num_batches());
+}
