@@ -19,6 +19,9 @@
 //!   teacher and series multi-crop; PIMC (recurrence images of NDVI/EVI/SAVI vs the
 //!   series, learnable temperature); batched frozen embeddings.
 //!
+//! - [`cluster`]: seeded k-means++ on embeddings, per-pixel trajectories over
+//!   years, the adjusted Rand index (cluster maps render with
+//!   `sits_repr::render::RgbImage::from_labels`).
 //! - [`cscl`]: the CSCL context self-similarity (checked against DeepSatModels),
 //!   its targets from label maps, and the CSCL objective on feature maps.
 //!
@@ -33,6 +36,7 @@
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
 
+pub mod cluster;
 pub mod cscl;
 pub mod heads;
 pub mod losses;

@@ -1,0 +1,203 @@
+//! Clustering of embeddings for unsupervised regional analysis (in the spirit of
+//! Echegoyen et al.): seeded k-means with k-means++ initialisation, the adjusted
+//! Rand index to compare clusterings with labels, and clustering of per-pixel
+//! trajectories (a pixel's yearly embeddings concatenated in year order, so the
+//! distance between two trajectories is the Euclidean distance summed over years).
+
+use rand::{Rng, SeedableRng};
+
+/// Result of [`kmeans`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeans {
+    /// Centroids, `k` rows of `d` values.
+    pub centroids: Vec<Vec<f32>>,
+    /// Cluster of each point.
+    pub assignment: Vec<usize>,
+    /// Sum of squared distances to the assigned centroids.
+    pub inertia: f64,
+    /// Lloyd iterations run.
+    pub iterations: usize,
+}
+
+fn dist2(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
+}
+
+/// k-means on `points` (rows of equal length): k-means++ seeding from `seed`, then
+/// Lloyd iterations until no assignment changes or `max_iter`. An empty cluster is
+/// re-seeded with the point farthest from its centroid.
+pub fn kmeans(points: &[Vec<f32>], k: usize, max_iter: usize, seed: u64) -> Result<KMeans, String> {
+    let n = points.len();
+    if k == 0 || k > n {
+        return Err(format!(
+            "k-means: k = {k} must be in 1..={n} (the number of points)"
+        ));
+    }
+    let d = points[0].len();
+    if let Some(i) = points
+        .iter()
+        .position(|p| p.len() != d || p.iter().any(|v| !v.is_finite()))
+    {
+        return Err(format!(
+            "k-means: point {i} has another length than {d} or a non-finite value"
+        ));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // k-means++: first centre uniform, then proportional to squared distance.
+    let mut centroids = vec![points[rng.random_range(0..n)].clone()];
+    let mut best: Vec<f64> = points.iter().map(|p| dist2(p, &centroids[0])).collect();
+    while centroids.len() < k {
+        let total: f64 = best.iter().sum();
+        let next = if total <= 0.0 {
+            rng.random_range(0..n)
+        } else {
+            let mut r = rng.random::<f64>() * total;
+            let mut idx = n - 1;
+            for (i, &w) in best.iter().enumerate() {
+                if r < w {
+                    idx = i;
+                    break;
+                }
+                r -= w;
+            }
+            idx
+        };
+        centroids.push(points[next].clone());
+        for (b, p) in best.iter_mut().zip(points) {
+            *b = b.min(dist2(p, &centroids[centroids.len() - 1]));
+        }
+    }
+    let mut assignment = vec![usize::MAX; n];
+    let mut iterations = 0;
+    loop {
+        let mut changed = false;
+        for (i, p) in points.iter().enumerate() {
+            let c = (0..k)
+                .min_by(|&a, &b| dist2(p, &centroids[a]).total_cmp(&dist2(p, &centroids[b])))
+                .unwrap_or(0);
+            if assignment[i] != c {
+                assignment[i] = c;
+                changed = true;
+            }
+        }
+        iterations += 1;
+        let mut sums = vec![vec![0f64; d]; k];
+        let mut counts = vec![0usize; k];
+        for (p, &c) in points.iter().zip(&assignment) {
+            counts[c] += 1;
+            for (s, v) in sums[c].iter_mut().zip(p) {
+                *s += *v as f64;
+            }
+        }
+        for c in 0..k {
+            if counts[c] == 0 {
+                let far = (0..n)
+                    .max_by(|&a, &b| {
+                        dist2(&points[a], &centroids[assignment[a]])
+                            .total_cmp(&dist2(&points[b], &centroids[assignment[b]]))
+                    })
+                    .unwrap_or(0);
+                centroids[c] = points[far].clone();
+                changed = true;
+            } else {
+                centroids[c] = sums[c]
+                    .iter()
+                    .map(|s| (s / counts[c] as f64) as f32)
+                    .collect();
+            }
+        }
+        if !changed || iterations >= max_iter {
+            break;
+        }
+    }
+    let inertia = points
+        .iter()
+        .zip(&assignment)
+        .map(|(p, &c)| dist2(p, &centroids[c]))
+        .sum();
+    Ok(KMeans {
+        centroids,
+        assignment,
+        inertia,
+        iterations,
+    })
+}
+
+/// Trajectories of pixels over years: `years[y][p]` is pixel `p`'s embedding in year
+/// `y`; the result has one row per pixel, the years concatenated in order.
+pub fn trajectories(years: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, String> {
+    let n = years.first().map_or(0, Vec::len);
+    if let Some(y) = years.iter().position(|v| v.len() != n) {
+        return Err(format!(
+            "year {y} has {} pixels, year 0 has {n}",
+            years[y].len()
+        ));
+    }
+    Ok((0..n)
+        .map(|p| years.iter().flat_map(|y| y[p].iter().copied()).collect())
+        .collect())
+}
+
+/// Adjusted Rand index between two labelings of the same items (1 = identical
+/// partitions, about 0 = chance).
+pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64, String> {
+    if a.len() != b.len() {
+        return Err(format!("{} and {} labels", a.len(), b.len()));
+    }
+    let n = a.len() as f64;
+    let ka = a.iter().max().map_or(0, |m| m + 1);
+    let kb = b.iter().max().map_or(0, |m| m + 1);
+    let mut table = vec![vec![0f64; kb]; ka];
+    for (&x, &y) in a.iter().zip(b) {
+        table[x][y] += 1.0;
+    }
+    let c2 = |x: f64| x * (x - 1.0) / 2.0;
+    let index: f64 = table.iter().flatten().map(|&v| c2(v)).sum();
+    let rows: f64 = table.iter().map(|r| c2(r.iter().sum())).sum();
+    let cols: f64 = (0..kb).map(|j| c2(table.iter().map(|r| r[j]).sum())).sum();
+    let expected = rows * cols / c2(n);
+    let max = (rows + cols) / 2.0;
+    if max == expected {
+        return Ok(1.0);
+    }
+    Ok((index - expected) / (max - expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs() -> (Vec<Vec<f32>>, Vec<usize>) {
+        let mut pts = Vec::new();
+        let mut lab = Vec::new();
+        for c in 0..3usize {
+            for i in 0..20 {
+                let j = (i as f32 * 0.37).sin() * 0.3;
+                pts.push(vec![c as f32 * 5.0 + j, -(c as f32) * 3.0 - j]);
+                lab.push(c);
+            }
+        }
+        (pts, lab)
+    }
+
+    #[test]
+    fn kmeans_recovers_blobs_and_is_seeded() {
+        let (pts, lab) = blobs();
+        let km = kmeans(&pts, 3, 100, 1).unwrap();
+        assert!((adjusted_rand_index(&km.assignment, &lab).unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(km, kmeans(&pts, 3, 100, 1).unwrap());
+        assert!(kmeans(&pts, 0, 10, 1).is_err());
+        assert!(kmeans(&pts, 61, 10, 1).is_err());
+    }
+
+    #[test]
+    fn ari_hand_cases() {
+        // identical up to renaming
+        assert!((adjusted_rand_index(&[0, 0, 1, 1], &[1, 1, 0, 0]).unwrap() - 1.0).abs() < 1e-12);
+        // a = [0,0,1,1], b = [0,1,0,1]: index 0, rows 2, cols 2, expected 2*2/6 = 2/3,
+        // max 2 -> ARI = (0 - 2/3) / (2 - 2/3) = -0.5
+        assert!((adjusted_rand_index(&[0, 0, 1, 1], &[0, 1, 0, 1]).unwrap() + 0.5).abs() < 1e-12);
+        let t = trajectories(&[vec![vec![1.0], vec![2.0]], vec![vec![3.0], vec![4.0]]]).unwrap();
+        assert_eq!(t, vec![vec![1.0, 3.0], vec![2.0, 4.0]]);
+    }
+}
