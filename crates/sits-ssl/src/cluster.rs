@@ -138,6 +138,91 @@ pub fn trajectories(years: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, String> {
         .collect())
 }
 
+/// Principal component analysis by power iteration: the projections of the centred
+/// rows of `points` on their first `components` principal axes, and the fraction of
+/// the total variance each axis explains. Deterministic (the start vectors are fixed);
+/// each axis is found on the data with the previous axes projected out.
+pub fn pca(points: &[Vec<f32>], components: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>), String> {
+    let n = points.len();
+    let d = points.first().map_or(0, Vec::len);
+    if n < 2 || d == 0 {
+        return Err(format!(
+            "pca needs at least 2 non-empty rows, got {n} rows of {d}"
+        ));
+    }
+    if let Some(i) = points.iter().position(|p| p.len() != d) {
+        return Err(format!(
+            "row {i} has {} values, row 0 has {d}",
+            points[i].len()
+        ));
+    }
+    if let Some(i) = points.iter().position(|p| p.iter().any(|v| !v.is_finite())) {
+        return Err(format!("row {i} has a non-finite value"));
+    }
+    let mut mean = vec![0f64; d];
+    for p in points {
+        for (m, &v) in mean.iter_mut().zip(p) {
+            *m += v as f64 / n as f64;
+        }
+    }
+    let mut x: Vec<Vec<f64>> = points
+        .iter()
+        .map(|p| p.iter().zip(&mean).map(|(&v, m)| v as f64 - m).collect())
+        .collect();
+    let total: f64 = x.iter().flatten().map(|v| v * v).sum();
+    let mut proj = vec![Vec::with_capacity(components); n];
+    let mut explained = Vec::with_capacity(components);
+    for c in 0..components.min(d) {
+        // fixed, generic start vector
+        let mut v: Vec<f64> = (0..d)
+            .map(|j| 1.0 + ((j * 7919 + c * 104_729) % 997) as f64 / 997.0)
+            .collect();
+        let mut lambda = 0.0;
+        for _ in 0..500 {
+            let xv: Vec<f64> = x.iter().map(|r| dot(r, &v)).collect();
+            let mut w = vec![0f64; d];
+            for (r, a) in x.iter().zip(&xv) {
+                for (wj, rj) in w.iter_mut().zip(r) {
+                    *wj += a * rj;
+                }
+            }
+            let norm = dot(&w, &w).sqrt();
+            if norm == 0.0 {
+                break;
+            }
+            w.iter_mut().for_each(|wj| *wj /= norm);
+            let delta: f64 = w.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
+            v = w;
+            lambda = norm;
+            if delta < 1e-10 {
+                break;
+            }
+        }
+        // a fixed sign: the largest-magnitude loading is positive
+        let big = v
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .map_or(0, |(j, _)| j);
+        if v[big] < 0.0 {
+            v.iter_mut().for_each(|e| *e = -*e);
+        }
+        for (r, out) in x.iter_mut().zip(proj.iter_mut()) {
+            let a = dot(r, &v);
+            out.push(a);
+            for (rj, vj) in r.iter_mut().zip(&v) {
+                *rj -= a * vj;
+            }
+        }
+        explained.push(if total > 0.0 { lambda / total } else { 0.0 });
+    }
+    Ok((proj, explained))
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
 /// Adjusted Rand index between two labelings of the same items (1 = identical
 /// partitions, about 0 = chance).
 pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64, String> {
@@ -166,6 +251,44 @@ pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pca_recovers_the_axes_of_a_stretched_cloud() {
+        // a centred, uncorrelated grid (a, b) rotated by 45 degrees and shifted:
+        // the principal axes are (1,1)/sqrt2 with the a-values, (1,-1)/sqrt2 with b
+        let s = std::f64::consts::FRAC_1_SQRT_2;
+        let mut pts = Vec::new();
+        let mut ab = Vec::new();
+        for i in -10..=10 {
+            for j in -2..=2 {
+                let (a, b) = (0.5 * i as f64, 0.2 * j as f64);
+                pts.push(vec![
+                    (5.0 + s * (a + b)) as f32,
+                    (-2.0 + s * (a - b)) as f32,
+                    1.0,
+                ]);
+                ab.push((a, b));
+            }
+        }
+        let (proj, explained) = pca(&pts, 2).expect("pca");
+        for (p, (a, b)) in proj.iter().zip(&ab) {
+            assert!((p[0].abs() - a.abs()).abs() < 1e-5, "{p:?} vs {a}");
+            assert!((p[1].abs() - b.abs()).abs() < 1e-5, "{p:?} vs {b}");
+        }
+        let n = ab.len() as f64;
+        let va: f64 = ab.iter().map(|x| x.0 * x.0).sum::<f64>() / n;
+        let vb: f64 = ab.iter().map(|x| x.1 * x.1).sum::<f64>() / n;
+        assert!(
+            (explained[0] - va / (va + vb)).abs() < 1e-6,
+            "{explained:?}"
+        );
+        assert!(
+            (explained[1] - vb / (va + vb)).abs() < 1e-6,
+            "{explained:?}"
+        );
+        assert!(pca(&[vec![1.0]], 1).is_err());
+        assert!(pca(&[vec![1.0], vec![f32::NAN]], 1).is_err());
+    }
 
     fn blobs() -> (Vec<Vec<f32>>, Vec<usize>) {
         let mut pts = Vec::new();

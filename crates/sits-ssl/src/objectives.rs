@@ -1,5 +1,6 @@
-//! Objectives that turn an encoder and a batch into a loss. So far: BERT-style
-//! masked reconstruction of whole dates for the pixel transformer.
+//! Objectives that turn an encoder and a batch into a loss: BERT-style masked
+//! reconstruction, SimCLR, DINO, PIMC; frozen-encoder embeddings and the
+//! classification loss for fine-tuning.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -633,6 +634,67 @@ impl<'a> Pimc<'a> {
             loss,
             metrics: vec![("temperature".into(), t)],
         })
+    }
+}
+
+/// How a [`PixelTransformer`]'s per-date outputs `(B, T, d)` become one vector per
+/// series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Pooling {
+    /// The mean over non-padded dates: `d` values (the model's own `pooled`).
+    Mean,
+    /// The per-date outputs concatenated in date order: `dates * d` values, padded
+    /// dates zeroed. Keeps the timing of the phenology, which a mean washes out;
+    /// needs series of exactly `dates` dates (e.g. one agricultural year of
+    /// 16-day composites).
+    Flatten {
+        /// The number of dates every batch must have.
+        dates: usize,
+    },
+}
+
+/// A [`PixelTransformer`] with a [`Pooling`], as an [`sits_core::Encoder`] (for
+/// [`embed`], probes and [`classification_loss`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PooledPixelEncoder<'a> {
+    model: &'a PixelTransformer,
+    pooling: Pooling,
+}
+
+impl<'a> PooledPixelEncoder<'a> {
+    /// Wraps `model`.
+    pub fn new(model: &'a PixelTransformer, pooling: Pooling) -> Self {
+        Self { model, pooling }
+    }
+}
+
+impl sits_core::Encoder for PooledPixelEncoder<'_> {
+    fn encode(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
+        let out = self.model.encode_dates(batch, None, train)?;
+        match self.pooling {
+            Pooling::Mean => Ok(out.pooled),
+            Pooling::Flatten { dates } => {
+                let (b, t, _) = out.per_date.dims3()?;
+                if t != dates {
+                    candle_core::bail!(
+                        "flatten pooling expects {dates} dates per series, the batch has {t} \
+                         (B = {b}); resample or crop the series to a common length first"
+                    );
+                }
+                let keep = (1.0 - batch.pad_mask().to_dtype(out.per_date.dtype())?)?;
+                out.per_date
+                    .broadcast_mul(&keep.unsqueeze(2)?)?
+                    .flatten_from(1)
+            }
+        }
+    }
+
+    fn output_dim(&self) -> usize {
+        let d = self.model.config().d_model;
+        match self.pooling {
+            Pooling::Mean => d,
+            Pooling::Flatten { dates } => dates * d,
+        }
     }
 }
 

@@ -46,7 +46,7 @@ pub struct LinearProbe {
 }
 
 /// Probe training settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeConfig {
     /// L2 strength λ on the weights.
     pub l2: f64,
@@ -298,7 +298,7 @@ mod tests {
 }
 
 /// Test metrics of a linear probe trained on one fraction of the training labels.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FractionResult {
     /// Fraction of the training labels used.
     pub fraction: f64,
@@ -310,6 +310,8 @@ pub struct FractionResult {
     pub macro_f1: f64,
     /// Cohen's kappa on the test rows.
     pub kappa: f64,
+    /// The predicted class of every test row (for a confusion matrix or a map).
+    pub predictions: Vec<usize>,
 }
 
 /// The few-label experiment: for each fraction, a seeded stratified subset of the
@@ -336,11 +338,8 @@ pub fn label_fraction_probes(
         let x = train_x.index_select(&it, 0)?;
         let y: Vec<usize> = idx.iter().map(|&i| train_y[i]).collect();
         let probe = LinearProbe::fit(&x, &y, classes, cfg)?;
-        let pred: Vec<i64> = probe
-            .predict(test_x)?
-            .into_iter()
-            .map(|c| c as i64)
-            .collect();
+        let predictions = probe.predict(test_x)?;
+        let pred: Vec<i64> = predictions.iter().map(|&c| c as i64).collect();
         let truth: Vec<i64> = test_y.iter().map(|&c| c as i64).collect();
         let cm = crate::metrics::ConfusionMatrix::from_labels(classes, &truth, &pred, None)
             .map_err(candle_core::Error::Msg)?;
@@ -350,6 +349,7 @@ pub fn label_fraction_probes(
             oa: cm.overall_accuracy(),
             macro_f1: cm.macro_f1(),
             kappa: cm.kappa(),
+            predictions,
         });
     }
     Ok(out)

@@ -555,3 +555,98 @@ fn simclr_on_cube_patches_with_spatial_views() {
     assert!(tr.history().iter().all(|r| r.loss.is_finite()));
     assert_eq!(tr.history().len(), 2 * ld.num_batches());
 }
+
+#[test]
+fn seeded_init_is_reproducible_and_follows_the_layer_kinds() {
+    use sits_ssl::train::seeded_init;
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let build = || {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let m = PixelTransformer::new(vb.pp("encoder"), cfg.clone()).unwrap();
+        (vm, m)
+    };
+    let values = |vm: &VarMap| -> Vec<(String, Vec<f32>)> {
+        let data = vm.data().lock().unwrap();
+        let mut v: Vec<(String, Vec<f32>)> = data
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    t.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let ((a, _), (b, _), (c, _)) = (build(), build(), build());
+    seeded_init(&a, 7).unwrap();
+    seeded_init(&b, 7).unwrap();
+    seeded_init(&c, 8).unwrap();
+    assert_eq!(values(&a), values(&b));
+    assert_ne!(values(&a), values(&c));
+    for (name, v) in values(&a) {
+        if name.ends_with("norm.weight") || name.ends_with("norm1.weight") {
+            assert!(v.iter().all(|&x| x == 1.0), "{name}");
+        } else if name.ends_with("bias") {
+            assert!(v.iter().all(|&x| x == 0.0), "{name}");
+        } else if name.ends_with("embedding.weight") {
+            // fan_in = 6 bands
+            let bound = 1.0 / 6f32.sqrt();
+            assert!(v.iter().all(|x| x.abs() <= bound), "{name}");
+            assert!(v.iter().any(|x| x.abs() > 0.5 * bound), "{name}");
+        }
+    }
+}
+
+#[test]
+fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
+    use sits_core::Encoder;
+    use sits_ssl::objectives::{PooledPixelEncoder, Pooling};
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let cfg = PixelTransformerConfig {
+        d_model: 8,
+        heads: 2,
+        d_ff: 16,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let model = PixelTransformer::new(vb, cfg).unwrap();
+    let batch = loader(data()).epoch(0).next().unwrap().unwrap();
+    let (b, t) = (batch.batch_size(), batch.values().dims()[1]);
+    let flat = PooledPixelEncoder::new(&model, Pooling::Flatten { dates: t });
+    let z = flat.encode(&batch, false).unwrap();
+    assert_eq!(z.dims(), &[b, t * 8]);
+    assert_eq!(flat.output_dim(), t * 8);
+    let per_date = model.encode_dates(&batch, None, false).unwrap().per_date;
+    let diff = (z - per_date.flatten_from(1).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(
+        diff, 0.0,
+        "no padded date in this batch, so nothing is zeroed"
+    );
+    let mean = PooledPixelEncoder::new(&model, Pooling::Mean);
+    assert_eq!(mean.encode(&batch, false).unwrap().dims(), &[b, 8]);
+    let wrong = PooledPixelEncoder::new(&model, Pooling::Flatten { dates: 5 });
+    let e = wrong.encode(&batch, false).unwrap_err().to_string();
+    assert!(
+        e.contains("expects 5 dates") && e.contains(&format!("has {t}")),
+        "{e}"
+    );
+}
