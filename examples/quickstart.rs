@@ -1,139 +1,334 @@
-//! The main job, for now: load the three bundled real datasets, summarise them,
-//! compute normalisation statistics, stream one epoch of padded batches through the
-//! deterministic loader, and round-trip a cube through Zarr.
+//! The main job: self-supervised pretraining on the bundled Mato Grosso MODIS
+//! series, then the few-label comparison.
+//!
+//! 1. Pretrain a pixel transformer without labels on the training series (masked
+//!    reconstruction by default; `--method simclr|dino` for the contrastive and
+//!    self-distillation objectives).
+//! 2. Freeze it and train linear probes on 1 %, 5 %, 10 % and 100 % of the training
+//!    labels, evaluated on the held-out split, against probes on the raw series and
+//!    on the same encoder at its random initialisation.
+//! 3. Fine-tune the pretrained encoder with a linear head at 10 % and 100 %.
+//! 4. Write a report folder: `report.md`, `results.json`, `loss.png`,
+//!    `confusion.png`, `embeddings.png`.
 //!
 //! ```text
 //! cargo run --release --example quickstart
+//! cargo run --release --example quickstart -- --method dino --epochs 20 --seed 1 --out out/dino
 //! ```
 //!
-//! Pretraining and evaluation join this job when `sits-models` and `sits-ssl` land.
+//! The last line printed is machine-readable (`result: method=... ssl_probe_oa@10=...`).
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use sits::sits_data::datasets::{self, DtwsatCube, SloveniaNdvi};
-use sits::sits_data::norm::NormStats;
-use sits::sits_data::zarr::{write_cube, CubeChunks, ZarrCube};
-use sits::sits_data::{Loader, LoaderConfig, Split};
+use clap::Parser;
+use sits::experiment::{few_label_experiment, ExperimentConfig, ExperimentOutput, Method};
+use sits::report::{confusion_chart, line_chart, markdown_table, scatter_chart};
+use sits::sits_data::{datasets, SampleSet, Split};
+use sits::sits_ssl::cluster::pca;
+use sits::sits_ssl::metrics::ConfusionMatrix;
+
+/// Self-supervised pretraining and the few-label comparison on labelled pixel series.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// A sample-set folder (metadata.json, values.npy, samples.csv, timeseries.csv);
+    /// defaults to the bundled Mato Grosso MODIS series.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Pretraining objective: bert (masked reconstruction), simclr or dino.
+    #[arg(long, default_value = "bert")]
+    method: Method,
+    /// Pretraining epochs.
+    #[arg(long, default_value_t = 15)]
+    epochs: usize,
+    /// Seed of weights, batches, masks and label subsets.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Report folder.
+    #[arg(long, default_value = "out/quickstart")]
+    out: PathBuf,
+    /// cpu, or cuda / metal when built with that feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn device(name: &str) -> Res<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            format!("--device cuda: {e} (build with `--features cuda` on a machine with CUDA)")
+                .into()
+        }),
+        "metal" => Device::new_metal(0).map_err(|e| {
+            format!("--device metal: {e} (build with `--features metal` on macOS)").into()
+        }),
+        d => Err(format!("--device {d:?}: expected cpu, cuda or metal").into()),
+    }
+}
+
+fn pct(f: f64) -> String {
+    format!("{} %", (f * 100.0).round())
+}
+
+/// Rows of the results table: one per (setting, fraction).
+fn table_rows(out: &ExperimentOutput) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let probe_rows = [
+        ("linear probe, raw series", &out.raw),
+        ("linear probe, random-init encoder", &out.random),
+        ("linear probe, SSL encoder", &out.ssl),
+    ];
+    for (name, res) in probe_rows {
+        for r in res.iter() {
+            rows.push(vec![
+                name.to_string(),
+                pct(r.fraction),
+                r.n_train.to_string(),
+                format!("{:.3}", r.oa),
+                format!("{:.3}", r.macro_f1),
+                format!("{:.3}", r.kappa),
+            ]);
+        }
+    }
+    for r in &out.finetune {
+        rows.push(vec![
+            "fine-tuned SSL encoder".to_string(),
+            pct(r.fraction),
+            r.n_train.to_string(),
+            format!("{:.3}", r.oa),
+            format!("{:.3}", r.macro_f1),
+            format!("{:.3}", r.kappa),
+        ]);
+    }
+    rows
+}
+
+fn at(res: &[sits::sits_ssl::probe::FractionResult], f: f64) -> f64 {
+    res.iter()
+        .find(|r| (r.fraction - f).abs() < 1e-9)
+        .map_or(f64::NAN, |r| r.oa)
+}
+
+fn write_report(
+    dir: &Path,
+    args: &Args,
+    data: &Path,
+    cfg: &ExperimentConfig,
+    out: &ExperimentOutput,
+) -> Res<()> {
+    std::fs::create_dir_all(dir)?;
+    // training curve: every step and the mean per epoch
+    let steps: Vec<(f64, f64)> = out
+        .history
+        .iter()
+        .map(|r| (r.step as f64, r.loss))
+        .collect();
+    let mut epochs: Vec<(f64, f64)> = Vec::new();
+    let per_epoch = out.history.iter().filter(|r| r.epoch == 0).count().max(1);
+    for e in 0..=out.history.last().map_or(0, |r| r.epoch) {
+        let l: Vec<f64> = out
+            .history
+            .iter()
+            .filter(|r| r.epoch == e)
+            .map(|r| r.loss)
+            .collect();
+        if !l.is_empty() {
+            let x = (e * per_epoch + per_epoch / 2) as f64;
+            epochs.push((x, l.iter().sum::<f64>() / l.len() as f64));
+        }
+    }
+    line_chart(
+        &dir.join("loss.png"),
+        &format!("{} pretraining loss", cfg.method),
+        "step",
+        "loss",
+        &[("per step", &steps), ("epoch mean", &epochs)],
+    )?;
+
+    // the best model at 100 % labels
+    let mut best = ("linear probe, SSL encoder", at(&out.ssl, 1.0), None);
+    for (name, res) in [
+        ("linear probe, raw series", &out.raw),
+        ("linear probe, random-init encoder", &out.random),
+    ] {
+        if at(res, 1.0) > best.1 {
+            best = (name, at(res, 1.0), None);
+        }
+    }
+    let ft_full = out
+        .finetune
+        .iter()
+        .find(|r| (r.fraction - 1.0).abs() < 1e-9);
+    if let Some(ft) = ft_full {
+        if ft.oa > best.1 {
+            best = (
+                "fine-tuned SSL encoder",
+                ft.oa,
+                Some(ft.predictions.clone()),
+            );
+        }
+    }
+    let preds = match best.2.clone() {
+        Some(p) => p,
+        None => {
+            let res = match best.0 {
+                "linear probe, raw series" => &out.raw,
+                "linear probe, random-init encoder" => &out.random,
+                _ => &out.ssl,
+            };
+            res.iter()
+                .find(|r| (r.fraction - 1.0).abs() < 1e-9)
+                .map(|r| r.predictions.clone())
+                .unwrap_or_default()
+        }
+    };
+    let truth: Vec<i64> = out.test_labels.iter().map(|&c| c as i64).collect();
+    let pred: Vec<i64> = preds.iter().map(|&c| c as i64).collect();
+    if !pred.is_empty() {
+        let cm = ConfusionMatrix::from_labels(out.class_names.len(), &truth, &pred, None)?;
+        confusion_chart(
+            &dir.join("confusion.png"),
+            &format!("{}, 100 % labels (test split)", best.0),
+            &cm,
+            &out.class_names,
+        )?;
+    }
+
+    // PCA of the SSL test embeddings
+    let (proj, explained) = pca(&out.test_embeddings, 2)?;
+    let pts: Vec<[f64; 2]> = proj.iter().map(|p| [p[0], p[1]]).collect();
+    scatter_chart(
+        &dir.join("embeddings.png"),
+        &format!(
+            "SSL embeddings of the test series, PCA ({:.0} % + {:.0} % of variance)",
+            100.0 * explained[0],
+            100.0 * explained[1]
+        ),
+        &pts,
+        &out.test_labels,
+        &out.class_names,
+    )?;
+
+    let header = [
+        "setting",
+        "labels",
+        "train series",
+        "OA",
+        "macro-F1",
+        "kappa",
+    ];
+    let table = markdown_table(&header, &table_rows(out));
+    let md = format!(
+        "# sits quickstart report\n\n\
+         Data: `{}` ({} test series). Method: `{}`. Seed: {}. Device: {}.\n\n\
+         Pretraining: {} epochs, {} steps, {:.1} s; whole run {:.1} s.\n\n\
+         {table}\n\
+         Best model at 100 % labels: {} (OA {:.3}), confusion matrix in `confusion.png`.\n\n\
+         ![loss](loss.png)\n\n![confusion](confusion.png)\n\n![embeddings](embeddings.png)\n\n\
+         ## Configuration\n\n```json\n{}\n```\n",
+        data.display(),
+        out.test_labels.len(),
+        cfg.method,
+        cfg.seed,
+        args.device,
+        cfg.epochs,
+        out.history.len(),
+        out.pretrain_seconds,
+        out.total_seconds,
+        best.0,
+        best.1,
+        serde_json::to_string_pretty(cfg)?
+    );
+    sits::report::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let json = serde_json::json!({
+        "config": cfg,
+        "raw": out.raw, "random": out.random, "ssl": out.ssl, "finetune": out.finetune,
+        "pretrain_seconds": out.pretrain_seconds, "total_seconds": out.total_seconds,
+    });
+    sits::report::write_atomic(
+        &dir.join("results.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn run() -> Res<()> {
+    let args = Args::parse();
+    let device = device(&args.device)?;
+    let data = args
+        .data
+        .clone()
+        .unwrap_or_else(|| sits::bundled_data_dir().join(datasets::MATO_GROSSO));
+    let set = SampleSet::read_folder(&data)?;
+    let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
+    println!(
+        "data: {} ({} train, {} test series, {} dates x {} bands, {} classes)",
+        data.display(),
+        train.len(),
+        test.len(),
+        set.max_len(),
+        set.bands().len(),
+        set.class_names().len()
+    );
+    let cfg = ExperimentConfig {
+        method: args.method,
+        epochs: args.epochs,
+        seed: args.seed,
+        checkpoint_dir: Some(args.out.join("checkpoints")),
+        ..ExperimentConfig::default()
+    };
+    println!(
+        "pretraining a pixel transformer ({} layers, width {}) with {} for {} epochs, then probes and fine-tuning",
+        cfg.layers, cfg.d_model, cfg.method, cfg.epochs
+    );
+    let out = few_label_experiment(&train, &test, &cfg, &device)?;
+    let header = [
+        "setting",
+        "labels",
+        "train series",
+        "OA",
+        "macro-F1",
+        "kappa",
+    ];
+    println!("\n{}", markdown_table(&header, &table_rows(&out)));
+    let stages: Vec<String> = out
+        .stage_seconds
+        .iter()
+        .map(|(s, t)| format!("{s} {t:.1} s"))
+        .collect();
+    println!("time: {}", stages.join(", "));
+    write_report(&args.out, &args, &data, &cfg, &out)?;
+    println!(
+        "report: {} (report.md, results.json, loss.png, confusion.png, embeddings.png); {:.0} s in all",
+        args.out.display(),
+        out.total_seconds
+    );
+    let ft100 = out
+        .finetune
+        .iter()
+        .find(|r| (r.fraction - 1.0).abs() < 1e-9)
+        .map_or(f64::NAN, |r| r.oa);
+    println!(
+        "result: method={} ssl_probe_oa@10={:.4} random_probe_oa@10={:.4} raw_probe_oa@10={:.4} \
+         ssl_probe_oa@100={:.4} random_probe_oa@100={:.4} raw_probe_oa@100={:.4} finetune_oa@100={:.4}",
+        cfg.method,
+        at(&out.ssl, 0.1),
+        at(&out.random, 0.1),
+        at(&out.raw, 0.1),
+        at(&out.ssl, 1.0),
+        at(&out.random, 1.0),
+        at(&out.raw, 1.0),
+        ft100
+    );
+    Ok(())
+}
 
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let root = sits::bundled_data_dir();
-    let device = Device::Cpu;
-
-    // 1. labelled pixel series
-    let set = datasets::mato_grosso(&root.join(datasets::MATO_GROSSO))?;
-    println!(
-        "mato_grosso_mod13q1: {} series x {} dates x {} bands {:?}",
-        set.len(),
-        set.max_len(),
-        set.bands().len(),
-        set.bands()
-    );
-    for (name, n) in set.class_names().iter().zip(set.class_counts()) {
-        println!("  {name:<14} {n:>4}");
-    }
-    let train = set.split(Split::Train)?;
-    let stats = NormStats::of_samples(&train, 1e-4)?;
-    println!("  train-split band means {:?}", stats.mean);
-    println!("  train-split band stds  {:?}", stats.std);
-
-    // 2. one epoch of padded, shuffled batches (deterministic for a seed)
-    let mut normed = train.clone();
-    stats.apply_samples(&mut normed)?;
-    let config = LoaderConfig {
-        batch_size: 256,
-        seed: 42,
-        ..LoaderConfig::default()
-    };
-    let loader = Loader::new(Arc::new(normed), config, device.clone())?;
-    let start = Instant::now();
-    let (mut batches, mut series) = (0, 0);
-    for batch in loader.epoch(0) {
-        let batch = batch?;
-        batches += 1;
-        series += batch.batch_size();
-        if batches == 1 {
-            println!(
-                "  first batch: values {:?}, days {:?}, labels {:?}",
-                batch.values().dims(),
-                batch.days().dims(),
-                batch.labels().map(|l| l.dims().to_vec())
-            );
-        }
-    }
-    println!(
-        "  loader: {batches} batches, {series} series in {:.1} ms",
-        start.elapsed().as_secs_f64() * 1e3
-    );
-
-    // 3. the MODIS cube and its labelled pixel-years
-    let dtw = DtwsatCube::load(&root.join(datasets::DTWSAT_CUBE))?;
-    let (t, c, h, w) = dtw.cube.shape();
-    println!(
-        "dtwsat cube: {t} dates x {c} bands x {h} x {w}, {} .. {}, {} labelled pixel-years",
-        dtw.cube
-            .times()
-            .first()
-            .map(|d| d.date().to_string())
-            .unwrap_or_default(),
-        dtw.cube
-            .times()
-            .last()
-            .map(|d| d.date().to_string())
-            .unwrap_or_default(),
-        dtw.samples.len()
-    );
-    for (name, n) in dtw.class_names.iter().zip(dtw.class_counts()) {
-        println!("  {name:<15} {n:>4}");
-    }
-
-    // 4. the Sentinel-2 NDVI cube with clouds, through Zarr and back
-    let slo = SloveniaNdvi::load(&root.join(datasets::SLOVENIA_NDVI))?;
-    let valid = slo.cube.validity();
-    let clear = valid.iter().filter(|v| **v).count() as f64 / valid.len() as f64;
-    println!(
-        "slovenia S2 NDVI cube: {:?}, {:.1} % clear observations",
-        slo.cube.shape(),
-        100.0 * clear
-    );
-    let dir = std::env::temp_dir().join(format!("sits-quickstart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let store = dir.join("slovenia.zarr");
-    write_cube(
-        &slo.cube,
-        &store,
-        CubeChunks {
-            t: 8,
-            c: 1,
-            y: 32,
-            x: 32,
-        },
-    )?;
-    let z = ZarrCube::open_path(&store)?;
-    let back = z.read_all()?;
-    println!(
-        "  zarr round trip ({}): identical = {}",
-        store.display(),
-        back == slo.cube
-    );
-    let window = z.read(10..20, 32..64, 0..32)?;
-    let batch = window.to_batch(sits::sits_core::dates::pastis_reference(), &device)?;
-    println!(
-        "  window batch: values {:?}, valid {:?}",
-        batch.values().dims(),
-        batch.valid().map(|v| v.dims().to_vec())
-    );
-    std::fs::remove_dir_all(&dir)?;
-    if back != slo.cube {
-        return Err("zarr round trip changed the cube".into());
-    }
-    Ok(())
 }

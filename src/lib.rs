@@ -8,7 +8,9 @@
 //! | [`sits_data`] | datacubes, sample sets, `.npy`/Zarr/PASTIS/CSV readers, loader, augmentations | usable |
 //! | [`sits_repr`] | spectral indices, recurrence plots, GAF/MTF, planar images, PNG output | usable |
 //! | [`sits_models`] | U-TAE, L-TAE2d, TSViT, pixel transformer, U-BARN, ResNet/ViT, heads | usable |
-//! | [`sits_ssl`] | SSL objectives, pretraining, evaluation | not started |
+//! | [`sits_ssl`] | SSL objectives, pretraining loop, probes, metrics, clustering | usable |
+//! | [`experiment`] | the few-label experiment of the quickstart (pretrain, probe, fine-tune) | usable |
+//! | [`report`] | PNG charts (curves, confusion matrices, scatter plots), Markdown tables | usable |
 //!
 //! ```
 //! let set = sits::sits_data::datasets::mato_grosso(
@@ -24,6 +26,9 @@
 pub use sits_core::{self, SitsBatch};
 pub use sits_data::{self, Datacube, SampleSet};
 pub use {sits_models, sits_repr, sits_ssl};
+
+pub mod experiment;
+pub mod report;
 
 /// The `data/` folder of this repository, where the bundled real datasets live.
 ///

@@ -1,0 +1,532 @@
+//! The few-label experiment behind the `quickstart` and `ssl_probe` examples:
+//! pretrain a pixel transformer without labels on the training series, freeze it,
+//! and compare linear probes on its embeddings with probes on the raw series and on
+//! the same encoder at its (seeded) random initialisation, at several fractions of
+//! the training labels; then fine-tune the pretrained encoder end to end.
+//!
+//! Everything is deterministic for a seed on CPU: the initial weights come from
+//! [`seeded_init`], the batches and masks from per-step generators, the label
+//! subsets from [`stratified_fraction`](sits_ssl::probe::stratified_fraction).
+//!
+//! ```no_run
+//! use sits::experiment::{few_label_experiment, ExperimentConfig};
+//! use sits::sits_data::{datasets, Split};
+//! let set = datasets::mato_grosso(&sits::bundled_data_dir().join(datasets::MATO_GROSSO))?;
+//! let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
+//! let out = few_label_experiment(&train, &test, &ExperimentConfig::default(), &candle_core::Device::Cpu)?;
+//! println!("SSL probe OA at 10 %: {:.3}", out.ssl[2].oa);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use sits_data::augment::DateMasking;
+use sits_data::norm::NormStats;
+use sits_data::{Loader, LoaderConfig, SampleSet};
+use sits_models::nn::linear;
+use sits_models::{Buffers, PixelTransformer, PixelTransformerConfig};
+use sits_ssl::metrics::ConfusionMatrix;
+use sits_ssl::objectives::{
+    classification_loss, embed, Corruption, Dino, MaskedReconstruction, PooledPixelEncoder,
+    Pooling, SeriesViews, SimClr,
+};
+use sits_ssl::probe::ProbeConfig;
+use sits_ssl::probe::{features, label_fraction_probes, stratified_fraction, FractionResult};
+use sits_ssl::train::{seeded_init, StepRecord, TrainConfig, Trainer};
+
+/// Errors of the experiment: bad data or a failing step, with context.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// The sample sets cannot be used as given.
+    #[error("{0}")]
+    Data(String),
+    /// Loading or normalising the data failed.
+    #[error(transparent)]
+    SitsData(#[from] sits_data::DataError),
+    /// A tensor operation, the training loop or a probe failed.
+    #[error("{context}: {source}")]
+    Candle {
+        /// Which stage failed.
+        context: String,
+        /// The error.
+        source: candle_core::Error,
+    },
+}
+
+/// Result of the experiment functions.
+pub type Result<T> = std::result::Result<T, ExperimentError>;
+
+trait Context<T> {
+    fn ctx(self, what: &str) -> Result<T>;
+}
+
+impl<T> Context<T> for candle_core::Result<T> {
+    fn ctx(self, what: &str) -> Result<T> {
+        self.map_err(|source| ExperimentError::Candle {
+            context: what.to_string(),
+            source,
+        })
+    }
+}
+
+/// The self-supervised objective used for pretraining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Method {
+    /// BERT-style masked reconstruction of whole dates (mask token).
+    Bert,
+    /// SimCLR: two cropped, thinned, noisy views of each series, NT-Xent.
+    SimClr,
+    /// DINO: an EMA teacher on long date windows, a student on long and short ones.
+    Dino,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "bert" | "mask" | "masked" => Ok(Self::Bert),
+            "simclr" => Ok(Self::SimClr),
+            "dino" => Ok(Self::Dino),
+            _ => Err(format!(
+                "unknown method {s:?}: expected bert, simclr or dino"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bert => "bert",
+            Self::SimClr => "simclr",
+            Self::Dino => "dino",
+        })
+    }
+}
+
+/// Settings of [`few_label_experiment`]. The defaults are the ones measured in the
+/// README (about 2 minutes of pretraining on 2 CPU cores for Mato Grosso).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ExperimentConfig {
+    /// Pretraining objective.
+    pub method: Method,
+    /// Pretraining epochs.
+    pub epochs: usize,
+    /// Seed of the initial weights, batches, masks and label subsets.
+    pub seed: u64,
+    /// Encoder width.
+    pub d_model: usize,
+    /// Encoder layers.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Batch size of pretraining and fine-tuning.
+    pub batch_size: usize,
+    /// Peak learning rate of pretraining.
+    pub lr: f64,
+    /// Fraction of dates hidden by the masked-reconstruction task.
+    pub mask_ratio: f64,
+    /// Label fractions of the linear probes.
+    pub fractions: Vec<f64>,
+    /// Label fractions at which the pretrained encoder is also fine-tuned.
+    pub finetune_fractions: Vec<f64>,
+    /// Optimiser steps of each fine-tuning run (the epochs follow from the subset).
+    pub finetune_steps: usize,
+    /// Peak learning rate of fine-tuning.
+    pub finetune_lr: f64,
+    /// Linear-probe settings.
+    pub probe: ProbeConfig,
+    /// Draw progress bars on a terminal.
+    pub progress: bool,
+    /// Where pretraining writes its checkpoints and step log (none if `None`).
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::Bert,
+            epochs: 15,
+            seed: 0,
+            d_model: 64,
+            layers: 2,
+            heads: 4,
+            batch_size: 64,
+            lr: 1e-3,
+            mask_ratio: 0.3,
+            fractions: vec![0.01, 0.05, 0.1, 1.0],
+            finetune_fractions: vec![0.1, 1.0],
+            finetune_steps: 240,
+            finetune_lr: 5e-4,
+            probe: ProbeConfig::default(),
+            progress: true,
+            checkpoint_dir: None,
+        }
+    }
+}
+
+/// Test metrics of the pretrained encoder fine-tuned with a linear head on one
+/// fraction of the training labels.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FineTuneResult {
+    /// Fraction of the training labels used.
+    pub fraction: f64,
+    /// Training rows used.
+    pub n_train: usize,
+    /// Optimiser steps run.
+    pub steps: usize,
+    /// Overall accuracy on the test rows.
+    pub oa: f64,
+    /// Macro F1 on the test rows.
+    pub macro_f1: f64,
+    /// Cohen's kappa on the test rows.
+    pub kappa: f64,
+    /// Predicted class of every test row.
+    pub predictions: Vec<usize>,
+}
+
+/// Everything [`few_label_experiment`] measured.
+#[derive(Debug, Clone)]
+pub struct ExperimentOutput {
+    /// Probes on the raw (normalised) series, one per fraction.
+    pub raw: Vec<FractionResult>,
+    /// Probes on the encoder at its seeded random initialisation.
+    pub random: Vec<FractionResult>,
+    /// Probes on the pretrained, frozen encoder.
+    pub ssl: Vec<FractionResult>,
+    /// Fine-tuned pretrained encoder, one per fine-tuning fraction.
+    pub finetune: Vec<FineTuneResult>,
+    /// Every pretraining step.
+    pub history: Vec<StepRecord>,
+    /// Test embeddings of the pretrained encoder, one row per test series.
+    pub test_embeddings: Vec<Vec<f32>>,
+    /// Test labels.
+    pub test_labels: Vec<usize>,
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// Wall-clock seconds of pretraining.
+    pub pretrain_seconds: f64,
+    /// Wall-clock seconds of the whole experiment.
+    pub total_seconds: f64,
+    /// Wall-clock seconds of each stage, in order.
+    pub stage_seconds: Vec<(String, f64)>,
+}
+
+fn check_sets(train: &SampleSet, test: &SampleSet) -> Result<(Vec<usize>, Vec<usize>, usize)> {
+    let err = |m: String| Err(ExperimentError::Data(m));
+    if train.is_empty() || test.is_empty() {
+        return err(format!(
+            "the experiment needs training and test series, got {} and {}",
+            train.len(),
+            test.len()
+        ));
+    }
+    if train.bands() != test.bands() {
+        return err(format!(
+            "train bands {:?} differ from test bands {:?}",
+            train.bands(),
+            test.bands()
+        ));
+    }
+    let (Some(ytr), Some(yte)) = (train.labels(), test.labels()) else {
+        return err("the experiment needs labelled training and test series".into());
+    };
+    let t = train.series()[0].len();
+    for (which, set) in [("train", train), ("test", test)] {
+        if let Some((i, s)) = set.series().iter().enumerate().find(|(_, s)| s.len() != t) {
+            return err(format!(
+                "{which} series {} has {} dates, the first training series {t}: the \
+                 per-date embedding (Pooling::Flatten) needs series of one length",
+                set.ids()[i],
+                s.len()
+            ));
+        }
+    }
+    Ok((ytr.to_vec(), yte.to_vec(), t))
+}
+
+fn raw_features(set: &SampleSet, device: &Device) -> Result<Tensor> {
+    let rows: Vec<Vec<f32>> = set
+        .series()
+        .iter()
+        .map(|s| s.values.iter().copied().collect())
+        .collect();
+    features(&rows, device).ctx("raw features")
+}
+
+fn loader(
+    set: &Arc<SampleSet>,
+    shuffle: bool,
+    seed: u64,
+    bs: usize,
+    dev: &Device,
+) -> Result<Loader> {
+    let cfg = LoaderConfig {
+        batch_size: bs,
+        shuffle,
+        seed,
+        ..LoaderConfig::default()
+    };
+    Ok(Loader::new(set.clone(), cfg, dev.clone())?)
+}
+
+fn model_config(cfg: &ExperimentConfig, bands: usize) -> PixelTransformerConfig {
+    PixelTransformerConfig {
+        d_model: cfg.d_model,
+        heads: cfg.heads,
+        d_ff: 2 * cfg.d_model,
+        layers: cfg.layers,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(bands)
+    }
+}
+
+fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
+    let src = from
+        .data()
+        .lock()
+        .map_err(|_| ExperimentError::Data("VarMap lock poisoned".into()))?;
+    let dst = to
+        .data()
+        .lock()
+        .map_err(|_| ExperimentError::Data("VarMap lock poisoned".into()))?;
+    for (name, var) in src.iter().filter(|(n, _)| n.starts_with(prefix)) {
+        let target = dst.get(name).ok_or_else(|| {
+            ExperimentError::Data(format!("fine-tuning model has no variable {name}"))
+        })?;
+        target
+            .set(var.as_tensor())
+            .ctx("copying pretrained weights")?;
+    }
+    Ok(())
+}
+
+/// Runs the few-label experiment on labelled `train` and `test` sets of
+/// equal-length series (both are normalised with the training statistics first).
+/// Tensors live on `device` (CPU, or a GPU when candle is built with its feature).
+pub fn few_label_experiment(
+    train: &SampleSet,
+    test: &SampleSet,
+    cfg: &ExperimentConfig,
+    device: &Device,
+) -> Result<ExperimentOutput> {
+    let start = Instant::now();
+    let device = device.clone();
+    let (ytr, yte, dates) = check_sets(train, test)?;
+    let classes = train.class_names().len();
+    let stats = NormStats::of_samples(train, 1e-4)?;
+    let (mut train, mut test) = (train.clone(), test.clone());
+    stats.apply_samples(&mut train)?;
+    stats.apply_samples(&mut test)?;
+    let (train, test) = (Arc::new(train), Arc::new(test));
+    let bs = cfg.batch_size;
+    let (tr_plain, te_plain) = (
+        loader(&train, false, 0, 256, &device)?,
+        loader(&test, false, 0, 256, &device)?,
+    );
+    let pooling = Pooling::Flatten { dates };
+    let probes = |xtr: &Tensor, xte: &Tensor, what: &str| {
+        label_fraction_probes(
+            xtr,
+            &ytr,
+            xte,
+            &yte,
+            classes,
+            &cfg.fractions,
+            cfg.seed,
+            cfg.probe,
+        )
+        .ctx(what)
+    };
+
+    let mut stages: Vec<(String, f64)> = Vec::new();
+    let mut lap = Instant::now();
+    let mut stage = |name: &str| {
+        stages.push((name.to_string(), lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
+    let raw = probes(
+        &raw_features(&train, &device)?,
+        &raw_features(&test, &device)?,
+        "probes on raw series",
+    )?;
+
+    stage("probes on raw series");
+    // the encoder (and, for DINO, its teacher), seeded
+    let mcfg = model_config(cfg, train.bands().len());
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &device);
+    let model =
+        PixelTransformer::new(vb.pp("encoder"), mcfg.clone()).ctx("building the encoder")?;
+    let tvm = VarMap::new();
+    let teacher = PixelTransformer::new(
+        VarBuilder::from_varmap(&tvm, DType::F32, &device).pp("encoder"),
+        mcfg.clone(),
+    )
+    .ctx("building the teacher")?;
+    let mean_enc = PooledPixelEncoder::new(&model, Pooling::Mean);
+    let flat_enc = PooledPixelEncoder::new(&model, pooling);
+    let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
+    let pre_loader = loader(&train, true, cfg.seed, bs, &device)?;
+    let total_steps = cfg.epochs * pre_loader.num_batches();
+
+    enum Obj<'a> {
+        Bert(MaskedReconstruction<'a>),
+        SimClr(SimClr<'a>),
+        Dino(Box<Dino<'a>>),
+    }
+    let obj = match cfg.method {
+        Method::Bert => Obj::Bert(
+            MaskedReconstruction::new(
+                &model,
+                vb.pp("head"),
+                DateMasking {
+                    ratio: cfg.mask_ratio,
+                    contiguous: false,
+                },
+                Corruption::MaskToken,
+            )
+            .ctx("building the masked-reconstruction head")?,
+        ),
+        Method::SimClr => Obj::SimClr(
+            SimClr::new(&mean_enc, vb.pp("head"), 32, SeriesViews::default(), 0.2)
+                .ctx("building the SimCLR head")?,
+        ),
+        Method::Dino => Obj::Dino(Box::new(
+            Dino::new(
+                &mean_enc,
+                &teacher_enc,
+                &vm,
+                &tvm,
+                256,
+                &device,
+                total_steps,
+            )
+            .ctx("building DINO")?,
+        )),
+    };
+    seeded_init(&vm, 1000 + cfg.seed).ctx("seeding the weights")?;
+    seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
+
+    let random = probes(
+        &embed(&flat_enc, &tr_plain).ctx("random-init train embeddings")?,
+        &embed(&flat_enc, &te_plain).ctx("random-init test embeddings")?,
+        "probes on the random-init encoder",
+    )?;
+
+    stage("probes on the random-init encoder");
+    // pretraining
+    let pre_start = Instant::now();
+    let tcfg = TrainConfig {
+        epochs: cfg.epochs,
+        lr: cfg.lr,
+        min_lr: cfg.lr * 0.01,
+        warmup_steps: 20,
+        seed: cfg.seed,
+        progress: cfg.progress,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(tcfg, &vm, &Buffers::new(), cfg.checkpoint_dir.as_deref())
+        .ctx("starting pretraining")?;
+    let step = Cell::new(0usize);
+    let per_epoch = pre_loader.num_batches().max(1);
+    let mut obj = obj;
+    trainer
+        .fit(&pre_loader, |b, rng| {
+            let epoch = step.get() / per_epoch;
+            step.set(step.get() + 1);
+            match &mut obj {
+                Obj::Bert(o) => o.loss(b, rng, true),
+                Obj::SimClr(o) => o.loss(b, rng, true),
+                Obj::Dino(o) => o.loss(b, epoch, rng, true),
+            }
+        })
+        .ctx("pretraining")?;
+    let pretrain_seconds = pre_start.elapsed().as_secs_f64();
+    let history = trainer.history().to_vec();
+    stage("pretraining");
+
+    let ssl_train = embed(&flat_enc, &tr_plain).ctx("SSL train embeddings")?;
+    let ssl_test = embed(&flat_enc, &te_plain).ctx("SSL test embeddings")?;
+    let ssl = probes(&ssl_train, &ssl_test, "probes on the SSL encoder")?;
+    let test_embeddings: Vec<Vec<f32>> = ssl_test.to_vec2().ctx("test embeddings")?;
+    stage("probes on the SSL encoder");
+
+    // fine-tuning copies of the pretrained encoder
+    let mut finetune = Vec::new();
+    for &f in &cfg.finetune_fractions {
+        let idx = stratified_fraction(&ytr, f, cfg.seed);
+        let subset = Arc::new(train.subset(&idx)?);
+        let fvm = VarMap::new();
+        let fvb = VarBuilder::from_varmap(&fvm, DType::F32, &device);
+        let fmodel =
+            PixelTransformer::new(fvb.pp("encoder"), mcfg.clone()).ctx("fine-tuning encoder")?;
+        let fenc = PooledPixelEncoder::new(&fmodel, pooling);
+        let head =
+            linear(dates * cfg.d_model, classes, fvb.pp("classifier")).ctx("fine-tuning head")?;
+        seeded_init(&fvm, 2000 + cfg.seed).ctx("seeding the head")?;
+        copy_prefix(&vm, &fvm, "encoder.")?;
+        let ld = loader(&subset, true, cfg.seed, bs, &device)?;
+        let epochs = cfg.finetune_steps.div_ceil(ld.num_batches().max(1));
+        let fcfg = TrainConfig {
+            epochs,
+            lr: cfg.finetune_lr,
+            min_lr: cfg.finetune_lr * 0.01,
+            warmup_steps: 10,
+            seed: cfg.seed,
+            progress: cfg.progress,
+            checkpoint_every: 0,
+            ..TrainConfig::default()
+        };
+        let mut ft = Trainer::new(fcfg, &fvm, &Buffers::new(), None).ctx("fine-tuning")?;
+        ft.fit(&ld, |b, _| {
+            classification_loss(&fenc, &|z: &Tensor| head.forward(z), b, true)
+        })
+        .ctx("fine-tuning")?;
+        let logits = {
+            let z = embed(&fenc, &te_plain).ctx("fine-tuned test embeddings")?;
+            head.forward(&z).ctx("fine-tuned logits")?
+        };
+        let predictions: Vec<usize> = logits
+            .argmax(1)
+            .and_then(|a| a.to_vec1::<u32>())
+            .ctx("fine-tuned predictions")?
+            .into_iter()
+            .map(|c| c as usize)
+            .collect();
+        let truth: Vec<i64> = yte.iter().map(|&c| c as i64).collect();
+        let pred: Vec<i64> = predictions.iter().map(|&c| c as i64).collect();
+        let cm = ConfusionMatrix::from_labels(classes, &truth, &pred, None)
+            .map_err(ExperimentError::Data)?;
+        finetune.push(FineTuneResult {
+            fraction: f,
+            n_train: idx.len(),
+            steps: ft.history().len(),
+            oa: cm.overall_accuracy(),
+            macro_f1: cm.macro_f1(),
+            kappa: cm.kappa(),
+            predictions,
+        });
+        stage(&format!("fine-tuning at {} %", (f * 100.0).round()));
+    }
+
+    Ok(ExperimentOutput {
+        raw,
+        random,
+        ssl,
+        finetune,
+        history,
+        test_embeddings,
+        test_labels: yte,
+        class_names: train.class_names().to_vec(),
+        pretrain_seconds,
+        total_seconds: start.elapsed().as_secs_f64(),
+        stage_seconds: stages,
+    })
+}
