@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value = "bert")]
     method: Method,
     /// Pretraining epochs.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 60)]
     epochs: usize,
     /// Seed of weights, batches, masks and label subsets.
     #[arg(long, default_value_t = 0)]

@@ -17,7 +17,7 @@ use sits::sits_ssl::probe::FractionResult;
 #[command(about)]
 struct Args {
     /// Pretraining epochs.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 60)]
     epochs: usize,
     /// Number of seeds (0, 1, ...).
     #[arg(long, default_value_t = 3)]

@@ -74,6 +74,64 @@ impl DtwsatCube {
         c
     }
 
+    /// Every pixel in every complete agricultural year (1 September to 31 August)
+    /// that has exactly `dates` composites (23 for MOD13Q1; the 2012-13 year of
+    /// this cube has 22 because one composite is missing, so it is skipped): the
+    /// series as an unlabelled [`SampleSet`] (ids `r{row}c{col}y{year}`), and for each
+    /// series its pixel, year and label when a labelled sample covers it.
+    pub fn pixel_years(&self, dates: usize) -> Result<(SampleSet, Vec<PixelYear>)> {
+        use chrono::Datelike;
+        let times = self.cube.times().as_slice();
+        let mut years: Vec<(i32, Vec<usize>)> = Vec::new();
+        for (t, d) in times.iter().enumerate() {
+            let y = if d.month() >= 9 {
+                d.year()
+            } else {
+                d.year() - 1
+            };
+            match years.last_mut() {
+                Some((yy, idx)) if *yy == y => idx.push(t),
+                _ => years.push((y, vec![t])),
+            }
+        }
+        years.retain(|(_, idx)| idx.len() == dates);
+        if years.is_empty() {
+            return Err(DataError::InvalidValue {
+                what: "dtwsat cube".into(),
+                reason: format!("no agricultural year has exactly {dates} dates"),
+            });
+        }
+        let (_, _, h, w) = self.cube.shape();
+        let mut series = Vec::with_capacity(years.len() * h * w);
+        let mut index = Vec::with_capacity(years.len() * h * w);
+        let mut ids = Vec::with_capacity(years.len() * h * w);
+        for (year, idx) in &years {
+            for row in 0..h {
+                for col in 0..w {
+                    let px = self.cube.pixel_series(row, col)?;
+                    let values = px.values.select(ndarray::Axis(0), idx);
+                    let valid = idx.iter().map(|&t| px.valid[t]).collect();
+                    series.push(Series::new(values, px.times.select(idx), Some(valid))?);
+                    let label = self
+                        .samples
+                        .iter()
+                        .find(|s| s.row == row && s.col == col && s.t_start == idx[0])
+                        .and_then(|s| s.label);
+                    index.push(PixelYear {
+                        row,
+                        col,
+                        year: *year,
+                        label,
+                    });
+                    ids.push(format!("r{row}c{col}y{year}"));
+                }
+            }
+        }
+        let set = SampleSet::new(series, self.cube.bands().to_vec(), None, Vec::new(), None)?
+            .with_ids(ids)?;
+        Ok((set, index))
+    }
+
     /// The labelled pixel-years as a [`SampleSet`] of series (22 or 23 dates each),
     /// with the cube's nominal composite dates and NaN-aware validity.
     pub fn labelled_series(&self) -> Result<SampleSet> {
@@ -102,6 +160,19 @@ impl DtwsatCube {
         )?
         .with_ids(ids)
     }
+}
+
+/// One series of [`DtwsatCube::pixel_years`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelYear {
+    /// Row of the pixel.
+    pub row: usize,
+    /// Column of the pixel.
+    pub col: usize,
+    /// Calendar year in which the agricultural year starts (September).
+    pub year: i32,
+    /// Class of the labelled sample covering this pixel and year, if any.
+    pub label: Option<usize>,
 }
 
 /// The eo-learn Sentinel-2 NDVI cube of Slovenia with cloud masks and labels.

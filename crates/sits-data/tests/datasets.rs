@@ -81,6 +81,46 @@ fn dtwsat_cube_and_labelled_pixels() {
     assert_eq!(set.len(), 603);
     assert!(set.series().iter().all(|s| s.len() == 23 || s.len() == 22));
     assert_eq!(set.split(Split::Test).unwrap().len(), 145);
+
+    // every pixel in every complete agricultural year
+    let (years, index) = d.pixel_years(23).unwrap();
+    let full: Vec<i32> = {
+        let mut y: Vec<i32> = index.iter().map(|p| p.year).collect();
+        y.dedup();
+        y
+    };
+    assert_eq!(
+        full,
+        vec![2007, 2008, 2009, 2010, 2011],
+        "2012-13 has 22 dates"
+    );
+    assert_eq!(years.len(), 5 * 27 * 37);
+    assert!(years.series().iter().all(|s| s.len() == 23));
+    let labelled_23 = set.series().iter().filter(|s| s.len() == 23).count();
+    assert_eq!(
+        index.iter().filter(|p| p.label.is_some()).count(),
+        labelled_23
+    );
+    // a labelled sample's series is the same whichever way it is cut
+    let (i, s) = d
+        .samples
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.t_end - s.t_start == 22)
+        .unwrap();
+    let year: i32 = set.series()[i].times.as_slice()[0]
+        .date()
+        .format("%Y")
+        .to_string()
+        .parse()
+        .unwrap();
+    let j = index
+        .iter()
+        .position(|p| (p.row, p.col, p.year) == (s.row, s.col, year))
+        .unwrap();
+    assert_eq!(years.series()[j].values, set.series()[i].values);
+    assert_eq!(index[j].label, s.label);
+    assert!(d.pixel_years(30).is_err());
 }
 
 #[test]

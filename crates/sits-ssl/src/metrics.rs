@@ -2,6 +2,45 @@
 //! accuracy, per-class and macro F1, Cohen's kappa, per-class IoU and mIoU, with an
 //! optional ignore label.
 
+/// Area under the ROC curve of `scores` for the binary truth `positive` (higher
+/// score = more likely positive): the probability that a random positive scores
+/// above a random negative, ties counting one half (the Mann-Whitney statistic).
+pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64, String> {
+    if scores.len() != positive.len() {
+        return Err(format!(
+            "{} scores but {} truth values",
+            scores.len(),
+            positive.len()
+        ));
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(format!("score {i} is {}", scores[i]));
+    }
+    let n_pos = positive.iter().filter(|&&p| p).count();
+    let n_neg = positive.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return Err(format!(
+            "ROC AUC needs positives and negatives, got {n_pos} and {n_neg}"
+        ));
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // average ranks (1-based) over ties
+    let mut rank_sum_pos = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_pos += order[i..=j].iter().filter(|&&k| positive[k]).count() as f64 * avg;
+        i = j + 1;
+    }
+    let u = rank_sum_pos - (n_pos * (n_pos + 1)) as f64 / 2.0;
+    Ok(u / (n_pos * n_neg) as f64)
+}
+
 /// A `k × k` confusion matrix: `counts[true][predicted]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfusionMatrix {
@@ -188,5 +227,31 @@ mod tests {
             .unwrap_err()
             .contains("entry 1"));
         assert!(ConfusionMatrix::from_labels(2, &[0], &[0, 1], None).is_err());
+    }
+}
+
+#[cfg(test)]
+mod auc_tests {
+    use super::roc_auc;
+
+    #[test]
+    fn auc_by_hand() {
+        // positives 0.9, 0.4; negatives 0.5, 0.1: pairs (0.9>0.5, 0.9>0.1, 0.4<0.5, 0.4>0.1) = 3/4
+        let auc = roc_auc(&[0.9, 0.5, 0.4, 0.1], &[true, false, true, false]).unwrap();
+        assert_eq!(auc, 0.75);
+        // a tie between a positive and a negative counts one half
+        let auc = roc_auc(&[0.5, 0.5, 0.2], &[true, false, false]).unwrap();
+        assert_eq!(auc, 0.75);
+        assert_eq!(
+            roc_auc(&[3.0, 2.0, 1.0], &[true, true, false]).unwrap(),
+            1.0
+        );
+        assert_eq!(
+            roc_auc(&[1.0, 2.0, 3.0], &[true, true, false]).unwrap(),
+            0.0
+        );
+        assert!(roc_auc(&[1.0, 2.0], &[true, true]).is_err());
+        assert!(roc_auc(&[1.0], &[true, false]).is_err());
+        assert!(roc_auc(&[f64::NAN, 1.0], &[true, false]).is_err());
     }
 }
