@@ -80,21 +80,7 @@ impl DtwsatCube {
     /// series as an unlabelled [`SampleSet`] (ids `r{row}c{col}y{year}`), and for each
     /// series its pixel, year and label when a labelled sample covers it.
     pub fn pixel_years(&self, dates: usize) -> Result<(SampleSet, Vec<PixelYear>)> {
-        use chrono::Datelike;
-        let times = self.cube.times().as_slice();
-        let mut years: Vec<(i32, Vec<usize>)> = Vec::new();
-        for (t, d) in times.iter().enumerate() {
-            let y = if d.month() >= 9 {
-                d.year()
-            } else {
-                d.year() - 1
-            };
-            match years.last_mut() {
-                Some((yy, idx)) if *yy == y => idx.push(t),
-                _ => years.push((y, vec![t])),
-            }
-        }
-        years.retain(|(_, idx)| idx.len() == dates);
+        let years = agricultural_years(self.cube.times(), 9, dates);
         if years.is_empty() {
             return Err(DataError::InvalidValue {
                 what: "dtwsat cube".into(),
@@ -160,6 +146,31 @@ impl DtwsatCube {
         )?
         .with_ids(ids)
     }
+}
+
+/// The date indices of each agricultural year starting on the first of
+/// `start_month` (9 = September for Mato Grosso), keeping only the years with
+/// exactly `dates` dates; each year is named by the calendar year it starts in.
+pub fn agricultural_years(
+    times: &crate::time::Timestamps,
+    start_month: u32,
+    dates: usize,
+) -> Vec<(i32, Vec<usize>)> {
+    use chrono::Datelike;
+    let mut years: Vec<(i32, Vec<usize>)> = Vec::new();
+    for (t, d) in times.as_slice().iter().enumerate() {
+        let y = if d.month() >= start_month {
+            d.year()
+        } else {
+            d.year() - 1
+        };
+        match years.last_mut() {
+            Some((yy, idx)) if *yy == y => idx.push(t),
+            _ => years.push((y, vec![t])),
+        }
+    }
+    years.retain(|(_, idx)| idx.len() == dates);
+    years
 }
 
 /// One series of [`DtwsatCube::pixel_years`].

@@ -206,6 +206,148 @@ where
     Ok(())
 }
 
+/// Writes a cube store (the layout of [`write_cube`], values only) window by window,
+/// so a cube larger than memory can be produced chunk by chunk: create it with its
+/// dates, bands and size, [`write_window`](Self::write_window) every spatial
+/// window (all dates and bands), then [`finish`](Self::finish). The store is built
+/// in a temporary folder next to `path` and renamed into place by `finish`, so an
+/// interrupted run never leaves a half-written store at `path`. Pixels never
+/// written read as NaN.
+pub struct CubeWriter {
+    tmp: std::path::PathBuf,
+    dest: std::path::PathBuf,
+    desc: String,
+    values: Array<FilesystemStore>,
+    shape: [usize; 4],
+}
+
+impl std::fmt::Debug for CubeWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CubeWriter")
+            .field("dest", &self.dest)
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+impl CubeWriter {
+    /// Starts a store of `times.len()` dates, `bands`, `height` x `width` pixels.
+    pub fn create(
+        path: &Path,
+        times: &crate::time::Timestamps,
+        bands: Vec<String>,
+        height: usize,
+        width: usize,
+        chunks: CubeChunks,
+        geo: Option<&GeoInfo>,
+    ) -> Result<Self> {
+        let name = path.file_name().ok_or_else(|| {
+            DataError::Argument(format!("{} is not a store path", path.display()))
+        })?;
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        let desc = path.display().to_string();
+        let shape = [times.len(), bands.len(), height, width];
+        if shape.contains(&0) {
+            return Err(DataError::Argument(format!(
+                "{desc}: cannot write an empty cube {shape:?} (T, C, H, W)"
+            )));
+        }
+        let store = new_store(&tmp)?;
+        let attrs = StoreAttrs {
+            kind: "datacube".into(),
+            format_version: 1,
+            bands,
+            times: times.to_iso(),
+            scale: 1.0,
+            offset: 0.0,
+            nodata: None,
+            crs: geo.map(|g| g.crs.clone()),
+            geotransform: geo.map(|g| g.transform),
+            class_names: Vec::new(),
+            ids: Vec::new(),
+        };
+        write_root(&store, &desc, &attrs)?;
+        let dims = shape.map(|d| d as u64);
+        let ch: Vec<u64> = [chunks.t, chunks.c, chunks.y, chunks.x]
+            .iter()
+            .zip(&dims)
+            .map(|(&c, &s)| (c as u64).clamp(1, s))
+            .collect();
+        let values = ArrayBuilder::new(dims.to_vec(), ch, data_type::float32(), f32::NAN)
+            .bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+                3, false,
+            ))])
+            .dimension_names(Some(["time", "band", "y", "x"].to_vec()))
+            .build(store.clone(), "/values")
+            .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
+        values
+            .store_metadata()
+            .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
+        Ok(Self {
+            tmp,
+            dest: path.to_path_buf(),
+            desc,
+            values,
+            shape,
+        })
+    }
+
+    /// Shape `(T, C, H, W)` of the store.
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+
+    /// Writes `values` `(T, C, h, w)` at rows `row..row + h`, columns `col..col + w`.
+    pub fn write_window(
+        &self,
+        row: usize,
+        col: usize,
+        values: ndarray::ArrayView4<'_, f32>,
+    ) -> Result<()> {
+        let (t, c, h, w) = values.dim();
+        let [st, sc, sh, sw] = self.shape;
+        if t != st || c != sc || row + h > sh || col + w > sw {
+            return Err(DataError::Shape {
+                what: format!("window at row {row}, col {col} of {}", self.desc),
+                expected: format!(
+                    "({st}, {sc}, <= {}, <= {})",
+                    sh - row.min(sh),
+                    sw - col.min(sw)
+                ),
+                got: vec![t, c, h, w],
+            });
+        }
+        let ranges = [
+            0..t as u64,
+            0..c as u64,
+            row as u64..(row + h) as u64,
+            col as u64..(col + w) as u64,
+        ];
+        self.values
+            .store_array_subset(
+                &ranges.as_slice(),
+                values.as_standard_layout().into_owned().into_dyn(),
+            )
+            .map_err(|e| zerr(&self.desc, format!("/values window: {e}")))
+    }
+
+    /// Renames the finished store into place (replacing what is at the path).
+    pub fn finish(self) -> Result<()> {
+        if self.dest.exists() {
+            std::fs::remove_dir_all(&self.dest).map_err(|e| DataError::io(&self.dest, e))?;
+        }
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| DataError::io(&self.dest, e))
+    }
+}
+
 /// Writes a cube as a Zarr v3 store at `path` (replacing what is there, atomically).
 pub fn write_cube(cube: &Datacube, path: &Path, chunks: CubeChunks) -> Result<()> {
     write_store_atomic(path, |store, desc| {

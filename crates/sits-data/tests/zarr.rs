@@ -9,7 +9,8 @@ use ndarray::{s, Array3, Ix3, Ix4};
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::npy::read_npy;
 use sits_data::zarr::{
-    open_path, write_cube, write_cube_to, write_samples, CubeChunks, ZarrContent, ZarrCube,
+    open_path, write_cube, write_cube_to, write_samples, CubeChunks, CubeWriter, ZarrContent,
+    ZarrCube,
 };
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::storage_adapter::performance_metrics::PerformanceMetricsStorageAdapter;
@@ -231,4 +232,61 @@ fn bad_stores_give_clear_errors() {
         "{e}"
     );
     let _ = Array3::<u8>::zeros((1, 1, 1));
+}
+
+#[test]
+fn cube_writer_streams_windows_and_commits_atomically() {
+    let slo = SloveniaNdvi::load(&data(datasets::SLOVENIA_NDVI)).unwrap();
+    let cube = slo.cube.window(0, 0, 40, 50).unwrap();
+    let (t, c, h, w) = cube.shape();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("streamed.zarr");
+    let chunks = CubeChunks {
+        t: 16,
+        c: 1,
+        y: 16,
+        x: 16,
+    };
+    let writer = CubeWriter::create(
+        &path,
+        cube.times(),
+        cube.bands().to_vec(),
+        h,
+        w,
+        chunks,
+        cube.geo(),
+    )
+    .unwrap();
+    assert_eq!(writer.shape(), [t, c, h, w]);
+    // windows that do not follow the chunk grid; the last column block is left out
+    for (r, rows) in [(0, 23), (23, 17)] {
+        for (cc, cols) in [(0, 30), (30, 12)] {
+            let part = cube
+                .values()
+                .slice(s![.., .., r..r + rows, cc..cc + cols])
+                .to_owned();
+            writer.write_window(r, cc, part.view()).unwrap();
+        }
+    }
+    // a window that does not fit is refused with the store's name
+    let e = writer
+        .write_window(30, 45, cube.values().slice(s![.., .., 0..20, 0..10]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("streamed.zarr"), "{e}");
+    assert!(!path.exists(), "nothing at the destination before finish");
+    writer.finish().unwrap();
+    let back = ZarrCube::open_path(&path).unwrap().read_all().unwrap();
+    assert_eq!(back.times(), cube.times());
+    let (a, b) = (back.values(), cube.values());
+    for ((idx, x), y) in a.indexed_iter().zip(b.iter()) {
+        if idx.3 < 42 {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{idx:?}"
+            );
+        } else {
+            assert!(x.is_nan(), "unwritten pixel {idx:?} reads as NaN");
+        }
+    }
 }
