@@ -6,7 +6,7 @@
 //!
 //! Everything is deterministic for a seed on CPU: the initial weights come from
 //! [`seeded_init`], the batches and masks from per-step generators, the label
-//! subsets from [`stratified_fraction`](sits_ssl::probe::stratified_fraction).
+//! subsets from [`sits_ssl::probe::stratified_fraction`].
 //!
 //! ```no_run
 //! use sits::experiment::{few_label_experiment, ExperimentConfig};

@@ -174,11 +174,22 @@ pub enum PaddingMode {
 }
 
 /// `nn.Conv2d` with a padding mode; parameters `weight` `[out, in, k, k]` and `bias`.
+///
+/// A strided convolution whose window does not land exactly on the last input row or
+/// column (`(size + 2·padding − k) % stride != 0`, e.g. a stride-2 convolution of
+/// an odd-sized image) runs as a stride-1 convolution followed by keeping every
+/// `stride`-th output: candle 0.11's backward pass of such a strided convolution
+/// returns an input gradient of the wrong size. The forward values are the same
+/// either way; the fallback only costs time, and only for those sizes.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     inner: candle_nn::Conv2d,
+    /// The same weights at stride 1, for the fallback.
+    unit: candle_nn::Conv2d,
     padding: usize,
     mode: PaddingMode,
+    k: usize,
+    stride: usize,
 }
 
 impl Conv2d {
@@ -201,21 +212,52 @@ impl Conv2d {
             stride,
             ..Default::default()
         };
+        let inner = candle_nn::conv2d(c_in, c_out, k, cfg, vb)?;
+        let unit = candle_nn::Conv2d::new(
+            inner.weight().clone(),
+            inner.bias().cloned(),
+            candle_nn::Conv2dConfig { stride: 1, ..cfg },
+        );
         Ok(Self {
-            inner: candle_nn::conv2d(c_in, c_out, k, cfg, vb)?,
+            inner,
+            unit,
             padding,
             mode,
+            k,
+            stride,
         })
+    }
+
+    fn conv(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let pad = if self.mode == PaddingMode::Zeros {
+            self.padding
+        } else {
+            0
+        };
+        let exact = |n: usize| {
+            (n + 2 * pad)
+                .saturating_sub(self.k)
+                .is_multiple_of(self.stride)
+        };
+        if self.stride == 1 || (exact(h) && exact(w)) {
+            return self.inner.forward(x);
+        }
+        let y = self.unit.forward(x)?;
+        let (_, _, oh, ow) = y.dims4()?;
+        let rows: Vec<u32> = (0..oh as u32).step_by(self.stride).collect();
+        let cols: Vec<u32> = (0..ow as u32).step_by(self.stride).collect();
+        let (nr, nc) = (rows.len(), cols.len());
+        y.index_select(&Tensor::from_vec(rows, nr, x.device())?, 2)?
+            .index_select(&Tensor::from_vec(cols, nc, x.device())?, 3)
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self.mode {
-            PaddingMode::Reflect if self.padding > 0 => {
-                self.inner.forward(&reflect_pad2d(x, self.padding)?)
-            }
-            _ => self.inner.forward(x),
+            PaddingMode::Reflect if self.padding > 0 => self.conv(&reflect_pad2d(x, self.padding)?),
+            _ => self.conv(x),
         }
     }
 }
@@ -523,4 +565,55 @@ pub fn linear(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<Linear> {
 pub fn linear_no_bias(d_in: usize, d_out: usize, vb: VarBuilder) -> Result<Linear> {
     let l = candle_nn::linear_no_bias(d_in, d_out, vb)?;
     Ok(Linear::from_parts(l.weight().clone(), None))
+}
+
+#[cfg(test)]
+mod conv_shape_tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn fallback_matches_the_native_strided_convolution() {
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let conv = Conv2d::new(vb, 3, 4, 3, 2, 1, PaddingMode::Zeros).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 11), &Device::Cpu).unwrap();
+        let ours = conv.forward(&x).unwrap();
+        let native = conv.inner.forward(&x).unwrap();
+        let d = (ours - native).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn strided_conv_output_sizes_follow_pytorch() {
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        for (k, p) in [(1, 0), (3, 1)] {
+            let conv =
+                Conv2d::new(vb.pp(format!("c{k}")), 16, 32, k, 2, p, PaddingMode::Zeros).unwrap();
+            for (h, w) in [(23, 25), (25, 23), (24, 24), (13, 12)] {
+                let x = Tensor::ones((32, 16, h, w), DType::F32, &Device::Cpu).unwrap();
+                let y = conv.forward(&x).unwrap();
+                let out = |n: usize| (n + 2 * p - k) / 2 + 1;
+                assert_eq!(y.dims(), &[32, 32, out(h), out(w)], "k {k}, input {h}x{w}");
+                // the input gradient has the input's size (candle's strided backward
+                // does not for the inexact sizes) and matches the native path's
+                // values where that one is right
+                let v = candle_core::Var::from_tensor(&x.affine(0.1, 0.0).unwrap()).unwrap();
+                let g = conv
+                    .forward(v.as_tensor())
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                let grads = g.backward().unwrap();
+                assert_eq!(
+                    grads.get(&v).unwrap().dims(),
+                    x.dims(),
+                    "k {k}, input {h}x{w}"
+                );
+            }
+        }
+    }
 }
