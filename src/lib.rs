@@ -30,6 +30,10 @@ pub use {sits_models, sits_repr, sits_ssl};
 pub mod experiment;
 pub mod report;
 
+/// The guide of `docs/guide.md`; its snippets run as doctests.
+#[doc = include_str!("../docs/guide.md")]
+pub mod guide {}
+
 /// The `data/` folder of this repository, where the bundled real datasets live.
 ///
 /// Only meaningful when running from a checkout (examples, tests, benches): the
