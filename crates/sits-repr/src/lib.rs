@@ -17,6 +17,25 @@
 //! Every function takes `ndarray` views and returns `ndarray` arrays, so the output
 //! can go to candle with `Tensor::from_vec` or be written with `sits_data::npy`.
 //!
+//! ```
+//! use sits_repr::{curve_order, Curve, RecurrencePlot, Threshold};
+//! // two NDVI-like series of 5 dates; binary plot with a fixed ε = 0.15 (pyts semantics)
+//! let x = ndarray::array![[0.2f32, 0.3, 0.7, 0.8, 0.3], [0.6, 0.6, 0.6, 0.6, 0.6]];
+//! let rp = RecurrencePlot {
+//!     threshold: Threshold::Value(0.15),
+//!     ..RecurrencePlot::default()
+//! }
+//! .transform(x.view())
+//! .unwrap();
+//! assert_eq!(rp[[0, 0, 1]], 1.0); // |0.2 - 0.3| < 0.15
+//! assert_eq!(rp[[0, 0, 2]], 0.0);
+//! assert!(rp.index_axis(ndarray::Axis(0), 1).iter().all(|&v| v == 1.0)); // constant series
+//! // pixel order of a 4 x 4 region along the Hilbert curve: every pixel once
+//! let order = curve_order(Curve::Hilbert, 4, 4);
+//! assert_eq!(order.len(), 16);
+//! assert_eq!(order[0], (0, 0));
+//! ```
+//!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle; the computations here run
 //!   on the CPU.

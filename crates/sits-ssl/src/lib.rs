@@ -1,7 +1,21 @@
 //! Self-supervised objectives, the pretraining loop and evaluation for satellite
 //! image time series.
 //!
-//! **Status: partial.** Written so far:
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use sits_ssl::{nt_xent, ConfusionMatrix, NtXentReduction};
+//! // two views of 4 samples: identical views give a lower loss than shuffled ones
+//! let z = Tensor::new(&[[1f32, 0.], [0., 1.], [-1., 0.], [0., -1.]], &Device::Cpu).unwrap();
+//! let shuffled = Tensor::new(&[[0f32, 1.], [-1., 0.], [0., -1.], [1., 0.]], &Device::Cpu).unwrap();
+//! let same = nt_xent(&z, &z, 0.5, NtXentReduction::MeanOverAnchors).unwrap();
+//! let other = nt_xent(&z, &shuffled, 0.5, NtXentReduction::MeanOverAnchors).unwrap();
+//! assert!(same.to_scalar::<f32>().unwrap() < other.to_scalar::<f32>().unwrap());
+//! // metrics from a confusion matrix
+//! let cm = ConfusionMatrix::from_labels(2, &[0, 1, 1, 0], &[0, 1, 0, 0], None).unwrap();
+//! assert_eq!(cm.overall_accuracy(), 0.75);
+//! ```
+//!
+//! Contents:
 //! - [`losses`], checked against PyTorch: NT-Xent (both reference reductions), DINO
 //!   (centering, teacher temperature schedule, cross-view pairs, health metrics),
 //!   masked-reconstruction MSE, symmetric InfoNCE (PIMC), the CSCL similarity loss.
