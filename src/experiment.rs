@@ -286,6 +286,23 @@ fn model_config(cfg: &ExperimentConfig, bands: usize) -> PixelTransformerConfig 
     }
 }
 
+/// The pretraining loop of both experiments: cosine schedule from `cfg.lr` down to
+/// 1 % of it after 20 warm-up steps, a checkpoint at the end if `cfg` names a folder.
+fn pretrainer(cfg: &ExperimentConfig, vars: &VarMap) -> Result<Trainer> {
+    let tcfg = TrainConfig {
+        epochs: cfg.epochs,
+        lr: cfg.lr,
+        min_lr: cfg.lr * 0.01,
+        warmup_steps: 20,
+        seed: cfg.seed,
+        progress: cfg.progress,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
+    Trainer::new(tcfg, vars, &Buffers::new(), cfg.checkpoint_dir.as_deref())
+        .ctx("starting pretraining")
+}
+
 fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
     let src = from
         .data()
@@ -422,18 +439,7 @@ pub fn few_label_experiment(
     stage("probes on the random-init encoder");
     // pretraining
     let pre_start = Instant::now();
-    let tcfg = TrainConfig {
-        epochs: cfg.epochs,
-        lr: cfg.lr,
-        min_lr: cfg.lr * 0.01,
-        warmup_steps: 20,
-        seed: cfg.seed,
-        progress: cfg.progress,
-        checkpoint_every: 0,
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(tcfg, &vm, &Buffers::new(), cfg.checkpoint_dir.as_deref())
-        .ctx("starting pretraining")?;
+    let mut trainer = pretrainer(cfg, &vm)?;
     let step = Cell::new(0usize);
     let per_epoch = pre_loader.num_batches().max(1);
     let mut obj = obj;
@@ -572,18 +578,7 @@ pub fn pretrain_masked(
     )
     .ctx("building the masked-reconstruction head")?;
     seeded_init(&vars, 1000 + cfg.seed).ctx("seeding the weights")?;
-    let tcfg = TrainConfig {
-        epochs: cfg.epochs,
-        lr: cfg.lr,
-        min_lr: cfg.lr * 0.01,
-        warmup_steps: 20,
-        seed: cfg.seed,
-        progress: cfg.progress,
-        checkpoint_every: 0,
-        ..TrainConfig::default()
-    };
-    let mut trainer = Trainer::new(tcfg, &vars, &Buffers::new(), cfg.checkpoint_dir.as_deref())
-        .ctx("starting pretraining")?;
+    let mut trainer = pretrainer(cfg, &vars)?;
     let ld = loader(set, true, cfg.seed, cfg.batch_size, device)?;
     trainer
         .fit(&ld, |b, rng| obj.loss(b, rng, true))
