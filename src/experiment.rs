@@ -251,12 +251,7 @@ fn check_sets(train: &SampleSet, test: &SampleSet) -> Result<(Vec<usize>, Vec<us
 }
 
 fn raw_features(set: &SampleSet, device: &Device) -> Result<Tensor> {
-    let rows: Vec<Vec<f32>> = set
-        .series()
-        .iter()
-        .map(|s| s.values.iter().copied().collect())
-        .collect();
-    features(&rows, device).ctx("raw features")
+    features(&raw_rows(set), device).ctx("raw features")
 }
 
 fn loader(

@@ -98,19 +98,9 @@ fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
 }
 
-/// Colours for line series: a fixed qualitative palette.
+/// Colours for line series: the label palette of `sits_repr::render`.
 fn series_color(i: usize) -> RGBColor {
-    const P: [[u8; 3]; 8] = [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-        [140, 86, 75],
-        [227, 119, 194],
-        [127, 127, 127],
-    ];
-    rgb(P[i % P.len()])
+    rgb(label_color(i as i64))
 }
 
 fn finite_range(values: impl Iterator<Item = f64>, what: &str) -> Result<(f64, f64)> {
@@ -357,22 +347,9 @@ pub fn scatter_chart(
 /// Writes `bytes` to `path` through a temporary file in the same folder and a
 /// rename, so a crash never leaves a half-written file in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |e: std::io::Error| ReportError::Write {
+    sits_data::io_util::write_atomic(path, bytes).map_err(|e| ReportError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| ReportError::Input(format!("{} has no file name", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
     })
 }
 

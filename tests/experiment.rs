@@ -56,7 +56,11 @@ fn bert_experiment_is_complete_and_reproducible() {
     // linear probes on 100 % of the labels beat chance by far even on this slice
     assert!(a.raw[1].oa > 0.6, "raw probe {:?}", a.raw[1].oa);
     assert_eq!(a.finetune.len(), 1);
-    assert_eq!(a.finetune[0].steps, a.finetune[0].steps.max(6));
+    assert!(
+        a.finetune[0].steps >= 6,
+        "{} fine-tuning steps",
+        a.finetune[0].steps
+    );
     assert_eq!(a.test_embeddings.len(), test.len());
     assert_eq!(a.test_embeddings[0].len(), 23 * 16);
     let steps_per_epoch = train.len().div_ceil(32);

@@ -1,4 +1,4 @@
-//! Small file-system helpers shared by the writers of this crate.
+//! Small file-system helpers shared by the writers of this crate and the reports.
 
 use std::io::Write;
 use std::path::Path;
@@ -6,8 +6,9 @@ use std::path::Path;
 use crate::error::{DataError, Result};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
-/// so that readers never see a half-written file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// so that readers never see a half-written file (the file is synced before the
+/// rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -34,7 +34,7 @@ pub mod datasets;
 pub mod error;
 pub mod folder;
 pub mod gapfill;
-mod io_util;
+pub mod io_util;
 pub mod loader;
 pub mod norm;
 pub mod npy;
