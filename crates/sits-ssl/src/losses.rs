@@ -124,6 +124,67 @@ pub fn masked_mse(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tenso
     (err * m)?.sum_all()? / count as f64
 }
 
+/// Cross-entropy averaged over the labelled entries, as PyTorch's
+/// `F.cross_entropy(logits, target, ignore_index=-1)` with any negative label
+/// ignored. `logits` is `(N, K)` with `labels` `(N)`, or `(B, K, H, W)` with
+/// `labels` `(B, H, W)` (per-pixel segmentation). Labels are `i64`; a label at or
+/// above `K` is an error, and so is a batch with no labelled entry.
+///
+/// Returns the loss and the accuracy of the argmax over the labelled entries.
+pub fn cross_entropy_ignore(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, f64)> {
+    let (rows, k) = match logits.rank() {
+        2 => (logits.clone(), logits.dim(1)?),
+        4 => {
+            let (b, k, h, w) = logits.dims4()?;
+            if labels.dims() != [b, h, w] {
+                candle_core::bail!(
+                    "cross-entropy: logits {:?} need labels (B, H, W) = ({b}, {h}, {w}), got {:?}",
+                    logits.dims(),
+                    labels.dims()
+                );
+            }
+            (logits.permute((0, 2, 3, 1))?.reshape((b * h * w, k))?, k)
+        }
+        r => {
+            candle_core::bail!("cross-entropy: logits must be (N, K) or (B, K, H, W), got rank {r}")
+        }
+    };
+    let y: Vec<i64> = labels.to_dtype(DType::I64)?.flatten_all()?.to_vec1()?;
+    if y.len() != rows.dim(0)? {
+        candle_core::bail!(
+            "cross-entropy: {} logit rows but {} labels {:?}",
+            rows.dim(0)?,
+            y.len(),
+            labels.dims()
+        );
+    }
+    if let Some((i, l)) = y.iter().enumerate().find(|(_, &l)| l >= k as i64) {
+        candle_core::bail!("cross-entropy: label {l} at entry {i} is not below the {k} classes");
+    }
+    let keep: Vec<u32> = (0..y.len())
+        .filter(|&i| y[i] >= 0)
+        .map(|i| i as u32)
+        .collect();
+    if keep.is_empty() {
+        candle_core::bail!("cross-entropy: no labelled entry (every label is negative)");
+    }
+    let idx = Tensor::from_vec(keep.clone(), keep.len(), rows.device())?;
+    let rows = rows.index_select(&idx, 0)?;
+    let target: Vec<u32> = keep.iter().map(|&i| y[i as usize] as u32).collect();
+    let target = Tensor::from_vec(target, (keep.len(), 1), rows.device())?;
+    let loss = log_softmax(&f32(&rows)?)?
+        .gather(&target, 1)?
+        .neg()?
+        .mean_all()?;
+    let pred: Vec<u32> = rows.argmax(1)?.to_vec1()?;
+    let correct = pred
+        .iter()
+        .zip(&keep)
+        .filter(|(p, &i)| **p as i64 == y[i as usize])
+        .count();
+    Ok((loss, correct as f64 / keep.len() as f64))
+}
+
 /// CSCL's linear similarity loss `mean(−pos_weight·y·s + (1 − y)·s)` over the
 /// entries where `valid` is 1 (`s` similarities, `y` 1 where the neighbour has the
 /// centre's label). DeepSatModels uses `pos_weight = 0.125`.

@@ -8,7 +8,7 @@ use rand::{Rng, RngCore};
 use sits_core::{ObjectiveOutput, SitsBatch};
 use sits_data::augment::DateMasking;
 use sits_models::nn::{linear, Linear};
-use sits_models::PixelTransformer;
+use sits_models::{PixelTransformer, Ubarn};
 
 use crate::losses::masked_mse;
 
@@ -66,38 +66,11 @@ impl<'a> MaskedReconstruction<'a> {
         train: bool,
     ) -> Result<ObjectiveOutput> {
         let x = batch.values();
-        let (b, t, c) = x.dims3()?;
+        let (b, t, _) = x.dims3()?;
         let mask = self.masking.batch_mask(batch, rng)?; // (B, T) u8, valid & non-padded only
-        let m3 = mask.unsqueeze(2)?.broadcast_as((b, t, c))?;
         let (input, token_mask) = match self.corruption {
             Corruption::MaskToken => (x.clone(), Some(mask.clone())),
-            Corruption::Noise { amplitude } => {
-                let noise: Vec<f32> = (0..b * t * c)
-                    .map(|_| rng.random_range(-amplitude..=amplitude) as f32)
-                    .collect();
-                let noise = Tensor::from_vec(noise, (b, t, c), x.device())?;
-                let noisy = (x + noise)?;
-                (m3.where_cond(&noisy, x)?, None)
-            }
-            Corruption::Permute => {
-                let pad: Vec<Vec<u8>> = batch.pad_mask().to_vec2()?;
-                let real: Vec<(usize, usize)> = (0..b)
-                    .flat_map(|i| (0..t).map(move |j| (i, j)))
-                    .filter(|&(i, j)| pad[i][j] == 0)
-                    .collect();
-                let src: Vec<u32> = (0..b * t)
-                    .map(|_| {
-                        let (i, j) = real[rng.random_range(0..real.len())];
-                        (i * t + j) as u32
-                    })
-                    .collect();
-                let idx = Tensor::from_vec(src, b * t, x.device())?;
-                let shuffled = x
-                    .reshape((b * t, c))?
-                    .index_select(&idx, 0)?
-                    .reshape((b, t, c))?;
-                (m3.where_cond(&shuffled, x)?, None)
-            }
+            other => (corrupt(x, &mask, batch.pad_mask(), other, rng)?, None),
         };
         let valid = match batch.valid() {
             Some(v) => v.to_dtype(DType::U8)?,
@@ -113,6 +86,148 @@ impl<'a> MaskedReconstruction<'a> {
         let pred = self.decoder.forward(&out.per_date)?;
         let counted = (mask.to_dtype(DType::F32)? * valid.to_dtype(DType::F32)?)?.unsqueeze(2)?;
         let frac = (counted.sum_all()?.to_scalar::<f32>()? as f64) / (b * t) as f64;
+        let loss = masked_mse(&pred, &x.detach(), &counted)?;
+        Ok(ObjectiveOutput {
+            loss,
+            metrics: vec![("masked_fraction".into(), frac)],
+        })
+    }
+}
+
+/// Hides the dates selected by `mask` `(B, T)` in `x` `(B, T, ...)` (any trailing
+/// shape: `(C)` for pixel series, `(C, H, W)` for cubes) as `corruption` says;
+/// the other dates are returned unchanged. [`Corruption::MaskToken`] acts inside a
+/// model, not on its input, so it is refused here.
+pub fn corrupt(
+    x: &Tensor,
+    mask: &Tensor,
+    pad: &Tensor,
+    corruption: Corruption,
+    rng: &mut dyn RngCore,
+) -> Result<Tensor> {
+    let (b, t) = mask.dims2()?;
+    let dims = x.dims().to_vec();
+    if dims.len() < 3 || dims[0] != b || dims[1] != t {
+        candle_core::bail!(
+            "corrupt: values {dims:?} must be (B, T, ...) with (B, T) = ({b}, {t}) as the mask"
+        );
+    }
+    let inner: usize = dims[2..].iter().product();
+    let mut mshape = vec![b, t];
+    mshape.extend(std::iter::repeat_n(1, dims.len() - 2));
+    let m = mask
+        .to_dtype(DType::U8)?
+        .reshape(mshape)?
+        .broadcast_as(x.shape())?;
+    let replaced = match corruption {
+        Corruption::MaskToken => candle_core::bail!(
+            "corrupt: the mask token replaces date embeddings inside the model; use Noise or Permute on inputs"
+        ),
+        Corruption::Noise { amplitude } => {
+            let noise: Vec<f32> = (0..b * t * inner)
+                .map(|_| rng.random_range(-amplitude..=amplitude) as f32)
+                .collect();
+            (x + Tensor::from_vec(noise, x.shape(), x.device())?)?
+        }
+        Corruption::Permute => {
+            let pad: Vec<Vec<u8>> = pad.to_dtype(DType::U8)?.to_vec2()?;
+            let real: Vec<usize> = (0..b * t).filter(|&k| pad[k / t][k % t] == 0).collect();
+            if real.is_empty() {
+                candle_core::bail!("corrupt: every date of the batch is padding");
+            }
+            let src: Vec<u32> = (0..b * t)
+                .map(|_| real[rng.random_range(0..real.len())] as u32)
+                .collect();
+            let idx = Tensor::from_vec(src, b * t, x.device())?;
+            x.reshape((b * t, inner))?
+                .index_select(&idx, 0)?
+                .reshape(x.shape())?
+        }
+    };
+    m.where_cond(&replaced, x)
+}
+
+/// Masked reconstruction for [`Ubarn`], as U-BARN is pretrained: whole dates of a
+/// patch are hidden (every pixel of the date, so the U-Net cannot copy a neighbour
+/// of the same date) by [`corrupt`], and a linear decoder (`decoder`, `d → C`)
+/// predicts the hidden values from the per-date representations. The MSE counts
+/// the hidden dates' pixels that are valid (not cloudy) and not padded.
+pub struct CubeMaskedReconstruction<'a> {
+    model: &'a Ubarn,
+    decoder: Linear,
+    /// Which dates to hide.
+    pub masking: DateMasking,
+    /// How to hide them: [`Corruption::Noise`] or [`Corruption::Permute`].
+    pub corruption: Corruption,
+}
+
+impl<'a> CubeMaskedReconstruction<'a> {
+    /// Wraps `model`, building the decoder under `vb` (`decoder`). U-BARN has no
+    /// mask token, so [`Corruption::MaskToken`] is refused.
+    pub fn new(
+        model: &'a Ubarn,
+        vb: VarBuilder,
+        masking: DateMasking,
+        corruption: Corruption,
+    ) -> Result<Self> {
+        if corruption == Corruption::MaskToken {
+            candle_core::bail!(
+                "U-BARN masked reconstruction: the model has no mask token; use Corruption::Noise or Corruption::Permute"
+            );
+        }
+        let cfg = model.config();
+        let decoder = linear(cfg.d_model, cfg.input_dim, vb.pp("decoder"))?;
+        Ok(Self {
+            model,
+            decoder,
+            masking,
+            corruption,
+        })
+    }
+
+    /// Reconstructions `(B, T, C, H, W)` of every date from the per-date
+    /// representations of `input`.
+    pub fn reconstruct(&self, input: &Tensor, batch: &SitsBatch, train: bool) -> Result<Tensor> {
+        let out = self
+            .model
+            .forward(input, &batch.doy()?, batch.pad_mask(), train)?;
+        // (B, T, d, H, W) -> (B, T, H, W, d) -> decoder -> (B, T, C, H, W)
+        self.decoder
+            .forward(&out.per_date.permute((0, 1, 3, 4, 2))?)?
+            .permute((0, 1, 4, 2, 3))
+    }
+
+    /// The loss of one cube batch `(B, T, C, H, W)`; masks and corruption draw from
+    /// `rng`. Metric `masked_fraction`: share of the (date, pixel) entries counted.
+    pub fn loss(
+        &self,
+        batch: &SitsBatch,
+        rng: &mut dyn RngCore,
+        train: bool,
+    ) -> Result<ObjectiveOutput> {
+        let x = batch.values();
+        let (b, t, _, h, w) = x.dims5().map_err(|_| {
+            candle_core::Error::Msg(format!(
+                "U-BARN masked reconstruction needs a cube batch (B, T, C, H, W), got {:?}",
+                x.dims()
+            ))
+        })?;
+        let mask = self.masking.batch_mask(batch, rng)?; // (B, T)
+        let input = corrupt(x, &mask, batch.pad_mask(), self.corruption, rng)?;
+        let pred = self.reconstruct(&input, batch, train)?;
+        let valid = match batch.valid() {
+            Some(v) if v.rank() == 4 => v.to_dtype(DType::F32)?,
+            Some(v) => v
+                .to_dtype(DType::F32)?
+                .reshape((b, t, 1, 1))?
+                .broadcast_as((b, t, h, w))?
+                .contiguous()?,
+            None => Tensor::ones((b, t, h, w), DType::F32, x.device())?,
+        };
+        let counted = valid
+            .broadcast_mul(&mask.to_dtype(DType::F32)?.reshape((b, t, 1, 1))?)?
+            .unsqueeze(2)?; // (B, T, 1, H, W)
+        let frac = counted.sum_all()?.to_scalar::<f32>()? as f64 / (b * t * h * w) as f64;
         let loss = masked_mse(&pred, &x.detach(), &counted)?;
         Ok(ObjectiveOutput {
             loss,
@@ -713,9 +828,12 @@ pub fn embed(encoder: &dyn sits_core::Encoder, loader: &sits_data::Loader) -> Re
     Tensor::cat(&parts, 0)
 }
 
-/// Supervised classification of pixel batches for fine-tuning: `head` on the
-/// encoder's representation, cross-entropy against `batch.labels()` (rows labelled
-/// negative are ignored), accuracy as a metric. Train the encoder's and the head's
+/// Supervised classification for fine-tuning: `head` on the encoder's
+/// representation, cross-entropy against `batch.labels()` (entries labelled
+/// negative are ignored), accuracy as a metric. Pixel-series batches give logits
+/// `(B, K)` against labels `(B)`; cube batches with label maps give logits
+/// `(B, K, H, W)` against `(B, H, W)`, i.e. semantic segmentation (see
+/// [`crate::losses::cross_entropy_ignore`]). Train the encoder's and the head's
 /// variables together in a [`crate::train::Trainer`] (or freeze the encoder with
 /// `frozen_prefixes` for a trained linear head).
 pub fn classification_loss(
@@ -727,36 +845,10 @@ pub fn classification_loss(
     let labels = batch
         .labels()
         .ok_or_else(|| candle_core::Error::Msg("classification needs a labelled batch".into()))?;
-    let logits = head(&encoder.encode(batch, train)?)?; // (B, K)
-    let y: Vec<i64> = labels.to_dtype(DType::I64)?.to_vec1()?;
-    let keep: Vec<u32> = (0..y.len())
-        .filter(|&i| y[i] >= 0)
-        .map(|i| i as u32)
-        .collect();
-    if keep.is_empty() {
-        candle_core::bail!("classification: no labelled row in the batch");
-    }
-    let idx = Tensor::from_vec(keep.clone(), keep.len(), logits.device())?;
-    let logits = logits.index_select(&idx, 0)?;
-    let target = Tensor::from_vec(
-        keep.iter()
-            .map(|&i| y[i as usize] as u32)
-            .collect::<Vec<_>>(),
-        (keep.len(), 1),
-        logits.device(),
-    )?;
-    let loss = crate::losses::log_softmax(&logits.to_dtype(DType::F32)?)?
-        .gather(&target, 1)?
-        .neg()?
-        .mean_all()?;
-    let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
-    let correct = pred
-        .iter()
-        .zip(&keep)
-        .filter(|(p, &i)| **p as i64 == y[i as usize])
-        .count();
+    let logits = head(&encoder.encode(batch, train)?)?; // (B, K) or (B, K, H, W)
+    let (loss, accuracy) = crate::losses::cross_entropy_ignore(&logits, labels)?;
     Ok(ObjectiveOutput {
         loss,
-        metrics: vec![("accuracy".into(), correct as f64 / keep.len() as f64)],
+        metrics: vec![("accuracy".into(), accuracy)],
     })
 }

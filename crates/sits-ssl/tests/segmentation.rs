@@ -1,0 +1,312 @@
+//! Pieces of the segmentation pipeline: the per-pixel cross-entropy against PyTorch
+//! (`fixtures/make_segmentation_fixtures.py`, loss and gradient within 1e-5: we
+//! compute in float32 on logits of order 10, float64 on the PyTorch side), the
+//! input corruption of masked reconstruction, and U-BARN's masked-reconstruction
+//! loss recomputed by hand.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sits_data::augment::DateMasking;
+use sits_data::datasets::{self, SloveniaNdvi};
+use sits_data::loader::CubePatches;
+use sits_data::npy::read_npy;
+use sits_data::{Loader, LoaderConfig};
+use sits_models::{Ctx, Ubarn, UbarnConfig};
+use sits_ssl::losses::cross_entropy_ignore;
+use sits_ssl::objectives::{corrupt, Corruption, CubeMaskedReconstruction};
+use sits_ssl::train::{seeded_init, TrainConfig, Trainer};
+
+fn fx(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/segmentation")
+        .join(name)
+}
+
+fn npy_f32(name: &str) -> Tensor {
+    let a = read_npy(&fx(name)).unwrap();
+    let shape = a.shape().to_vec();
+    Tensor::from_vec(
+        a.to_f32().iter().copied().collect::<Vec<_>>(),
+        shape,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn pixel_cross_entropy_matches_pytorch_with_ignore_index() {
+    let scalars: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx("scalars.json")).unwrap()).unwrap();
+    let logits = Var::from_tensor(&npy_f32("ce_logits.npy")).unwrap();
+    let target = read_npy(&fx("ce_target.npy")).unwrap();
+    let shape = target.shape().to_vec();
+    let y: Vec<i64> = target.to_f32().iter().map(|&v| v as i64).collect();
+    let labels = Tensor::from_vec(y.clone(), shape, &Device::Cpu).unwrap();
+    assert!(
+        y.iter().any(|&v| v < 0),
+        "the fixture must ignore some pixels"
+    );
+
+    let (loss, acc) = cross_entropy_ignore(logits.as_tensor(), &labels).unwrap();
+    let want = scalars["ce"].as_f64().unwrap();
+    assert!((loss.to_scalar::<f32>().unwrap() as f64 - want).abs() < 1e-5);
+    let grads = loss.backward().unwrap();
+    let g = grads.get(logits.as_tensor()).unwrap();
+    assert!(max_diff(g, &npy_f32("ce_grad.npy")) < 1e-5);
+    // Ignored pixels get no gradient at all.
+    let g_rows: Vec<Vec<f32>> = g
+        .permute((0, 2, 3, 1))
+        .unwrap()
+        .reshape((y.len(), 4))
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for (row, &l) in g_rows.iter().zip(&y) {
+        if l < 0 {
+            assert!(row.iter().all(|&v| v == 0.0));
+        }
+    }
+
+    // Accuracy by hand over the labelled pixels.
+    let am: Vec<u32> = logits
+        .as_tensor()
+        .argmax(1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let counted = scalars["counted"].as_u64().unwrap() as usize;
+    let hits = am
+        .iter()
+        .zip(&y)
+        .filter(|(p, &l)| l >= 0 && **p as i64 == l)
+        .count();
+    assert!((acc - hits as f64 / counted as f64).abs() < 1e-12);
+}
+
+#[test]
+fn pixel_cross_entropy_refuses_bad_labels() {
+    let logits = Tensor::zeros((1, 3, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    let all_ignored = Tensor::full(-1i64, (1, 2, 2), &Device::Cpu).unwrap();
+    let e = cross_entropy_ignore(&logits, &all_ignored).unwrap_err();
+    assert!(e.to_string().contains("no labelled entry"), "{e}");
+    let too_big = Tensor::new(&[[[0i64, 1], [3, 2]]], &Device::Cpu).unwrap();
+    let e = cross_entropy_ignore(&logits, &too_big).unwrap_err();
+    assert!(e.to_string().contains("label 3 at entry 2"), "{e}");
+    let wrong_shape = Tensor::zeros((1, 2, 3), DType::I64, &Device::Cpu).unwrap();
+    let e = cross_entropy_ignore(&logits, &wrong_shape).unwrap_err();
+    assert!(e.to_string().contains("(B, H, W)"), "{e}");
+}
+
+#[test]
+fn corruption_touches_only_the_masked_dates() {
+    let dev = Device::Cpu;
+    let x = Tensor::arange(0f32, 2.0 * 4.0 * 2.0 * 3.0 * 3.0, &dev)
+        .unwrap()
+        .reshape((2, 4, 2, 3, 3))
+        .unwrap();
+    let mask = Tensor::new(&[[0u8, 1, 0, 1], [1, 0, 0, 0]], &dev).unwrap();
+    // The last date of the second sample is padding: Permute must never copy it.
+    let pad = Tensor::new(&[[0u8, 0, 0, 0], [0, 0, 0, 1]], &dev).unwrap();
+    let frames = |t: &Tensor| -> Vec<Vec<f32>> { t.reshape((8, 18)).unwrap().to_vec2().unwrap() };
+    let orig = frames(&x);
+    let m = [0, 1, 0, 1, 1, 0, 0, 0];
+    for corruption in [Corruption::Noise { amplitude: 0.5 }, Corruption::Permute] {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let y = frames(&corrupt(&x, &mask, &pad, corruption, &mut rng).unwrap());
+        for k in 0..8 {
+            if m[k] == 0 {
+                assert_eq!(y[k], orig[k], "{corruption:?} changed unmasked date {k}");
+            } else if let Corruption::Noise { amplitude } = corruption {
+                assert!(y[k] != orig[k]);
+                assert!(y[k]
+                    .iter()
+                    .zip(&orig[k])
+                    .all(|(a, b)| (a - b).abs() <= amplitude as f32 + 1e-5));
+            } else {
+                let src = orig.iter().position(|f| *f == y[k]).unwrap();
+                assert_ne!(src, 7, "copied a padded date");
+            }
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    assert!(corrupt(&x, &mask, &pad, Corruption::MaskToken, &mut rng).is_err());
+    let bad_mask = Tensor::zeros((2, 3), DType::U8, &dev).unwrap();
+    assert!(corrupt(&x, &bad_mask, &pad, Corruption::Permute, &mut rng).is_err());
+}
+
+fn tiny_ubarn(ctx: &Ctx) -> Ubarn {
+    let cfg = UbarnConfig {
+        input_dim: 1,
+        encoder_widths: vec![4, 8],
+        decoder_widths: vec![4, 8],
+        d_model: 8,
+        layers: 1,
+        heads: 2,
+        d_ff: 16,
+        dropout: 0.0,
+        period: 1000.0,
+        pool_heads: 2,
+    };
+    Ubarn::new(&ctx.pp("encoder"), cfg).unwrap()
+}
+
+fn slovenia_patches() -> Loader {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(datasets::SLOVENIA_NDVI);
+    let slo = SloveniaNdvi::load(&dir).unwrap();
+    // Dates 0..12 include partly cloudy ones, so validity varies within a date.
+    let cube = slo.cube.select_times(&(0..12).collect::<Vec<_>>()).unwrap();
+    let patches = Arc::new(CubePatches::new(cube, None, 8, 30).unwrap());
+    let cfg = LoaderConfig {
+        batch_size: 4,
+        seed: 1,
+        num_threads: Some(1),
+        ..LoaderConfig::default()
+    };
+    Loader::new(patches, cfg, Device::Cpu).unwrap()
+}
+
+#[test]
+fn ubarn_masked_reconstruction_counts_hidden_clear_pixels_only() {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let model = tiny_ubarn(&ctx);
+    let masking = DateMasking {
+        ratio: 0.4,
+        contiguous: false,
+    };
+    let e = CubeMaskedReconstruction::new(&model, ctx.vb.pp("mr"), masking, Corruption::MaskToken);
+    assert!(e.is_err());
+    let obj = CubeMaskedReconstruction::new(&model, ctx.vb.pp("mr"), masking, Corruption::Permute)
+        .unwrap();
+    seeded_init(&vm, 7).unwrap();
+    let ld = slovenia_patches();
+    let batch = ld.epoch(0).next().unwrap().unwrap();
+    let valid = batch.valid().unwrap();
+    assert_eq!(valid.rank(), 4);
+    let v: Vec<u8> = valid.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(
+        v.contains(&0) && v.contains(&1),
+        "the batch should be partly cloudy"
+    );
+
+    let out = obj
+        .loss(&batch, &mut ChaCha8Rng::seed_from_u64(9), false)
+        .unwrap();
+    let loss = out.loss.to_scalar::<f32>().unwrap() as f64;
+
+    // The same draws by hand: mask, corruption, reconstruction, then the mean of
+    // the squared errors over hidden dates x clear pixels.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mask = masking.batch_mask(&batch, &mut rng).unwrap();
+    let input = corrupt(
+        batch.values(),
+        &mask,
+        batch.pad_mask(),
+        Corruption::Permute,
+        &mut rng,
+    )
+    .unwrap();
+    let pred = obj.reconstruct(&input, &batch, false).unwrap();
+    let (b, t, c, h, w) = batch.values().dims5().unwrap();
+    assert_eq!(pred.dims(), &[b, t, c, h, w]);
+    let p: Vec<f32> = pred.flatten_all().unwrap().to_vec1().unwrap();
+    let x: Vec<f32> = batch.values().flatten_all().unwrap().to_vec1().unwrap();
+    let m: Vec<u8> = mask.flatten_all().unwrap().to_vec1().unwrap();
+    let (mut sum, mut n) = (0f64, 0usize);
+    for bt in 0..b * t {
+        for px in 0..h * w {
+            if m[bt] == 1 && v[bt * h * w + px] == 1 {
+                let k = bt * h * w + px; // c = 1
+                sum += ((p[k] - x[k]) as f64).powi(2);
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 0 && n < b * t * h * w);
+    assert!((loss - sum / n as f64).abs() < 1e-5 * (1.0 + loss));
+    let frac = out.metrics[0].1;
+    assert!((frac - n as f64 / (b * t * h * w) as f64).abs() < 1e-9);
+
+    // A pixel-series batch is refused with the shape it got.
+    let series = sits_core::SitsBatch::from_days(
+        Tensor::zeros((2, 3, 1), DType::F32, &dev).unwrap(),
+        &[vec![1i64, 2, 3], vec![1, 2, 3]],
+        &[vec![false; 3], vec![false; 3]],
+        batch.reference(),
+        &dev,
+    )
+    .unwrap();
+    let e = obj
+        .loss(&series, &mut ChaCha8Rng::seed_from_u64(0), false)
+        .unwrap_err();
+    assert!(e.to_string().contains("(B, T, C, H, W)"), "{e}");
+}
+
+#[test]
+fn ubarn_pretraining_lowers_the_reconstruction_loss() {
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev));
+    let model = tiny_ubarn(&ctx);
+    let masking = DateMasking {
+        ratio: 0.3,
+        contiguous: false,
+    };
+    let obj = CubeMaskedReconstruction::new(
+        &model,
+        ctx.vb.pp("mr"),
+        masking,
+        Corruption::Noise { amplitude: 0.5 },
+    )
+    .unwrap();
+    seeded_init(&vm, 3).unwrap();
+    let ld = slovenia_patches();
+    let mut tr = Trainer::new(
+        TrainConfig {
+            epochs: 6,
+            lr: 1e-2,
+            progress: false,
+            ..TrainConfig::default()
+        },
+        &vm,
+        &ctx.buffers,
+        None,
+    )
+    .unwrap();
+    tr.fit(&ld, |b, rng| obj.loss(b, rng, true)).unwrap();
+    let per_epoch: Vec<f64> = tr
+        .history()
+        .chunks(ld.num_batches())
+        .map(|c| c.iter().map(|r| r.loss).sum::<f64>() / c.len() as f64)
+        .collect();
+    assert_eq!(per_epoch.len(), 6);
+    assert!(
+        per_epoch[5] < 0.5 * per_epoch[0],
+        "losses per epoch {per_epoch:?}"
+    );
+}
