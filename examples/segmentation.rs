@@ -44,8 +44,8 @@ use sits::sits_data::loader::CubePatches;
 use sits::sits_data::loader::Sample;
 use sits::sits_data::norm::NormStats;
 use sits::sits_data::{Loader, LoaderConfig};
-use sits::sits_models::heads::SegmentationHead;
-use sits::sits_models::nn::linear;
+use sits::sits_models::io::save_safetensors;
+use sits::sits_models::nn::{linear, Conv2d, PaddingMode};
 use sits::sits_models::utae::Norm;
 use sits::sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
 use sits::sits_repr::render::RgbImage;
@@ -82,6 +82,10 @@ struct Args {
     /// Keep the dates where at least this fraction of the image is cloud-free.
     #[arg(long, default_value_t = 0.05)]
     min_clear: f64,
+    /// Skip pretraining and load the U-BARN weights from this safetensors file (as
+    /// written to `ubarn_pretrained.safetensors` in the output folder by a run).
+    #[arg(long)]
+    encoder: Option<PathBuf>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -172,9 +176,10 @@ fn score(pred: &Array2<i64>, test_truth: &Array2<i64>, seconds: f64) -> Res<Scor
 /// A segmentation head on frozen per-date U-BARN maps `(1, T, d, H, W)`: the `T`
 /// per-date representations of a pixel are concatenated (a mean over dates would
 /// wash out the timing of the phenology), projected to 64 channels by a 1x1
-/// convolution (run as one matmul), then a 3x3 convolution block and a 1x1 convolution to the classes.
-/// Trained with full-image steps on the train labels; returns the logits of the
-/// whole image in evaluation mode and the loss per step.
+/// convolution (run as one matmul), then a 3x3 convolution with ReLU and a 1x1
+/// convolution to the classes, without batch normalisation (every step sees the
+/// same single image). Trained with full-image steps on the train labels; returns
+/// the logits of the whole image and the loss per step.
 fn train_head(
     per_date: &Tensor,
     train_labels: &Tensor,
@@ -191,7 +196,16 @@ fn train_head(
     let vm = VarMap::new();
     let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, dev));
     let proj = linear(t * d, 64, ctx.vb.pp("proj"))?;
-    let head = SegmentationHead::new(&ctx.pp("head"), 64, Some(32), CLASS_IDS.len())?;
+    let conv = Conv2d::new(ctx.vb.pp("conv"), 64, 32, 3, 1, 1, PaddingMode::Reflect)?;
+    let out = Conv2d::new(
+        ctx.vb.pp("out"),
+        32,
+        CLASS_IDS.len(),
+        1,
+        1,
+        0,
+        PaddingMode::Zeros,
+    )?;
     seeded_init(&vm, seed)?;
     let mut opt = candle_nn::AdamW::new(
         vm.all_vars(),
@@ -201,22 +215,22 @@ fn train_head(
             ..Default::default()
         },
     )?;
-    let forward = |train: bool| -> candle_core::Result<Tensor> {
+    let forward = || -> candle_core::Result<Tensor> {
         let maps = proj
             .forward(&rows)?
             .relu()?
             .reshape((b, h, w, 64))?
             .permute((0, 3, 1, 2))?
             .contiguous()?;
-        head.forward(&maps, train)
+        out.forward(&conv.forward(&maps)?.relu()?)
     };
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
-        let (loss, _) = cross_entropy_ignore(&forward(true)?, train_labels)?;
+        let (loss, _) = cross_entropy_ignore(&forward()?, train_labels)?;
         opt.backward_step(&loss)?;
         losses.push(loss.to_scalar::<f32>()? as f64);
     }
-    Ok((forward(false)?, losses))
+    Ok((forward()?, losses))
 }
 
 fn ubarn_config() -> UbarnConfig {
@@ -358,7 +372,7 @@ fn run() -> Res<()> {
         ratio: 0.3,
         contiguous: false,
     };
-    let vm = VarMap::new();
+    let mut vm = VarMap::new();
     let (ubarn, ctx) = build_ubarn(&vm)?;
     let obj =
         CubeMaskedReconstruction::new(&ubarn, ctx.vb.pp("pretext"), masking, Corruption::Permute)?;
@@ -378,28 +392,39 @@ fn run() -> Res<()> {
         p = args.pretrain_patch
     );
     let start = Instant::now();
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: args.epochs,
-            lr: 2e-3,
-            min_lr: 1e-5,
-            warmup_steps: 10,
-            seed: args.seed,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
-        },
-        &vm,
-        &ctx.buffers,
-        None,
-    )?;
-    tr.fit(&pre_ld, |b, rng| obj.loss(b, rng, true))?;
+    let mut pre_curve = Vec::new();
+    if let Some(path) = &args.encoder {
+        vm.load(path)
+            .map_err(|e| format!("--encoder {}: {e}", path.display()))?;
+        println!("  weights loaded from {}", path.display());
+    } else {
+        let mut tr = Trainer::new(
+            TrainConfig {
+                epochs: args.epochs,
+                lr: 2e-3,
+                min_lr: 1e-5,
+                warmup_steps: 10,
+                seed: args.seed,
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
+            &vm,
+            &ctx.buffers,
+            None,
+        )?;
+        tr.fit(&pre_ld, |b, rng| obj.loss(b, rng, true))?;
+        pre_curve = epoch_means(tr.history(), pre_ld.num_batches());
+        let saved = args.out.join("ubarn_pretrained.safetensors");
+        save_safetensors(&saved, &vm, &ctx.buffers)?;
+        println!(
+            "  {:.0} s, reconstruction MSE {:.4} -> {:.4} (epoch means), weights in {}",
+            start.elapsed().as_secs_f64(),
+            pre_curve[0].1,
+            pre_curve[pre_curve.len() - 1].1,
+            saved.display()
+        );
+    }
     let pretrain_s = start.elapsed().as_secs_f64();
-    let pre_curve = epoch_means(tr.history(), pre_ld.num_batches());
-    println!(
-        "  {pretrain_s:.0} s, reconstruction MSE {:.4} -> {:.4} (epoch means)",
-        pre_curve[0].1,
-        pre_curve[pre_curve.len() - 1].1
-    );
 
     let ubarn_map = |model: &Ubarn, seed: u64| -> Res<(Array2<i64>, Vec<f64>, f64)> {
         let start = Instant::now();
@@ -600,7 +625,7 @@ fn run() -> Res<()> {
         .collect();
     line_chart(
         &loss_png,
-        "segmentation: training losses (epoch means; head steps scaled to the epoch axis)",
+        "training losses (head steps scaled to epochs)",
         "epoch",
         "loss",
         &[
