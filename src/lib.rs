@@ -30,9 +30,22 @@ pub use {sits_models, sits_repr, sits_ssl};
 pub mod experiment;
 pub mod report;
 
-/// The guide of `docs/guide.md`; its snippets run as doctests.
-#[doc = include_str!("../docs/guide.md")]
-pub mod guide {}
+/// The guides of `docs/`, one per crate; their snippets run as doctests.
+#[doc = include_str!("../docs/README.md")]
+pub mod guide {
+    #[doc = include_str!("../docs/sits-data.md")]
+    pub mod data {}
+    #[doc = include_str!("../docs/sits-repr.md")]
+    pub mod repr {}
+    #[doc = include_str!("../docs/sits-models.md")]
+    pub mod models {}
+    #[doc = include_str!("../docs/sits-ssl.md")]
+    pub mod ssl {}
+    #[doc = include_str!("../docs/dates.md")]
+    pub mod dates {}
+    #[doc = include_str!("../docs/data-formats.md")]
+    pub mod formats {}
+}
 
 /// The `data/` folder of this repository, where the bundled real datasets live.
 ///
