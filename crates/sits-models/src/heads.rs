@@ -50,7 +50,7 @@ impl MlpHead {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let h = self.fc1.forward(x)?.relu()?;
         let h = if train && self.dropout > 0.0 {
-            candle_nn::ops::dropout(&h, self.dropout)?
+            crate::nn::dropout(&h, self.dropout)?
         } else {
             h
         };

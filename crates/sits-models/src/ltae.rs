@@ -248,7 +248,7 @@ impl Ltae2d {
         };
         let attn = softmax_last(&scores)?;
         let attn_d = if train {
-            candle_nn::ops::dropout(&attn, self.cfg.attn_dropout)?
+            crate::nn::dropout(&attn, self.cfg.attn_dropout)?
         } else {
             attn.clone()
         };
@@ -262,7 +262,7 @@ impl Ltae2d {
             out = bn.forward_t(&lin.forward(&out)?, train)?.relu()?;
         }
         if train {
-            out = candle_nn::ops::dropout(&out, self.cfg.dropout)?;
+            out = crate::nn::dropout(&out, self.cfg.dropout)?;
         }
         let out = self.out_norm.forward(&out)?;
         let d_out = out.dim(1)?;

@@ -1,6 +1,6 @@
 //! Building blocks shared by the models: reflect padding, convolutions with
-//! PyTorch's padding modes, BatchNorm with running statistics kept as buffers, and
-//! the store of those buffers.
+//! PyTorch's padding modes, BatchNorm with running statistics kept as buffers, the
+//! store of those buffers, and dropout with a seedable generator.
 //!
 //! Trainable parameters live in a candle [`VarMap`](candle_nn::VarMap) (through a
 //! [`VarBuilder`]); non-trainable state (BatchNorm running mean/variance and
@@ -378,6 +378,50 @@ impl Module for GroupNorm {
             self.inner.forward(x)
         }
     }
+}
+
+thread_local! {
+    /// The generator behind [`dropout`] on this thread: ChaCha8, seeded by
+    /// [`seed_dropout`] (seed 0 until then).
+    static DROPOUT_RNG: std::cell::RefCell<rand_chacha::ChaCha8Rng> =
+        std::cell::RefCell::new(<rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
+}
+
+/// Reseeds this thread's generator of [`dropout`], as `torch.manual_seed` does for
+/// PyTorch's dropout. candle's own CPU generator cannot be seeded, so the models of
+/// this crate draw their dropout masks here instead; the training loop of `sits-ssl`
+/// reseeds before every step from its seed and the step number, which makes
+/// training with dropout reproducible and resumable. The generator is per thread, so
+/// models trained on different threads do not disturb each other.
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_RNG.with(|g| {
+        *g.borrow_mut() = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed)
+    });
+}
+
+/// Inverted dropout with a seedable generator ([`seed_dropout`]): each element of
+/// `x` is zeroed with probability `p` and the others are scaled by `1 / (1 - p)`
+/// (candle's and PyTorch's convention). `p = 0` returns `x` unchanged; `p` outside
+/// `[0, 1)` is an error. The mask is drawn on the CPU, on the calling thread, and
+/// moved to `x`'s device.
+pub fn dropout(x: &Tensor, p: f32) -> Result<Tensor> {
+    use rand::Rng;
+    if !(0.0..1.0).contains(&p) {
+        candle_core::bail!("dropout probability must be in [0, 1), got {p}");
+    }
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 / (1.0 - p);
+    let n = x.elem_count();
+    let mask: Vec<f32> = DROPOUT_RNG.with(|g| {
+        let mut rng = g.borrow_mut();
+        (0..n)
+            .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
+            .collect()
+    });
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x * mask
 }
 
 /// Softmax over the last dimension. candle's fused kernel has no backward pass, so

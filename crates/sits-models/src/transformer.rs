@@ -105,7 +105,7 @@ impl EncoderLayer {
 
     fn drop(&self, x: Tensor, train: bool) -> Result<Tensor> {
         if train && self.dropout > 0.0 {
-            candle_nn::ops::dropout(&x, self.dropout)
+            crate::nn::dropout(&x, self.dropout)
         } else {
             Ok(x)
         }

@@ -7,8 +7,9 @@
 //! closure computes the loss of one batch (any encoder, any objective). Every
 //! step's randomness comes from a generator seeded by `(seed, step)`, so an
 //! interrupted run resumed from its checkpoint computes the same losses as an
-//! uninterrupted one (on CPU, same thread count; dropout draws from candle's own
-//! generator, so use dropout 0 where bit-exact resumption matters).
+//! uninterrupted one (on CPU, same thread count). That includes dropout: the models
+//! of `sits-models` draw their masks from a per-thread generator
+//! (`sits_models::nn::seed_dropout`) that the loop reseeds before every step.
 //!
 //! A checkpoint is two files written through a temporary file and a rename:
 //! `ckpt-epoch{E}.safetensors` (variables, BatchNorm buffers, optimiser moments)
@@ -276,9 +277,11 @@ impl Trainer {
         while self.epoch < stop {
             for batch in loader.epoch(self.epoch as u64) {
                 let batch = batch.map_err(candle_core::Error::wrap)?;
-                let mut rng = ChaCha8Rng::seed_from_u64(
-                    self.cfg.seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                );
+                let step_seed = self.cfg.seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut rng = ChaCha8Rng::seed_from_u64(step_seed);
+                // dropout masks too are a function of (seed, step): reproducible and
+                // exactly resumable
+                sits_models::nn::seed_dropout(step_seed.rotate_left(17) ^ 0xD1B5_4A32_D192_ED03);
                 let out = loss_fn(&batch, &mut rng)?;
                 let loss = out
                     .loss

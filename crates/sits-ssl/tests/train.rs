@@ -64,6 +64,11 @@ fn config() -> TrainConfig {
 /// Builds model + objective, trains (optionally resuming, optionally stopping
 /// early) and returns the losses this process computed.
 fn run(dir: Option<&Path>, resume: bool, stop: usize) -> Vec<f64> {
+    run_with_dropout(dir, resume, stop, 0.0)
+}
+
+/// [`run`] with dropout `p` in the transformer layers.
+fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Vec<f64> {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let cfg = PixelTransformerConfig {
@@ -71,7 +76,7 @@ fn run(dir: Option<&Path>, resume: bool, stop: usize) -> Vec<f64> {
         heads: 2,
         d_ff: 32,
         layers: 1,
-        dropout: 0.0,
+        dropout: p,
         ..PixelTransformerConfig::small(6)
     };
     let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
@@ -93,6 +98,26 @@ fn run(dir: Option<&Path>, resume: bool, stop: usize) -> Vec<f64> {
     tr.fit_until(&loader(data()), stop, |b, rng| obj.loss(b, rng, true))
         .unwrap();
     tr.history().iter().map(|r| r.loss).collect()
+}
+
+#[test]
+fn training_with_dropout_repeats_and_resumes_exactly() {
+    let full = run_with_dropout(None, false, 3, 0.3);
+    assert_eq!(
+        full,
+        run_with_dropout(None, false, 3, 0.3),
+        "same seed, same run"
+    );
+    assert_ne!(
+        full,
+        run(None, false, 3),
+        "dropout 0.3 must change the losses"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let first = run_with_dropout(Some(dir.path()), false, 1, 0.3);
+    assert_eq!(first, full[..3].to_vec());
+    let rest = run_with_dropout(Some(dir.path()), true, 3, 0.3);
+    assert_eq!(rest, full[3..].to_vec(), "resumed with dropout");
 }
 
 #[test]
