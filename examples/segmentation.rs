@@ -44,7 +44,7 @@ use sits::sits_data::loader::CubePatches;
 use sits::sits_data::loader::Sample;
 use sits::sits_data::norm::NormStats;
 use sits::sits_data::{Loader, LoaderConfig};
-use sits::sits_models::io::save_safetensors;
+use sits::sits_models::io::{load_weights, save_safetensors};
 use sits::sits_models::nn::{linear, Conv2d, PaddingMode};
 use sits::sits_models::utae::Norm;
 use sits::sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
@@ -372,7 +372,7 @@ fn run() -> Res<()> {
         ratio: 0.3,
         contiguous: false,
     };
-    let mut vm = VarMap::new();
+    let vm = VarMap::new();
     let (ubarn, ctx) = build_ubarn(&vm)?;
     let obj =
         CubeMaskedReconstruction::new(&ubarn, ctx.vb.pp("pretext"), masking, Corruption::Permute)?;
@@ -394,8 +394,8 @@ fn run() -> Res<()> {
     let start = Instant::now();
     let mut pre_curve = Vec::new();
     if let Some(path) = &args.encoder {
-        vm.load(path)
-            .map_err(|e| format!("--encoder {}: {e}", path.display()))?;
+        // Variables and BatchNorm statistics (of the U-Net decoder) alike.
+        load_weights(path, &vm, &ctx.buffers).map_err(|e| format!("--encoder: {e}"))?;
         println!("  weights loaded from {}", path.display());
     } else {
         let mut tr = Trainer::new(

@@ -7,6 +7,11 @@
 //! - [`save_safetensors`] writes a `VarMap` plus the [`Buffers`] (running
 //!   statistics) atomically: a temporary file in the same folder renamed into place,
 //!   so a crash never leaves a half-written file under the final name.
+//! - [`load_weights`] is its counterpart: it sets every variable of a `VarMap` and
+//!   every buffer from a weight file, so a model built in another process computes
+//!   exactly what the saved one did. (`VarMap::load` alone restores the variables
+//!   but not the running statistics of BatchNorm, which evaluation-mode forwards
+//!   use.)
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -64,6 +69,45 @@ pub fn var_builder(path: &Path, dtype: DType, device: &Device) -> Result<VarBuil
         dtype,
         device,
     ))
+}
+
+/// Sets every variable of `vars` and every buffer of `buffers` from the weight file
+/// at `path` (any format [`load_tensors`] reads), converting to each one's dtype.
+/// Returns how many tensors were set. Fails, naming the file and the tensor, when
+/// the file lacks a variable or a buffer of the model or has it in another shape;
+/// tensors of the file that the model does not have (an optimiser state, a
+/// pretext decoder not built this time) are ignored.
+pub fn load_weights(path: &Path, vars: &VarMap, buffers: &Buffers) -> Result<usize> {
+    let tensors = load_tensors(path, &Device::Cpu)?;
+    let set = |name: &str, var: &candle_core::Var| -> Result<()> {
+        let t = tensors.get(name).ok_or_else(|| {
+            candle_core::Error::Msg(format!("{}: no tensor `{name}`", path.display()))
+        })?;
+        if t.dims() != var.dims() {
+            candle_core::bail!(
+                "{}: `{name}` has shape {:?}, the model expects {:?}",
+                path.display(),
+                t.dims(),
+                var.dims()
+            );
+        }
+        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)
+    };
+    let mut n = 0;
+    for (name, var) in vars
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+        .iter()
+    {
+        set(name, var)?;
+        n += 1;
+    }
+    for (name, var) in buffers.vars() {
+        set(&name, &var)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Writes the trainable variables and the buffers to `path` as safetensors,

@@ -91,6 +91,15 @@ impl Buffers {
             .unwrap_or_default()
     }
 
+    /// All buffers as `(name, variable)`, sorted by name; setting a variable
+    /// changes the model's state.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        self.inner
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     /// Overwrites the buffers present in `tensors` (for instance after loading a
     /// checkpoint into a model built on a fresh `VarMap`). Unknown names are errors.
     pub fn set_from(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<usize> {

@@ -366,3 +366,89 @@ fn ubarn_shapes_padding_and_gradients() {
     let o = m.forward(&x, &doy, &pad, true).unwrap();
     check_grads(&vm, &o.pooled.sqr().unwrap().mean_all().unwrap(), "U-BARN");
 }
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// A U-BARN whose BatchNorm statistics moved in training, saved and loaded into a
+/// model built afresh, gives the same evaluation-mode output bit for bit; loading
+/// the variables alone (`VarMap::load`) does not, which is the mistake
+/// `load_weights` exists to prevent. Missing and misshapen tensors are errors naming
+/// the file and the tensor.
+#[test]
+fn ubarn_saved_and_loaded_with_running_statistics() {
+    use sits_models::io::{load_weights, save_safetensors};
+    let x = randn(&[2, 4, 3, 8, 8], 21);
+    let doy = dates(2, 4);
+    let pad = Tensor::zeros((2, 4), DType::U8, &Device::Cpu).unwrap();
+    let (vm, ctx) = new_vm();
+    let m = Ubarn::new(&ctx, small_ubarn()).unwrap();
+    for _ in 0..3 {
+        m.forward(&x, &doy, &pad, true).unwrap();
+    }
+    let want = m.forward(&x, &doy, &pad, false).unwrap().per_date;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ubarn.safetensors");
+    save_safetensors(&path, &vm, &ctx.buffers).unwrap();
+
+    let (vm2, ctx2) = new_vm();
+    let m2 = Ubarn::new(&ctx2, small_ubarn()).unwrap();
+    let n = load_weights(&path, &vm2, &ctx2.buffers).unwrap();
+    assert_eq!(n, vm.all_vars().len() + ctx.buffers.names().len());
+    let got = m2.forward(&x, &doy, &pad, false).unwrap().per_date;
+    assert_eq!(max_abs_diff(&got, &want), 0.0);
+
+    let (mut vm3, ctx3) = new_vm();
+    let m3 = Ubarn::new(&ctx3, small_ubarn()).unwrap();
+    vm3.load(&path).unwrap();
+    let vars_only = m3.forward(&x, &doy, &pad, false).unwrap().per_date;
+    assert!(
+        max_abs_diff(&vars_only, &want) > 1e-3,
+        "the running statistics should matter in this test"
+    );
+
+    // A model with one more layer: the file lacks its tensors.
+    let (vm4, ctx4) = new_vm();
+    let _m4 = Ubarn::new(
+        &ctx4,
+        UbarnConfig {
+            layers: 2,
+            ..small_ubarn()
+        },
+    )
+    .unwrap();
+    let e = load_weights(&path, &vm4, &ctx4.buffers)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ubarn.safetensors") && e.contains("transformer.layers.1"),
+        "{e}"
+    );
+    // A wider model: same names, other shapes.
+    let (vm5, ctx5) = new_vm();
+    let _m5 = Ubarn::new(
+        &ctx5,
+        UbarnConfig {
+            d_model: 32,
+            ..small_ubarn()
+        },
+    )
+    .unwrap();
+    let e = load_weights(&path, &vm5, &ctx5.buffers)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ubarn.safetensors") && e.contains("shape"),
+        "{e}"
+    );
+}
