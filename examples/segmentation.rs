@@ -428,9 +428,10 @@ fn run() -> Res<()> {
 
     let ubarn_map = |model: &Ubarn, seed: u64| -> Res<(Array2<i64>, Vec<f64>, f64)> {
         let start = Instant::now();
-        let out = model.forward(full.values(), &full.doy()?, full.pad_mask(), false)?;
-        let (logits, losses) =
-            train_head(&out.per_date.detach(), &train_full, args.head_steps, seed)?;
+        // In chunks of 8 dates (U-Net) and 1,024 pixels (transformer), without a
+        // graph: a whole-image `forward` keeps every activation (about 12 GB here).
+        let out = model.infer(full.values(), &full.doy()?, full.pad_mask(), 8, 1024)?;
+        let (logits, losses) = train_head(&out.per_date, &train_full, args.head_steps, seed)?;
         Ok((
             argmax_map(&logits, h, w)?,
             losses,

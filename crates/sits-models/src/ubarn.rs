@@ -150,6 +150,11 @@ impl Ubarn {
     /// Encodes `x` `(B, T, C, H, W)` with day-of-year positions `(B, T)` and pad mask
     /// `(B, T)` (`u8`, 1 = padded; padded dates skip the U-Net and are hidden from
     /// attention and pooling).
+    ///
+    /// Every intermediate activation stays alive until the outputs are dropped (they
+    /// are what a backward pass needs): about 12 GB for a 104 x 104 image of 48 dates
+    /// at the `segmentation` example's sizes. To encode large images without
+    /// gradients use [`Ubarn::infer`].
     pub fn forward(
         &self,
         x: &Tensor,
@@ -157,6 +162,91 @@ impl Ubarn {
         pad: &Tensor,
         train: bool,
     ) -> Result<UbarnOutput> {
+        let (b, t, _, h, w) = x.dims5()?;
+        let frame_pad = self.check_input(x, pad)?;
+        let maps = self.spatial(x, &frame_pad, train)?; // (B·T, d, H, W)
+        let seq = self.pixel_sequences(&maps, b, t)?;
+        let (pe, key_pad) = self.positions_and_mask(doy, pad, &frame_pad, b, h * w)?;
+        let (z, pooled) = self.temporal(&seq, &pe, key_pad.as_ref(), train)?;
+        self.assemble(&z, &pooled, b, h, w)
+    }
+
+    /// Evaluation-mode encoding of large images with bounded memory and no autograd
+    /// graph: the U-Net runs on `dates_per_chunk` dates at a time (its dates are
+    /// independent) and the temporal transformer on `pixels_per_chunk` pixels at a
+    /// time (its pixels are independent), each chunk's result detached before the
+    /// next starts, so peak memory follows the chunk sizes, not the image size.
+    ///
+    /// The outputs equal those of [`Ubarn::forward`] with `train = false` up to
+    /// floating-point summation order (tested to 1e-5), except on padded dates,
+    /// whose per-date vectors are meaningless in both. The returned tensors carry
+    /// no gradient.
+    pub fn infer(
+        &self,
+        x: &Tensor,
+        doy: &Tensor,
+        pad: &Tensor,
+        dates_per_chunk: usize,
+        pixels_per_chunk: usize,
+    ) -> Result<UbarnOutput> {
+        if dates_per_chunk == 0 || pixels_per_chunk == 0 {
+            candle_core::bail!("U-BARN infer: chunk sizes must be at least 1");
+        }
+        let (b, t, _, h, w) = x.dims5()?;
+        let frame_pad = self.check_input(x, pad)?;
+        let d = self.cfg.d_model;
+        let mut per_chunk = Vec::new();
+        for t0 in (0..t).step_by(dates_per_chunk) {
+            let tc = dates_per_chunk.min(t - t0);
+            let fp: Vec<bool> = (0..b)
+                .flat_map(|i| frame_pad[i * t + t0..i * t + t0 + tc].iter().copied())
+                .collect();
+            let maps = if fp.iter().all(|&p| p) {
+                // Only padded dates: hidden from attention and pooling anyway.
+                Tensor::zeros((b, tc, d, h, w), x.dtype(), x.device())?
+            } else {
+                let xc = x.narrow(1, t0, tc)?.contiguous()?.detach();
+                self.spatial(&xc, &fp, false)?
+                    .reshape((b, tc, d, h, w))?
+                    .detach()
+            };
+            per_chunk.push(maps);
+        }
+        let maps = Tensor::cat(&per_chunk, 1)?.reshape((b * t, d, h, w))?;
+        drop(per_chunk);
+        let seq = self.pixel_sequences(&maps, b, t)?.contiguous()?;
+        drop(maps);
+        let (pe, key_pad) = self.positions_and_mask(doy, pad, &frame_pad, b, h * w)?;
+        let pe = pe.contiguous()?;
+        let n = b * h * w;
+        let (mut zs, mut pools) = (Vec::new(), Vec::new());
+        for p0 in (0..n).step_by(pixels_per_chunk) {
+            let pc = pixels_per_chunk.min(n - p0);
+            let kp = match &key_pad {
+                Some(k) => Some(k.narrow(0, p0, pc)?),
+                None => None,
+            };
+            let (z, pooled) = self.temporal(
+                &seq.narrow(0, p0, pc)?,
+                &pe.narrow(0, p0, pc)?,
+                kp.as_ref(),
+                false,
+            )?;
+            zs.push(z.detach());
+            pools.push(pooled.detach());
+        }
+        let z = Tensor::cat(&zs, 0)?;
+        let pooled = Tensor::cat(&pools, 0)?;
+        drop((zs, pools));
+        let out = self.assemble(&z, &pooled, b, h, w)?;
+        Ok(UbarnOutput {
+            per_date: out.per_date.detach(),
+            pooled: out.pooled.detach(),
+        })
+    }
+
+    /// Validates the input shapes; returns the pad flag of every `(b, t)` frame.
+    fn check_input(&self, x: &Tensor, pad: &Tensor) -> Result<Vec<bool>> {
         let (b, t, c, h, w) = x.dims5()?;
         if c != self.cfg.input_dim {
             candle_core::bail!(
@@ -182,10 +272,15 @@ impl Ubarn {
                 pad.dims()
             );
         }
+        Ok(frame_pad)
+    }
+
+    /// The U-Net on every frame, then the projection: `(B·T, d, H, W)`.
+    fn spatial(&self, x: &Tensor, frame_pad: &[bool], train: bool) -> Result<Tensor> {
         let mut feats = Vec::new();
         let mut cur = x.clone();
         for block in &self.encoder {
-            cur = block.shared_forward(&cur, &frame_pad, 0.0, train)?;
+            cur = block.shared_forward(&cur, frame_pad, 0.0, train)?;
             feats.push(cur.clone());
         }
         // Decoder per date (B·T frames) with the encoder maps of the same date as skips.
@@ -197,35 +292,78 @@ impl Ubarn {
         for (i, up) in self.decoder.iter().enumerate() {
             out = up.forward(&out, &flat(&feats[feats.len() - 2 - i])?, train)?;
         }
-        let d = self.cfg.d_model;
-        let out = self.proj.forward(&out)?; // (B·T, d, H, W)
-        let seq = out
-            .reshape((b, t, d, h, w))?
+        self.proj.forward(&out)
+    }
+
+    /// `(B·T, d, H, W)` maps to one sequence per pixel, `(B·H·W, T, d)`.
+    fn pixel_sequences(&self, maps: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+        let (_, d, h, w) = maps.dims4()?;
+        maps.reshape((b, t, d, h, w))?
             .permute((0, 3, 4, 1, 2))?
-            .reshape((b * h * w, t, d))?;
-        let pe = sinusoid(doy, d, self.cfg.period)?.to_dtype(seq.dtype())?; // (B, T, d)
+            .reshape((b * h * w, t, d))
+    }
+
+    /// Day-of-year encodings `(B·P, T, d)` and the key mask `(B·P, T)` of `P`
+    /// pixels per image (no mask when no date is padded).
+    fn positions_and_mask(
+        &self,
+        doy: &Tensor,
+        pad: &Tensor,
+        frame_pad: &[bool],
+        b: usize,
+        pixels: usize,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let d = self.cfg.d_model;
+        let t = frame_pad.len() / b;
+        let pe = sinusoid(doy, d, self.cfg.period)?; // (B, T, d)
         let pe = pe
             .unsqueeze(1)?
-            .broadcast_as((b, h * w, t, d))?
-            .reshape((b * h * w, t, d))?;
+            .broadcast_as((b, pixels, t, d))?
+            .reshape((b * pixels, t, d))?;
         // Without any padded date the mask would hide nothing; skipping it saves
         // a (B·H·W, heads, T, T) select per layer, a third of the backward pass.
         let key_pad = if frame_pad.iter().any(|&p| p) {
             Some(
                 pad.to_dtype(DType::U8)?
                     .unsqueeze(1)?
-                    .broadcast_as((b, h * w, t))?
-                    .reshape((b * h * w, t))?,
+                    .broadcast_as((b, pixels, t))?
+                    .reshape((b * pixels, t))?,
             )
         } else {
             None
         };
-        let mut z = (seq + pe)?;
+        Ok((pe, key_pad))
+    }
+
+    /// The transformer, final norm and pooling on pixel sequences `(N, T, d)`:
+    /// per-date outputs `(N, T, d)` and pooled `(N, d)`.
+    fn temporal(
+        &self,
+        seq: &Tensor,
+        pe: &Tensor,
+        key_pad: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut z = (seq + pe.to_dtype(seq.dtype())?)?;
         for layer in &self.layers {
-            z = layer.forward(&z, key_pad.as_ref(), train)?;
+            z = layer.forward(&z, key_pad, train)?;
         }
         let z = self.norm.forward(&z)?;
-        let (pooled, _) = self.pool.forward(&z, key_pad.as_ref())?;
+        let (pooled, _) = self.pool.forward(&z, key_pad)?;
+        Ok((z, pooled))
+    }
+
+    /// Pixel-major results back to maps.
+    fn assemble(
+        &self,
+        z: &Tensor,
+        pooled: &Tensor,
+        b: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<UbarnOutput> {
+        let d = self.cfg.d_model;
+        let t = z.dim(1)?;
         let pooled = pooled
             .reshape((b, h, w, d))?
             .permute((0, 3, 1, 2))?

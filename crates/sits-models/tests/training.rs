@@ -452,3 +452,40 @@ fn ubarn_saved_and_loaded_with_running_statistics() {
         "{e}"
     );
 }
+
+/// `Ubarn::infer` (dates and pixels in chunks, no graph) gives what `forward` gives
+/// in evaluation mode, with chunk sizes that do not divide the sizes, a date chunk
+/// that holds only padded dates, and trained BatchNorm statistics; its outputs carry
+/// no gradient, and zero chunk sizes are errors.
+#[test]
+fn ubarn_infer_in_chunks_matches_forward() {
+    let (_vm, ctx) = new_vm();
+    let m = Ubarn::new(&ctx, small_ubarn()).unwrap();
+    let x = randn(&[2, 5, 3, 8, 8], 31);
+    let doy = dates(2, 5);
+    let nopad = Tensor::zeros((2, 5), DType::U8, &Device::Cpu).unwrap();
+    m.forward(&x, &doy, &nopad, true).unwrap(); // move the running statistics
+                                                // Sample 0 pads its last two dates, sample 1 its last one: with 2 dates per
+                                                // chunk the chunk {4} is all padding.
+    let pad = Tensor::from_vec(vec![0u8, 0, 0, 1, 1, 0, 0, 0, 0, 1], (2, 5), &Device::Cpu).unwrap();
+    for (p, what) in [(&nopad, "no padding"), (&pad, "padding")] {
+        let want = m.forward(&x, &doy, p, false).unwrap();
+        let got = m.infer(&x, &doy, p, 2, 37).unwrap();
+        assert!(!got.pooled.track_op() && !got.per_date.track_op());
+        assert_eq!(got.per_date.dims(), want.per_date.dims());
+        let pooled = max_abs_diff(&got.pooled, &want.pooled);
+        assert!(pooled < 1e-5, "{what}: pooled differs by {pooled}");
+        // Per-date vectors of unpadded dates.
+        let keep = (1.0 - p.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .reshape((2, 5, 1, 1, 1))
+            .unwrap();
+        let per_date = max_abs_diff(
+            &got.per_date.broadcast_mul(&keep).unwrap(),
+            &want.per_date.broadcast_mul(&keep).unwrap(),
+        );
+        assert!(per_date < 1e-5, "{what}: per-date differs by {per_date}");
+    }
+    assert!(m.infer(&x, &doy, &pad, 0, 10).is_err());
+    assert!(m.infer(&x, &doy, &pad, 1, 0).is_err());
+}
