@@ -25,7 +25,6 @@ use sits::sits_ssl::metrics::roc_auc;
 
 /// Change detection between consecutive years of the dtwSat cube.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Pretraining epochs.
     #[arg(long, default_value_t = 10)]

@@ -34,7 +34,6 @@ use sits::sits_ssl::objectives::Pooling;
 
 /// Embed a tiled Zarr cube block by block.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Tiles per side: the input is tile^2 times the bundled cube.
     #[arg(long, default_value_t = 5)]

@@ -31,7 +31,6 @@ use sits::sits_ssl::train::{seeded_init, TrainConfig, Trainer};
 
 /// PIMC pretraining and its two downstream tasks.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Pretraining epochs.
     #[arg(long, default_value_t = 20)]

@@ -34,7 +34,6 @@ use sits::sits_ssl::train::{seeded_init, TrainConfig, Trainer};
 
 /// Planar images of labelled neighbourhoods: CNN vs pixel-series models.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Training epochs of both models.
     #[arg(long, default_value_t = 15)]

@@ -30,7 +30,6 @@ use sits::sits_ssl::metrics::ConfusionMatrix;
 
 /// Self-supervised pretraining and the few-label comparison on labelled pixel series.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// A sample-set folder (metadata.json, values.npy, samples.csv, timeseries.csv);
     /// defaults to the bundled Mato Grosso MODIS series.

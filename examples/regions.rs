@@ -22,7 +22,6 @@ use sits::sits_ssl::cluster::{adjusted_rand_index, kmeans, trajectories};
 
 /// Clusters of the dtwSat cube's pixel-years.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Number of clusters.
     #[arg(long, default_value_t = 6)]

@@ -58,7 +58,6 @@ use sits::{Datacube, SitsBatch};
 
 /// U-BARN (self-supervised) vs U-TAE (from scratch) vs raw per-pixel probe.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// U-BARN pretraining epochs (one epoch = every patch of the grid once).
     #[arg(long, default_value_t = 10)]

@@ -14,7 +14,6 @@ use sits::sits_ssl::probe::FractionResult;
 
 /// Mean and spread over seeds of the few-label experiment.
 #[derive(Parser, Debug)]
-#[command(about)]
 struct Args {
     /// Pretraining epochs.
     #[arg(long, default_value_t = 60)]
