@@ -52,13 +52,7 @@ fn bad_param(what: &str, reason: impl Into<String>) -> candle_core::Error {
     fail(DataError::Argument(format!("{what}: {}", reason.into())))
 }
 
-/// A standard normal draw (Box–Muller; one value per call, portable across
-/// platforms for a given generator).
-pub fn standard_normal(rng: &mut dyn RngCore) -> f64 {
-    let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
+pub use sits_core::random::standard_normal;
 
 /// Keeps the dates at `keep` (sorted, distinct) of a sample.
 pub fn select_dates(s: &Sample, keep: &[usize]) -> Sample {

@@ -1,8 +1,9 @@
 //! Building blocks shared by the models: reflect padding, convolutions with
 //! PyTorch's padding modes, BatchNorm with running statistics kept as buffers, the
-//! store of those buffers, and dropout with a seedable generator.
+//! store of those buffers, dropout with a seedable generator, and seeded
+//! initialisation of a whole `VarMap`.
 //!
-//! Trainable parameters live in a candle [`VarMap`](candle_nn::VarMap) (through a
+//! Trainable parameters live in a candle [`VarMap`] (through a
 //! [`VarBuilder`]); non-trainable state (BatchNorm running mean/variance and
 //! `num_batches_tracked`) lives in [`Buffers`], so that an optimiser never sees it
 //! while a checkpoint still saves it under the PyTorch names.
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Module, ModuleT, Result, Tensor, Var, D};
-use candle_nn::{Init, VarBuilder};
+use candle_nn::{Init, VarBuilder, VarMap};
 
 /// Non-trainable tensors of a model (running statistics), by full parameter name.
 #[derive(Clone, Default)]
@@ -480,6 +481,48 @@ pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     out[r - 2] = h;
     out[r - 1] = w;
     y.reshape(out)
+}
+
+/// Re-draws every variable of `vars` from a generator seeded with `seed`, so a run
+/// starts from the same weights every time (candle's own initialisers draw from an
+/// unseeded generator). Variables are visited in name order and drawn by shape and
+/// name, as PyTorch initialises its layers by default:
+/// - rank >= 2 (linear and convolution weights): uniform in `±1/sqrt(fan_in)`, with
+///   `fan_in` the product of all dimensions but the first;
+/// - rank 1 named `*bias` or `*.beta`: 0; rank 1 named `*weight` or `*.gamma`
+///   (normalisation scales): 1;
+/// - anything else of rank 1 (mask tokens, biases by other names): normal with
+///   standard deviation 0.02. Scalars (e.g. a learnable temperature) keep their value.
+pub fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let data = vars
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("seeded_init: the VarMap lock is poisoned".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let n = var.elem_count();
+        let vals: Vec<f32> = match dims.len() {
+            0 => continue,
+            1 if name.ends_with("bias") || name.ends_with(".beta") => vec![0.0; n],
+            1 if name.ends_with("weight") || name.ends_with(".gamma") => vec![1.0; n],
+            1 => (0..n)
+                .map(|_| 0.02 * sits_core::random::standard_normal(&mut rng) as f32)
+                .collect(),
+            _ => {
+                let fan_in: usize = dims[1..].iter().product();
+                let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                (0..n).map(|_| rng.random_range(-bound..=bound)).collect()
+            }
+        };
+        let t = Tensor::from_vec(vals, dims.as_slice(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 //! running statistics 1e-5.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, ModuleT, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use sits_data::npy::read_npy;
+use common::{max_abs_diff as diff, npy_f32};
 use sits_models::nn::BatchNorm;
 use sits_models::{Ctx, PixelTransformer, PixelTransformerConfig, Tsvit, TsvitConfig};
 
@@ -20,28 +22,11 @@ fn fx(name: &str) -> PathBuf {
 }
 
 fn npy(name: &str) -> Tensor {
-    let a = read_npy(&fx(&format!("{name}.npy"))).unwrap();
-    let shape = a.shape().to_vec();
-    let v: Vec<f32> = a.to_f32().iter().copied().collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    npy_f32(&fx(&format!("{name}.npy")))
 }
 
 fn weights(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fx(&format!("{name}.safetensors")), &Device::Cpu).unwrap()
-}
-
-fn diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn keys(name: &str) -> Vec<(String, Vec<usize>)> {

@@ -3,9 +3,13 @@
 //! ignores what padded dates contain.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use common::max_abs_diff;
 use sits_models::heads::{ForecastHead, MlpHead, SegmentationHead, TemporalAttentionPooling};
+use sits_models::nn::seeded_init;
 use sits_models::utae::{AggregationMode, Norm};
 use sits_models::{
     Ctx, Ltae2d, LtaeConfig, PixelTransformer, PixelTransformerConfig, SmallResNet, SmallVit,
@@ -173,6 +177,10 @@ fn adamw_lowers_the_loss_of_the_pixel_transformer() {
         0.0,
     )
     .unwrap();
+    // candle's initialisers are unseeded, and from some starts 20 steps do not
+    // halve the loss (2 runs in 200 failed before this seeding). Over seeds 0..30
+    // the loss falls to 1.5-51 % of its start; the test uses seed 0.
+    seeded_init(&vm, 0).unwrap();
     let x = randn(&[8, 6, 3], 2);
     let y = randn(&[8, 2], 3);
     let masked = Tensor::from_vec(
@@ -337,47 +345,19 @@ fn ubarn_shapes_padding_and_gradients() {
             .unwrap())
     .unwrap();
     let o2 = m.forward(&x2, &doy, &pad, false).unwrap();
-    let d: f32 = (o.pooled - o2.pooled)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = max_abs_diff(&o.pooled, &o2.pooled);
     assert!(
         d < 1e-5,
         "pooled output moved by {d} when padded values changed"
     );
     let kd = keep.reshape((2, 5, 1, 1, 1)).unwrap();
-    let d: f32 = (o.per_date.broadcast_mul(&kd).unwrap() - o2.per_date.broadcast_mul(&kd).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = max_abs_diff(
+        &o.per_date.broadcast_mul(&kd).unwrap(),
+        &o2.per_date.broadcast_mul(&kd).unwrap(),
+    );
     assert!(d < 1e-5, "per-date output at real dates moved by {d}");
     let o = m.forward(&x, &doy, &pad, true).unwrap();
     check_grads(&vm, &o.pooled.sqr().unwrap().mean_all().unwrap(), "U-BARN");
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 /// A U-BARN whose BatchNorm statistics moved in training, saved and loaded into a
@@ -417,36 +397,28 @@ fn ubarn_saved_and_loaded_with_running_statistics() {
         "the running statistics should matter in this test"
     );
 
-    // A model with one more layer: the file lacks its tensors.
-    let (vm4, ctx4) = new_vm();
-    let _m4 = Ubarn::new(
-        &ctx4,
-        UbarnConfig {
-            layers: 2,
-            ..small_ubarn()
-        },
-    )
-    .unwrap();
-    let e = load_weights(&path, &vm4, &ctx4.buffers)
-        .unwrap_err()
-        .to_string();
+    // The error of loading the file into a model built with `cfg`.
+    let load_into = |cfg: UbarnConfig| -> String {
+        let (vm, ctx) = new_vm();
+        let _m = Ubarn::new(&ctx, cfg).unwrap();
+        load_weights(&path, &vm, &ctx.buffers)
+            .unwrap_err()
+            .to_string()
+    };
+    // One more layer: the file lacks its tensors.
+    let e = load_into(UbarnConfig {
+        layers: 2,
+        ..small_ubarn()
+    });
     assert!(
         e.contains("ubarn.safetensors") && e.contains("transformer.layers.1"),
         "{e}"
     );
-    // A wider model: same names, other shapes.
-    let (vm5, ctx5) = new_vm();
-    let _m5 = Ubarn::new(
-        &ctx5,
-        UbarnConfig {
-            d_model: 32,
-            ..small_ubarn()
-        },
-    )
-    .unwrap();
-    let e = load_weights(&path, &vm5, &ctx5.buffers)
-        .unwrap_err()
-        .to_string();
+    // Wider: same names, other shapes.
+    let e = load_into(UbarnConfig {
+        d_model: 32,
+        ..small_ubarn()
+    });
     assert!(
         e.contains("ubarn.safetensors") && e.contains("shape"),
         "{e}"
@@ -464,9 +436,10 @@ fn ubarn_infer_in_chunks_matches_forward() {
     let x = randn(&[2, 5, 3, 8, 8], 31);
     let doy = dates(2, 5);
     let nopad = Tensor::zeros((2, 5), DType::U8, &Device::Cpu).unwrap();
-    m.forward(&x, &doy, &nopad, true).unwrap(); // move the running statistics
-                                                // Sample 0 pads its last two dates, sample 1 its last one: with 2 dates per
-                                                // chunk the chunk {4} is all padding.
+    // Move the running statistics away from their initial values.
+    m.forward(&x, &doy, &nopad, true).unwrap();
+    // Sample 0 pads its last two dates, sample 1 its last one: with 2 dates per
+    // chunk the chunk {4} is all padding.
     let pad = Tensor::from_vec(vec![0u8, 0, 0, 1, 1, 0, 0, 0, 0, 1], (2, 5), &Device::Cpu).unwrap();
     for (p, what) in [(&nopad, "no padding"), (&pad, "padding")] {
         let want = m.forward(&x, &doy, p, false).unwrap();

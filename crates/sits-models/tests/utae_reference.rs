@@ -6,12 +6,14 @@
 //! sums run in another order, so agreement is expected near 1e-6.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use sits_data::npy::read_npy;
+use common::{max_abs_diff, npy_f32};
 use sits_models::{Ctx, Ltae2d, LtaeConfig, Utae, UtaeConfig};
 
 fn fx(name: &str) -> PathBuf {
@@ -21,28 +23,11 @@ fn fx(name: &str) -> PathBuf {
 }
 
 fn npy(name: &str) -> Tensor {
-    let a = read_npy(&fx(name)).unwrap();
-    let shape = a.shape().to_vec();
-    let v: Vec<f32> = a.to_f32().iter().copied().collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    npy_f32(&fx(name))
 }
 
 fn weights(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fx(name), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn keys(name: &str) -> Vec<(String, Vec<usize>)> {

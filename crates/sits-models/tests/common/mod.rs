@@ -1,0 +1,31 @@
+//! Helpers shared by the integration tests of `sits-models`.
+// Each test file uses its own subset.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use sits_data::npy::read_npy;
+
+/// Largest absolute difference between two tensors of the same shape.
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// A `.npy` file as an f32 tensor on the CPU.
+pub(crate) fn npy_f32(path: &Path) -> Tensor {
+    let a = read_npy(path).unwrap();
+    let shape = a.shape().to_vec();
+    let v: Vec<f32> = a.to_f32().iter().copied().collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
