@@ -117,17 +117,8 @@ fn utae_trains_and_updates_batchnorm_statistics() {
         assert_eq!(logits.dims(), &[2, 5, 16, 16]);
         let after = ctx.buffers.tensors();
         let moved = before.iter().zip(&after).filter(|((_, a), (_, b))| {
-            let d: f32 = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
-            d > 0.0
+            let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            max_abs_diff(&f32_of(a), &f32_of(b)) > 0.0
         });
         assert_eq!(
             moved.count(),
