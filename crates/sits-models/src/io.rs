@@ -78,15 +78,26 @@ pub fn var_builder(path: &Path, dtype: DType, device: &Device) -> Result<VarBuil
 /// tensors of the file that the model does not have (an optimiser state, a
 /// pretext decoder not built this time) are ignored.
 pub fn load_weights(path: &Path, vars: &VarMap, buffers: &Buffers) -> Result<usize> {
-    let tensors = load_tensors(path, &Device::Cpu)?;
+    set_weights(&load_tensors(path, &Device::Cpu)?, path, vars, buffers)
+}
+
+/// [`load_weights`] on tensors already read from `source` (named in the errors),
+/// for callers that need other tensors of the same file too, such as an optimiser
+/// state in a training checkpoint.
+pub fn set_weights(
+    tensors: &HashMap<String, Tensor>,
+    source: &Path,
+    vars: &VarMap,
+    buffers: &Buffers,
+) -> Result<usize> {
     let set = |name: &str, var: &candle_core::Var| -> Result<()> {
         let t = tensors.get(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!("{}: no tensor `{name}`", path.display()))
+            candle_core::Error::Msg(format!("{}: no tensor `{name}`", source.display()))
         })?;
         if t.dims() != var.dims() {
             candle_core::bail!(
                 "{}: `{name}` has shape {:?}, the model expects {:?}",
-                path.display(),
+                source.display(),
                 t.dims(),
                 var.dims()
             );

@@ -359,19 +359,7 @@ impl Trainer {
         let wpath = dir.join(&meta.weights);
         let tensors = candle_core::safetensors::load(&wpath, &candle_core::Device::Cpu)
             .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", wpath.display())))?;
-        for (k, v) in self
-            .vars
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
-            .iter()
-        {
-            let t = tensors
-                .get(k)
-                .ok_or_else(|| candle_core::Error::Msg(format!("{}: no `{k}`", wpath.display())))?;
-            v.set(&t.to_device(v.device())?)?;
-        }
-        self.buffers.set_from(&tensors)?;
+        sits_models::io::set_weights(&tensors, &wpath, &self.vars, &self.buffers)?;
         self.opt.load_state(&tensors, meta.optimizer_steps)?;
         self.epoch = meta.epoch;
         self.step = meta.step;
