@@ -9,7 +9,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{concatenate, ArrayD, Axis};
 use sits::sits_data::datasets::{self, SloveniaNdvi};
-use sits::sits_data::zarr::{write_cube, CubeChunks, ZarrCube};
+use sits::sits_data::zarr::{write_cube, CubeChunks, IfExists, ZarrCube};
 use sits::sits_data::Datacube;
 use zarrs::array::Array;
 use zarrs::filesystem::FilesystemStore;
@@ -46,6 +46,7 @@ fn bench(c: &mut Criterion) {
             y: 64,
             x: 64,
         },
+        IfExists::Refuse,
     )
     .expect("write");
     let z = ZarrCube::open_path(&path).expect("open");

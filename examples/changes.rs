@@ -79,7 +79,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .enumerate()
         .map(|(i, p)| ((p.row, p.col, p.year), i))
         .collect();
-    std::fs::create_dir_all(&args.out)?;
+    sits::sits_data::io_util::prepare_run_dir(&args.out)?;
     let (mut ssl_scores, mut raw_scores, mut truth) = (Vec::new(), Vec::new(), Vec::new());
     for pair in cy.years.windows(2) {
         let (y0, y1) = (pair[0], pair[1]);

@@ -26,9 +26,10 @@ use ndarray::Array4;
 use sits::experiment::{embed_rows, pretrain_masked, ExperimentConfig};
 use sits::sits_data::datasets::{self, agricultural_years, DtwsatCube};
 use sits::sits_data::gapfill::fill_series;
+use sits::sits_data::io_util::prepare_run_dir;
 use sits::sits_data::norm::NormStats;
 use sits::sits_data::samples::Series;
-use sits::sits_data::zarr::{CubeChunks, CubeWriter, ZarrCube};
+use sits::sits_data::zarr::{CubeChunks, CubeWriter, IfExists, ZarrCube};
 use sits::sits_data::SampleSet;
 use sits::sits_ssl::objectives::Pooling;
 
@@ -68,7 +69,7 @@ fn run() -> Res<()> {
     if args.tile == 0 || args.block == 0 {
         return Err("--tile and --block must be at least 1".into());
     }
-    std::fs::create_dir_all(&args.out)?;
+    prepare_run_dir(&args.out)?;
     let d = DtwsatCube::load(&sits::bundled_data_dir().join(datasets::DTWSAT_CUBE))?;
     let (t, c, h0, w0) = d.cube.shape();
     let (h, w) = (h0 * args.tile, w0 * args.tile);
@@ -85,10 +86,10 @@ fn run() -> Res<()> {
         &input,
         d.cube.times(),
         d.cube.bands().to_vec(),
-        h,
-        w,
+        [h, w],
         chunks,
         None,
+        IfExists::Replace,
     )?;
     for i in 0..args.tile {
         for j in 0..args.tile {
@@ -142,8 +143,7 @@ fn run() -> Res<()> {
         &output,
         &out_times,
         bands.clone(),
-        h,
-        w,
+        [h, w],
         CubeChunks {
             t: years.len(),
             c: dim,
@@ -151,6 +151,7 @@ fn run() -> Res<()> {
             x: args.block,
         },
         None,
+        IfExists::Replace,
     )?;
     let blocks: Vec<(usize, usize)> = (0..h)
         .step_by(args.block)

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use sits::sits_data::folder::layer_value_counts;
 use sits::sits_data::open::{open, Opened};
 use sits::sits_data::{SampleSet, Timestamps};
 
@@ -87,22 +88,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 println!("labelled pixels: {}", f.samples.len());
                 print_classes(&f.class_names, &counts);
             } else if let Some(layer) = ["lulc", "labels", "label", "target"]
-                .iter()
-                .find_map(|n| f.layers.get(*n))
+                .into_iter()
+                .find(|n| f.layers.contains_key(*n))
             {
-                let ids = layer.to_i64(&f.path)?;
-                let n = f
-                    .class_names
-                    .len()
-                    .max(ids.iter().copied().max().unwrap_or(0) as usize + 1);
-                let mut counts = vec![0; n];
-                ids.iter()
-                    .filter(|&&v| v >= 0)
-                    .for_each(|&v| counts[v as usize] += 1);
+                let (by_id, unlabelled) = layer_value_counts(&f, layer)?;
                 println!("pixel labels:");
-                let mut names = f.class_names.clone();
-                names.resize(n, String::new());
-                print_classes(&names, &counts);
+                for (id, n) in &by_id {
+                    let name = usize::try_from(*id)
+                        .ok()
+                        .and_then(|i| f.class_names.get(i))
+                        .map_or("(no name in metadata.json)", String::as_str);
+                    println!("  class {id:>2} {name:<22} {n:>6}");
+                }
+                if unlabelled > 0 {
+                    println!("  negative or nodata      {unlabelled:>6}");
+                }
             }
         }
         Opened::ZarrCube(z) => {

@@ -95,7 +95,7 @@ fn run() -> Res<()> {
     );
 
     // PNGs: NDVI plane of one example per class
-    std::fs::create_dir_all(&args.out)?;
+    sits::sits_data::io_util::prepare_run_dir(&args.out)?;
     let ndvi = d.cube.band_index("ndvi")?;
     let mut panels = Vec::new();
     for k in 0..classes {

@@ -105,7 +105,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // one map per year, in the shared taxonomy
-    std::fs::create_dir_all(&args.out)?;
+    sits::sits_data::io_util::prepare_run_dir(&args.out)?;
     let mut maps = Vec::new();
     for &year in &cy.years {
         let mut m = Array2::<i64>::from_elem((h, w), -1);

@@ -51,7 +51,7 @@ fn out_dir() -> Res<PathBuf> {
             other => return Err(format!("unknown argument `{other}` (try --help)").into()),
         }
     }
-    std::fs::create_dir_all(&out)?;
+    sits::sits_data::io_util::prepare_run_dir(&out)?;
     Ok(out)
 }
 

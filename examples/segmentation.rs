@@ -40,6 +40,7 @@ use sits::sits_core::ObjectiveOutput;
 use sits::sits_data::augment::{Compose, DateMasking, FlipRotate, ResampleDates};
 use sits::sits_data::datasets::{self, SloveniaNdvi};
 use sits::sits_data::gapfill::fill_cube;
+use sits::sits_data::io_util::IfExists;
 use sits::sits_data::loader::CubePatches;
 use sits::sits_data::loader::Sample;
 use sits::sits_data::norm::NormStats;
@@ -340,7 +341,7 @@ fn run() -> Res<()> {
         count(&train_map),
         count(&test_map)
     );
-    std::fs::create_dir_all(&args.out)?;
+    sits::sits_data::io_util::prepare_run_dir(&args.out)?;
 
     // The whole image, padded to sides divisible by 8, for inference and the head.
     let (hp, wp) = (h.div_ceil(8) * 8, w.div_ceil(8) * 8);
@@ -414,7 +415,7 @@ fn run() -> Res<()> {
         tr.fit(&pre_ld, |b, rng| obj.loss(b, rng, true))?;
         pre_curve = epoch_means(tr.history(), pre_ld.num_batches());
         let saved = args.out.join("ubarn_pretrained.safetensors");
-        save_safetensors(&saved, &vm, &ctx.buffers)?;
+        save_safetensors(&saved, &vm, &ctx.buffers, IfExists::Replace)?;
         println!(
             "  {:.0} s, reconstruction MSE {:.4} -> {:.4} (epoch means), weights in {}",
             start.elapsed().as_secs_f64(),

@@ -33,6 +33,7 @@
 
 pub mod batch;
 pub mod dates;
+pub mod io;
 pub mod random;
 pub mod traits;
 

@@ -88,10 +88,26 @@ pub struct Datacube {
 }
 
 impl Datacube {
-    /// Builds a cube, checking that there is one timestamp per date and one name per
-    /// band, and that band names are unique.
+    /// Builds a cube, checking that no dimension is empty, that there is one timestamp
+    /// per date and one name per band, that band names are unique and that no value is
+    /// infinite (NaN is accepted and means a missing observation).
     pub fn new(values: Array4<f32>, times: Timestamps, bands: Vec<String>) -> Result<Self> {
         let (t, c, h, w) = values.dim();
+        if [t, c, h, w].contains(&0) {
+            return Err(DataError::Empty(format!(
+                "datacube of shape {:?} (T, C, H, W): every dimension needs at least one entry",
+                [t, c, h, w]
+            )));
+        }
+        if let Some(((i, j, y, x), v)) = values.indexed_iter().find(|(_, v)| v.is_infinite()) {
+            return Err(DataError::InvalidValue {
+                what: format!("datacube value at date {i}, band {j}, row {y}, column {x}"),
+                reason: format!(
+                    "{v} is not a measurement (NaN means missing and is masked; infinities \
+                     are refused)"
+                ),
+            });
+        }
         if times.len() != t {
             return Err(DataError::Dates {
                 what: "datacube".into(),

@@ -212,10 +212,18 @@ impl SloveniaNdvi {
                 "cloud_mask.npy (T, H, W) is missing",
             ));
         }
+        if f.class_names.is_empty() {
+            return Err(DataError::field(
+                &dir.join("metadata.json"),
+                "classes",
+                "missing: lulc.npy holds class ids, and metadata.json must name them \
+                 (`classes`: a list, or an object of id -> name)",
+            ));
+        }
         let lulc = layer_2d(&f, "lulc")?;
         if let Some(bad) = lulc
             .iter()
-            .find(|&&c| c < 0 || c as usize >= f.class_names.len().max(1))
+            .find(|&&c| c < 0 || c as usize >= f.class_names.len())
         {
             return Err(DataError::InvalidValue {
                 what: format!("{}", dir.join("lulc.npy").display()),

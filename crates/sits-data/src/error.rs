@@ -99,6 +99,27 @@ pub enum DataError {
         /// What.
         reason: String,
     },
+    /// An output path that exists (or overlaps the input) and may not be replaced.
+    #[error("{}: {reason}", path.display())]
+    Exists {
+        /// The output path.
+        path: PathBuf,
+        /// Why it is refused, and the fix.
+        reason: String,
+    },
+    /// An array whose declared size is beyond what may be read whole.
+    #[error(
+        "{what}: an array of shape {shape:?} is larger than the read budget of {budget} bytes; \
+         read it in windows, or raise the budget with SITS_READ_BUDGET_MB if the shape is right"
+    )]
+    TooLarge {
+        /// The array.
+        what: String,
+        /// Its declared shape.
+        shape: Vec<u64>,
+        /// The budget in bytes.
+        budget: u64,
+    },
     /// A wrong argument (batch size 0, unknown option...).
     #[error("invalid argument: {0}")]
     Argument(String),

@@ -92,6 +92,9 @@ impl CubeFolder {
             None => list_npy(dir)?,
         };
         names.sort();
+        for name in &names {
+            confined(&meta_path, name)?;
+        }
         let mut headers = Vec::new();
         for name in &names {
             let p = dir.join(name);
@@ -144,6 +147,15 @@ impl CubeFolder {
         let values = read_npy(&values_path)?
             .to_f32()
             .into_dimensionality::<Ix4>()?;
+        if let Some((idx, v)) = values.indexed_iter().find(|(_, v)| v.is_infinite()) {
+            return Err(DataError::InvalidValue {
+                what: format!("{} at (t, c, y, x) = {idx:?}", values_path.display()),
+                reason: format!(
+                    "{v} is not a measurement; store missing values as NaN or declare a \
+                     `nodata` value in metadata.json"
+                ),
+            });
+        }
         let (t, c, h, w) = values.dim();
         if let Some(shape) = meta.get("shape") {
             let get = |k: &str| shape.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
@@ -238,6 +250,56 @@ impl CubeFolder {
             )
         })
     }
+}
+
+/// Checks that a file named in `metadata.json` stays inside the folder: a plain
+/// relative path without `..`, so that a metadata file cannot make the reader open
+/// files elsewhere on the machine.
+fn confined(meta_path: &Path, name: &str) -> Result<()> {
+    use std::path::Component;
+    let p = Path::new(name);
+    let inside =
+        p.components().count() > 0 && p.components().all(|c| matches!(c, Component::Normal(_)));
+    if inside {
+        Ok(())
+    } else {
+        Err(DataError::field(
+            meta_path,
+            "files",
+            format!(
+                "{name:?} is not a file inside the folder; list files by their name \
+                 relative to the folder, without `..` or a leading `/`"
+            ),
+        ))
+    }
+}
+
+/// Pixel counts of the values of an integer layer (labels, parcels), by value.
+///
+/// Returns the counts of the non-negative values other than the cube's `nodata`, and
+/// the number of pixels that are negative or `nodata` (unlabelled). Counts are kept by
+/// value, so a value read from the file (-9999, 4294967295) never sizes an allocation.
+pub fn layer_value_counts(
+    folder: &CubeFolder,
+    name: &str,
+) -> Result<(BTreeMap<i64, usize>, usize)> {
+    let p = folder.path.join(format!("{name}.npy"));
+    let ids = folder.layer(name)?.to_i64(&p)?;
+    let nodata = folder
+        .cube
+        .nodata()
+        .filter(|v| v.fract() == 0.0)
+        .map(|v| v as i64);
+    let mut by_id = BTreeMap::new();
+    let mut unlabelled = 0usize;
+    for &v in ids.iter() {
+        if v < 0 || Some(v) == nodata {
+            unlabelled += 1;
+        } else {
+            *by_id.entry(v).or_insert(0usize) += 1;
+        }
+    }
+    Ok((by_id, unlabelled))
 }
 
 fn list_npy(dir: &Path) -> Result<Vec<String>> {

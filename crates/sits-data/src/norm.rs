@@ -172,6 +172,10 @@ pub struct NormStats {
 
 impl NormStats {
     /// Summarises per-band accumulators.
+    ///
+    /// A constant band (standard deviation 0) gets a standard deviation of 1, so that
+    /// standardising centres it to zeros instead of dividing by zero (which would turn
+    /// every value into NaN, that is, into missing observations).
     pub fn from_bands(bands: Vec<String>, stats: &[BandStats]) -> Result<Self> {
         if let Some(i) = stats.iter().position(|s| s.count() < 2) {
             return Err(DataError::Empty(format!(
@@ -181,7 +185,17 @@ impl NormStats {
         }
         Ok(Self {
             mean: stats.iter().map(|s| s.mean() as f32).collect(),
-            std: stats.iter().map(|s| s.std() as f32).collect(),
+            std: stats
+                .iter()
+                .map(|s| {
+                    let sd = s.std() as f32;
+                    if sd > 0.0 && sd.is_finite() {
+                        sd
+                    } else {
+                        1.0
+                    }
+                })
+                .collect(),
             p02: stats.iter().map(|s| s.percentile(2.0) as f32).collect(),
             p98: stats.iter().map(|s| s.percentile(98.0) as f32).collect(),
             count: stats.iter().map(BandStats::count).collect(),

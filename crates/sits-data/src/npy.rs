@@ -11,7 +11,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("a.npy");
 //! let a = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1f32, 2., 3., 4., 5., 6.]).unwrap();
-//! sits_data::npy::write_npy(&path, &a.view()).unwrap();
+//! sits_data::npy::write_npy(&path, &a.view(), Default::default()).unwrap();
 //! let back = sits_data::npy::read_npy(&path).unwrap();
 //! assert_eq!(back.shape(), &[2, 3]);
 //! assert_eq!(back.to_f32(), a);
@@ -105,9 +105,15 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// Number of elements.
+    /// Number of elements (the shape is checked at parse time so that this product
+    /// and the byte size fit in `usize`).
     pub fn len(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Bytes of array data the header promises.
+    pub fn data_len(&self) -> usize {
+        self.len() * self.dtype.size()
     }
 
     /// Whether the array has no element.
@@ -234,6 +240,7 @@ fn npy_err(path: &Path, reason: impl Into<String>) -> DataError {
 
 /// Reads only the header of a `.npy` file (cheap: does not read the data).
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
+    crate::io_util::regular_file(path)?;
     let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut head = Vec::new();
     // 12 bytes is enough for the preamble; headers are at most a few kB in practice,
@@ -341,6 +348,18 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
     };
     let shape = parse_shape(shape_txt)
         .ok_or_else(|| npy_err(path, format!("bad 'shape' value {shape_txt}")))?;
+    // The element count and byte size must fit in memory addresses; a wrapped product
+    // would let a tiny file pass the length check below.
+    shape
+        .iter()
+        .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+        .filter(|&bytes| bytes <= isize::MAX as usize)
+        .ok_or_else(|| {
+            npy_err(
+                path,
+                format!("shape {shape:?} of {descr} is too large to be an array"),
+            )
+        })?;
     Ok(NpyHeader {
         version,
         descr: descr.to_string(),
@@ -385,8 +404,44 @@ fn parse_shape(s: &str) -> Option<Vec<usize>> {
         .collect()
 }
 
+/// Checks that exactly the promised bytes follow the header. Fewer is a truncated
+/// file; more means the header does not describe the data (a wrong dtype, a wrong
+/// shape, or a header length field that points inside the header or the data), and
+/// reading it would give shifted or reinterpreted numbers, so it is refused too.
+fn check_data_len(path: &Path, h: &NpyHeader, found: u64) -> Result<()> {
+    let expected = h.data_len() as u64;
+    if found < expected {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            expected,
+            found,
+        });
+    }
+    if found > expected {
+        return Err(npy_err(
+            path,
+            format!(
+                "{found} bytes of array data follow the header but its dtype {} and shape \
+                 {:?} describe {expected}: the header does not match the data (wrong dtype, \
+                 shape or header length); rewrite the file with numpy.save",
+                h.descr, h.shape
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a whole `.npy` file.
+///
+/// The header is read and checked against the file's length first, so a header that
+/// promises more data than the file holds is an error before anything large is
+/// allocated, and the file is never read past what its header describes.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    let meta = crate::io_util::regular_file(path)?;
+    let h = read_npy_header(path)?;
+    check_data_len(path, &h, meta.len().saturating_sub(h.data_offset as u64))?;
+    let shape: Vec<u64> = h.shape.iter().map(|&d| d as u64).collect();
+    crate::io_util::check_read_size(&path.display().to_string(), &shape, h.dtype.size() as u64)?;
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_npy(path, &bytes)
 }
@@ -394,17 +449,8 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 /// Decodes the bytes of a `.npy` file; `path` is only used in error messages.
 pub fn decode_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
     let h = parse_header(path, bytes)?;
-    let n = h.len();
-    let expected = (n * h.dtype.size()) as u64;
-    let data = &bytes[h.data_offset..];
-    if (data.len() as u64) < expected {
-        return Err(DataError::Truncated {
-            path: path.to_path_buf(),
-            expected,
-            found: data.len() as u64,
-        });
-    }
-    let data = &data[..expected as usize];
+    let data = bytes.get(h.data_offset..).unwrap_or_default();
+    check_data_len(path, &h, data.len() as u64)?;
     let be = h.big_endian;
     macro_rules! decode {
         ($t:ty, $variant:ident) => {{
@@ -551,9 +597,15 @@ pub fn encode_npy<T: NpyWritable>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
 }
 
 /// Writes an array to a `.npy` file, atomically: the bytes go to a temporary file in
-/// the same folder that is then renamed, so a crash never leaves a partial file.
-pub fn write_npy<T: NpyWritable>(path: &Path, array: &ArrayViewD<'_, T>) -> Result<()> {
-    crate::io_util::write_atomic(path, &encode_npy(array))
+/// the same folder that is then renamed, so a crash never leaves a partial file. An
+/// existing file at `path` is refused unless `if_exists` is
+/// [`IfExists::Replace`](crate::io_util::IfExists::Replace).
+pub fn write_npy<T: NpyWritable>(
+    path: &Path,
+    array: &ArrayViewD<'_, T>,
+    if_exists: crate::io_util::IfExists,
+) -> Result<()> {
+    crate::io_util::write_new(path, &encode_npy(array), if_exists)
 }
 
 #[cfg(test)]

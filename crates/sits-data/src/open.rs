@@ -24,34 +24,102 @@ pub enum Opened {
     Pastis(Pastis),
 }
 
-/// Detects the layout of `path` and opens it:
-/// a Zarr store (`zarr.json` or `.zgroup`), a PASTIS folder (`metadata.geojson`), a
-/// sample-table folder (`timeseries.csv`) or a cube folder (`metadata.json`).
-pub fn open(path: &Path) -> Result<Opened> {
-    if !path.is_dir() {
+/// The layout of a folder, told from the names of the files in it (nothing is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A Zarr store (`zarr.json` or `.zgroup`): a cube or a sample set.
+    Zarr,
+    /// A PASTIS folder (`metadata.geojson`).
+    Pastis,
+    /// A sample-table folder (`timeseries.csv`).
+    SampleTable,
+    /// A cube folder (`metadata.json` and `.npy` arrays, no `timeseries.csv`).
+    CubeFolder,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Zarr => "a Zarr store",
+            Self::Pastis => "a PASTIS folder",
+            Self::SampleTable => "a sample-table folder",
+            Self::CubeFolder => "a cube folder",
+        })
+    }
+}
+
+/// Tells the layout of `path` without reading its data. A path that cannot be looked
+/// at (missing, not a folder, no permission) is an error naming it and the cause, not
+/// "unknown layout".
+pub fn detect(path: &Path) -> Result<Layout> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_dir() {
         return Err(DataError::io(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "not a folder or Zarr store"),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a folder; expected a sample-table folder, a cube folder, a PASTIS folder \
+                 or a Zarr store",
+            ),
         ));
     }
-    let has = |f: &str| path.join(f).exists();
-    if has("zarr.json") || has(".zgroup") {
-        Ok(match zarr::open_path(path)? {
-            ZarrContent::Cube(z) => Opened::ZarrCube(z),
-            ZarrContent::Samples(s) => Opened::Samples(Box::new(s)),
-        })
-    } else if has("metadata.geojson") {
-        Ok(Opened::Pastis(Pastis::open(path)?))
-    } else if has("timeseries.csv") {
-        Ok(Opened::Samples(Box::new(SampleSet::read_folder(path)?)))
-    } else if has("metadata.json") {
-        Ok(Opened::Cube(Box::new(CubeFolder::read(path)?)))
+    // list the folder first, so that a permission error says so
+    std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    let has = |f: &str| -> Result<bool> {
+        let p = path.join(f);
+        p.try_exists().map_err(|e| DataError::io(&p, e))
+    };
+    Ok(if has("zarr.json")? || has(".zgroup")? {
+        Layout::Zarr
+    } else if has("metadata.geojson")? {
+        Layout::Pastis
+    } else if has("timeseries.csv")? {
+        Layout::SampleTable
+    } else if has("metadata.json")? {
+        Layout::CubeFolder
     } else {
-        Err(DataError::field(
+        return Err(DataError::field(
             path,
             "layout",
             "not a Zarr store, PASTIS folder, sample-table folder or cube folder \
              (expected zarr.json/.zgroup, metadata.geojson, timeseries.csv or metadata.json)",
+        ));
+    })
+}
+
+/// Detects the layout of `path` (see [`detect`]) and opens it.
+pub fn open(path: &Path) -> Result<Opened> {
+    Ok(match detect(path)? {
+        Layout::Zarr => match zarr::open_path(path)? {
+            ZarrContent::Cube(z) => Opened::ZarrCube(z),
+            ZarrContent::Samples(s) => Opened::Samples(Box::new(s)),
+        },
+        Layout::Pastis => Opened::Pastis(Pastis::open(path)?),
+        Layout::SampleTable => Opened::Samples(Box::new(SampleSet::read_folder(path)?)),
+        Layout::CubeFolder => Opened::Cube(Box::new(CubeFolder::read(path)?)),
+    })
+}
+
+/// Opens a labelled or unlabelled sample set: a sample-table folder or a sample-set
+/// Zarr store. Any other layout is an error that says what `path` is instead.
+pub fn open_samples(path: &Path) -> Result<SampleSet> {
+    let refuse = |what: &str| {
+        Err(DataError::field(
+            path,
+            "layout",
+            format!(
+                "this is {what}, not a sample set (pixel series with dates); give a \
+                 sample-table folder (metadata.json, samples.csv, timeseries.csv) or a \
+                 sample-set Zarr store (see docs/data-formats.md)"
+            ),
         ))
+    };
+    match detect(path)? {
+        Layout::SampleTable => SampleSet::read_folder(path),
+        Layout::Zarr => match zarr::open_path(path)? {
+            ZarrContent::Samples(s) => Ok(s),
+            ZarrContent::Cube(_) => refuse("a datacube Zarr store"),
+        },
+        other => refuse(&other.to_string()),
     }
 }

@@ -119,6 +119,13 @@ impl Pastis {
             patches.push(PastisPatch { id, fold, dates });
         }
         patches.sort_by_key(|p| p.id);
+        if let Some(w) = patches.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(DataError::field(
+                &path,
+                "ID_PATCH",
+                format!("patch id {} appears twice; ids must be unique", w[0].id),
+            ));
+        }
         Ok(Self {
             root: root.to_path_buf(),
             patches,
@@ -174,9 +181,17 @@ impl Pastis {
                         )
                     })?;
                 for (a, x) in acc.iter_mut().zip(v) {
-                    *a += x.as_f64().ok_or_else(|| {
-                        DataError::field(&path, &format!("{key}.{name}"), "not a number")
+                    let x = x.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                        DataError::field(&path, &format!("{key}.{name}"), "not a finite number")
                     })?;
+                    if name == "std" && x <= 0.0 {
+                        return Err(DataError::field(
+                            &path,
+                            &format!("{key}.{name}"),
+                            format!("{x} is not a positive standard deviation"),
+                        ));
+                    }
+                    *a += x;
                 }
             }
         }
@@ -224,7 +239,8 @@ impl Pastis {
         )
     }
 
-    /// Reads the semantic target of a patch (channel 0 of `TARGET_<id>.npy`), `(H, W)`.
+    /// Reads the semantic target of a patch (channel 0 of `TARGET_<id>.npy`), `(H, W)`;
+    /// every value must be a class id in `0..NUM_CLASSES`.
     pub fn read_target(&self, id: u64) -> Result<Array2<i64>> {
         self.patch(id)?;
         let path = self
@@ -240,7 +256,17 @@ impl Pastis {
                 expected: "(3, H, W)".into(),
                 got: sh,
             })?;
-        Ok(a.index_axis(Axis(0), 0).mapv(|v| v as i64))
+        let target = a.index_axis(Axis(0), 0);
+        if let Some(((y, x), v)) = target
+            .indexed_iter()
+            .find(|(_, v)| !(v.fract() == 0.0 && (0.0..NUM_CLASSES as f32).contains(*v)))
+        {
+            return Err(DataError::InvalidValue {
+                what: format!("{} at (0, {y}, {x})", path.display()),
+                reason: format!("{v} is not a PASTIS class id (0..{NUM_CLASSES})"),
+            });
+        }
+        Ok(target.mapv(|v| v as i64))
     }
 
     /// A [`SampleSource`] over the patches of `folds`, normalised with the folds'

@@ -58,7 +58,8 @@ pub struct Series {
 }
 
 impl Series {
-    /// Builds a series, checking that it is not empty and has one timestamp per date.
+    /// Builds a series, checking that it is not empty, has one timestamp per date and
+    /// holds no infinity (NaN is accepted and means a missing observation).
     pub fn new(values: Array2<f32>, times: Timestamps, valid: Option<Vec<bool>>) -> Result<Self> {
         let t = values.nrows();
         if t == 0 {
@@ -68,6 +69,12 @@ impl Series {
             return Err(DataError::Dates {
                 what: "series".into(),
                 reason: format!("{} timestamps for T = {t}", times.len()),
+            });
+        }
+        if let Some(((i, c), v)) = values.indexed_iter().find(|(_, v)| v.is_infinite()) {
+            return Err(DataError::InvalidValue {
+                what: format!("series value at date {i}, band {c}"),
+                reason: format!("{v} is not a measurement ({NAN_POLICY})"),
             });
         }
         if let Some(v) = &valid {
@@ -330,6 +337,15 @@ pub(crate) fn metadata_bands(path: &Path, meta: &serde_json::Value) -> Result<Ve
         .collect()
 }
 
+/// What a non-finite value means in this crate, quoted in error messages.
+pub(crate) const NAN_POLICY: &str =
+    "NaN means a missing observation and is masked; infinities are refused";
+
+/// Largest number of classes a dataset may declare. Class ids index per-class tables
+/// (counts, confusion matrices, one-hot targets), so an id read from a file is bounded
+/// before anything is allocated from it.
+pub const MAX_CLASSES: usize = 65_536;
+
 /// Class names from `metadata.json` `classes`: a list (index = label) or an object
 /// `{"<id>": name}` (ids may be sparse; missing ids get an empty name).
 pub(crate) fn metadata_classes(path: &Path, meta: &serde_json::Value) -> Result<Vec<String>> {
@@ -358,6 +374,16 @@ pub(crate) fn metadata_classes(path: &Path, meta: &serde_json::Value) -> Result<
                 })
                 .collect::<Result<Vec<_>>>()?;
             pairs.sort();
+            if let Some(&(id, _)) = pairs.last().filter(|p| p.0 >= MAX_CLASSES) {
+                return Err(DataError::field(
+                    path,
+                    &format!("classes.{id}"),
+                    format!(
+                        "class id {id} is too large (ids must be below {MAX_CLASSES}); \
+                         number the classes from 0"
+                    ),
+                ));
+            }
             let n = pairs.last().map_or(0, |p| p.0 + 1);
             let mut names = vec![String::new(); n];
             for (id, name) in pairs {
@@ -387,6 +413,7 @@ impl Table {
             path: path.to_path_buf(),
             source,
         };
+        crate::io_util::regular_file(path)?;
         let mut r = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .from_path(path)
@@ -466,15 +493,61 @@ pub(crate) fn read_sample_table(path: &Path, class_names: &[String]) -> Result<S
         .iter()
         .map(|r| table.get(r, id_col).to_string())
         .collect();
+    let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    for (line, id) in ids.iter().enumerate() {
+        if id.is_empty() {
+            return Err(DataError::field(
+                path,
+                "id",
+                format!("line {}: empty sample id", line + 2),
+            ));
+        }
+        if let Some(first) = first_line.insert(id, line) {
+            return Err(DataError::field(
+                path,
+                "id",
+                format!(
+                    "line {}: sample id {id:?} already used on line {}; ids must be unique",
+                    line + 2,
+                    first + 2
+                ),
+            ));
+        }
+    }
+    let by_name = match table.column("label") {
+        None => None,
+        Some(c) => {
+            let mut out = Vec::with_capacity(table.rows.len());
+            for (line, r) in table.rows.iter().enumerate() {
+                let name = table.get(r, c);
+                let idx = class_names.iter().position(|n| n == name).ok_or_else(|| {
+                    DataError::field(
+                        path,
+                        "label",
+                        format!(
+                            "line {}: unknown class {name:?}; classes are {class_names:?}",
+                            line + 2
+                        ),
+                    )
+                })?;
+                out.push(idx);
+            }
+            Some(out)
+        }
+    };
     let labels = if let Some(c) = table.column("label_index") {
+        if class_names.is_empty() {
+            return Err(DataError::field(
+                path,
+                "label_index",
+                "the table has class indices but metadata.json declares no `classes`; \
+                 add a `classes` list (index = class id) to metadata.json",
+            ));
+        }
         let mut out = Vec::with_capacity(table.rows.len());
         for line in 0..table.rows.len() {
             let v: f64 = table.parse(line, c, "a class index")?;
-            if !v.is_finite()
-                || v < 0.0
-                || v.fract() != 0.0
-                || v as usize >= class_names.len().max(1)
-            {
+            if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v >= class_names.len() as f64 {
                 return Err(DataError::field(
                     path,
                     "label_index",
@@ -485,25 +558,27 @@ pub(crate) fn read_sample_table(path: &Path, class_names: &[String]) -> Result<S
                     ),
                 ));
             }
-            out.push(v as usize);
-        }
-        Some(out)
-    } else if let Some(c) = table.column("label") {
-        let mut out = Vec::with_capacity(table.rows.len());
-        for (line, r) in table.rows.iter().enumerate() {
-            let name = table.get(r, c);
-            let idx = class_names.iter().position(|n| n == name).ok_or_else(|| {
-                DataError::field(
-                    path,
-                    "label",
-                    format!("line {}: unknown class {name:?}", line + 2),
-                )
-            })?;
+            let idx = v as usize;
+            if let Some(named) = by_name.as_ref().and_then(|b| b.get(line)) {
+                if *named != idx {
+                    return Err(DataError::field(
+                        path,
+                        "label_index",
+                        format!(
+                            "line {}: label_index {idx} ({:?}) contradicts label {:?} (index \
+                             {named}); fix one of the two columns",
+                            line + 2,
+                            class_names.get(idx).map_or("", String::as_str),
+                            class_names.get(*named).map_or("", String::as_str),
+                        ),
+                    ));
+                }
+            }
             out.push(idx);
         }
         Some(out)
     } else {
-        None
+        by_name
     };
     let splits = match table.column("split") {
         None => None,
@@ -602,41 +677,95 @@ fn read_sample_folder(dir: &Path) -> Result<SampleSet> {
         })?;
         rows[s].push((t, date, line));
     }
-    let mut series = Vec::with_capacity(n);
-    for (s, mut r) in rows.into_iter().enumerate() {
+    for r in rows.iter_mut() {
         r.sort_by_key(|x| x.0);
+    }
+    if let Some(a) = &dense {
+        // values.npy is padded to the longest series: its T must be exactly that, and
+        // the padding beyond a series' dates must be NaN, so that no value is dropped
+        // or read against the wrong date without a word.
+        let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
+        if a.shape()[1] != longest {
+            return Err(DataError::Dates {
+                what: format!("{}", npy_path.display()),
+                reason: format!(
+                    "values.npy has T = {} dates but the longest series in {} has {longest}; \
+                     the two files must describe the same dates",
+                    a.shape()[1],
+                    ts_path.display()
+                ),
+            });
+        }
+        for (s, r) in rows.iter().enumerate() {
+            let pad = a.slice(ndarray::s![s, r.len().., ..]);
+            if let Some(((t, c), _)) = pad.indexed_iter().find(|(_, v)| !v.is_nan()) {
+                return Err(DataError::InvalidValue {
+                    what: format!("{} [{s}, {}, {c}]", npy_path.display(), r.len() + t),
+                    reason: format!(
+                        "sample id {} has {} dates in {} but values.npy holds a number at \
+                         date index {}; padding past a series' last date must be NaN",
+                        st.ids[s],
+                        r.len(),
+                        ts_path.display(),
+                        r.len() + t
+                    ),
+                });
+            }
+        }
+        if let Some((idx, v)) = a.indexed_iter().find(|(_, v)| v.is_infinite()) {
+            return Err(DataError::InvalidValue {
+                what: format!(
+                    "{} {:?}",
+                    npy_path.display(),
+                    ndarray::Dimension::slice(&idx)
+                ),
+                reason: format!(
+                    "{v} is not a measurement; write missing values as NaN ({})",
+                    NAN_POLICY
+                ),
+            });
+        }
+    }
+    let mut series = Vec::with_capacity(n);
+    for (s, r) in rows.into_iter().enumerate() {
         let what = format!("{} sample id {}", ts_path.display(), st.ids[s]);
         if r.is_empty() {
             return Err(DataError::Empty(what));
         }
-        if r.iter().enumerate().any(|(i, x)| x.0 != i) {
+        if let Some((i, x)) = r.iter().enumerate().find(|(i, x)| x.0 != *i) {
             return Err(DataError::field(
                 &ts_path,
                 "t",
-                format!("{what}: time indices are not 0..{}", r.len()),
+                format!(
+                    "line {}: {what}: t = {} where {i} was expected (time indices must be \
+                     0..{} with no gap or repeat)",
+                    x.2 + 2,
+                    x.0,
+                    r.len()
+                ),
             ));
         }
         let times = Timestamps::new(r.iter().map(|x| x.1).collect(), &what)?;
         let values = match &dense {
-            Some(a) => {
-                if a.shape()[1] < r.len() {
-                    return Err(DataError::Dates {
-                        what,
-                        reason: format!(
-                            "{} dates but values.npy has T = {}",
-                            r.len(),
-                            a.shape()[1]
-                        ),
-                    });
-                }
-                a.slice(ndarray::s![s, ..r.len(), ..]).to_owned()
-            }
+            Some(a) => a.slice(ndarray::s![s, ..r.len(), ..]).to_owned(),
             None => {
                 let mut v = Array2::zeros((r.len(), bands.len()));
                 for (t, x) in r.iter().enumerate() {
                     for (c, col) in band_cols.iter().enumerate() {
                         let col = col.unwrap_or(0);
-                        v[[t, c]] = ts.parse::<f32>(x.2, col, "a number")?;
+                        let value = ts.parse::<f32>(x.2, col, "a number")?;
+                        if value.is_infinite() {
+                            return Err(DataError::field(
+                                &ts_path,
+                                &bands[c],
+                                format!(
+                                    "line {}: {value} is not a measurement; write missing \
+                                     values as NaN or leave the cell as `nan` ({NAN_POLICY})",
+                                    x.2 + 2
+                                ),
+                            ));
+                        }
+                        v[[t, c]] = value;
                     }
                 }
                 v

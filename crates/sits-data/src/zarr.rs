@@ -38,6 +38,7 @@ use zarrs::storage::{ReadableStorageTraits, ReadableWritableListableStorageTrait
 
 use crate::cube::{Datacube, GeoInfo, Radiometry};
 use crate::error::{DataError, Result};
+pub use crate::io_util::IfExists;
 use crate::samples::{SampleSet, Series, Split};
 use crate::time::Timestamps;
 
@@ -76,6 +77,10 @@ pub struct StoreAttrs {
     #[serde(default)]
     pub ids: Vec<String>,
 }
+
+/// Layout version of sample-set stores written now: 2 stores every chunk (version 1
+/// left out chunks equal to the fill value), so a missing chunk is an error.
+const SAMPLES_FORMAT: u32 = 2;
 
 fn one() -> u32 {
     1
@@ -116,39 +121,155 @@ impl Default for CubeChunks {
     }
 }
 
+/// Checks that `path` is a folder that can be listed, so that a missing path or a
+/// permission error is reported as such and not as "not a Zarr store".
+fn check_store_dir(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_dir() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a folder, so not a Zarr store",
+            ),
+        ));
+    }
+    std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    for meta_file in ["zarr.json", ".zgroup"] {
+        let p = path.join(meta_file);
+        if p.try_exists().map_err(|e| DataError::io(&p, e))? {
+            crate::io_util::regular_file(&p)?;
+            std::fs::File::open(&p).map_err(|e| DataError::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn new_store(path: &Path) -> Result<Arc<FilesystemStore>> {
     let store = FilesystemStore::new(path).map_err(|e| zerr(&path.display().to_string(), e))?;
     Ok(Arc::new(store))
+}
+
+/// Checks that a store of `kind` may be written at `path` under `if_exists`: nothing
+/// is there, or (with [`IfExists::Replace`]) a store written by `sits` of the same kind.
+/// A folder of other files, a file, or another kind of store is never replaced.
+pub fn check_store_output(path: &Path, kind: &str, if_exists: IfExists) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(DataError::io(path, e)),
+        Ok(_) => {}
+    }
+    let found = store_kind(path);
+    let reason = match (&found, if_exists) {
+        (Some(k), IfExists::Replace) if k == kind => return Ok(()),
+        (Some(k), IfExists::Refuse) if k == kind => format!(
+            "a sits {kind} store is already there; choose another output or ask to replace it"
+        ),
+        (Some(k), _) => format!(
+            "a sits {k} store is there, and a {kind} store was to be written; choose another \
+             output"
+        ),
+        (None, _) => "this path exists and is not a store written by sits; it is never \
+             replaced: choose a new output path"
+            .to_string(),
+    };
+    Err(DataError::Exists {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// The `sits.kind` of the Zarr v3 store at `path`, if it is one.
+fn store_kind(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return None;
+    }
+    let text = std::fs::read_to_string(path.join("zarr.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("attributes")?
+        .get("sits")?
+        .get("kind")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A store being built in a temporary folder next to its destination; the folder is
+/// removed if the store is dropped before [`StagedStore::commit`].
+struct StagedStore {
+    tmp: tempfile::TempDir,
+    dest: std::path::PathBuf,
+    kind: &'static str,
+    if_exists: IfExists,
+}
+
+impl StagedStore {
+    fn new(path: &Path, kind: &'static str, if_exists: IfExists) -> Result<Self> {
+        let name = path.file_name().ok_or_else(|| {
+            DataError::Argument(format!("{} is not a store path", path.display()))
+        })?;
+        check_store_output(path, kind, if_exists)?;
+        let dir = crate::io_util::parent_dir(path);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".tmp")
+            .tempdir_in(dir)
+            .map_err(|e| DataError::io(path, e))?;
+        Ok(Self {
+            tmp,
+            dest: path.to_path_buf(),
+            kind,
+            if_exists,
+        })
+    }
+
+    /// Moves the finished store into place. An existing store is replaced only if it
+    /// still passes [`check_store_output`]; it is moved aside first and restored if the
+    /// rename fails, so the destination is never left empty.
+    fn commit(self) -> Result<()> {
+        let dest = &self.dest;
+        check_store_output(dest, self.kind, self.if_exists)?;
+        let old = if dest.exists() {
+            let aside = tempfile::Builder::new()
+                .prefix(&format!(
+                    ".{}.",
+                    dest.file_name().unwrap_or_default().to_string_lossy()
+                ))
+                .suffix(".old")
+                .tempdir_in(crate::io_util::parent_dir(dest))
+                .map_err(|e| DataError::io(dest, e))?;
+            let aside_path = aside.path().join("store");
+            std::fs::rename(dest, &aside_path).map_err(|e| DataError::io(dest, e))?;
+            Some((aside, aside_path))
+        } else {
+            None
+        };
+        let tmp = self.tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp, dest) {
+            if let Some((_, aside_path)) = &old {
+                let _ = std::fs::rename(aside_path, dest);
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(DataError::io(dest, e));
+        }
+        // `old` (a store of our own kind, checked above) is removed on drop
+        drop(old);
+        Ok(())
+    }
 }
 
 /// Writes `f` into a fresh temporary folder next to `path` and renames it into place, so
 /// that a crash never leaves a half-written store at `path`.
 fn write_store_atomic(
     path: &Path,
+    kind: &'static str,
+    if_exists: IfExists,
     f: impl FnOnce(Arc<FilesystemStore>, &str) -> Result<()>,
 ) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| DataError::Argument(format!("{} is not a store path", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let staged = StagedStore::new(path, kind, if_exists)?;
     let desc = path.display().to_string();
-    let result = new_store(&tmp).and_then(|s| f(s, &desc));
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if path.exists() {
-        std::fs::remove_dir_all(path).map_err(|e| DataError::io(path, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    new_store(staged.tmp.path()).and_then(|s| f(s, &desc))?;
+    staged.commit()
 }
 
 fn write_root<S: ReadableWritableListableStorageTraits + ?Sized + 'static>(
@@ -200,8 +321,15 @@ where
         .store_metadata()
         .map_err(|e| zerr(desc, format!("{node}: {e}")))?;
     let ranges: Vec<Range<u64>> = shape.iter().map(|&s| 0..s).collect();
+    // Every chunk is stored, even one that equals the fill value, so that a reader can
+    // tell a lost chunk from a chunk of fill values.
+    let options = zarrs::array::CodecOptions::default().with_store_empty_chunks(true);
     array
-        .store_array_subset(&ranges.as_slice(), data.as_standard_layout().into_owned())
+        .store_array_subset_opt(
+            &ranges.as_slice(),
+            data.as_standard_layout().into_owned(),
+            &options,
+        )
         .map_err(|e| zerr(desc, format!("{node}: {e}")))?;
     Ok(())
 }
@@ -214,8 +342,7 @@ where
 /// interrupted run never leaves a half-written store at `path`. Pixels never
 /// written read as NaN.
 pub struct CubeWriter {
-    tmp: std::path::PathBuf,
-    dest: std::path::PathBuf,
+    staged: StagedStore,
     desc: String,
     values: Array<FilesystemStore>,
     shape: [usize; 4],
@@ -224,35 +351,27 @@ pub struct CubeWriter {
 impl std::fmt::Debug for CubeWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CubeWriter")
-            .field("dest", &self.dest)
+            .field("dest", &self.staged.dest)
             .field("shape", &self.shape)
             .finish()
     }
 }
 
 impl CubeWriter {
-    /// Starts a store of `times.len()` dates, `bands`, `height` x `width` pixels.
+    /// Starts a store of `times.len()` dates, `bands`, `height` x `width` pixels at
+    /// `path`. An existing `path` is refused unless `if_exists` is
+    /// [`IfExists::Replace`] and it is a `sits` datacube store (checked now, so that a
+    /// long run fails before it starts, and again by [`finish`](Self::finish)).
     pub fn create(
         path: &Path,
         times: &crate::time::Timestamps,
         bands: Vec<String>,
-        height: usize,
-        width: usize,
+        [height, width]: [usize; 2],
         chunks: CubeChunks,
         geo: Option<&GeoInfo>,
+        if_exists: IfExists,
     ) -> Result<Self> {
-        let name = path.file_name().ok_or_else(|| {
-            DataError::Argument(format!("{} is not a store path", path.display()))
-        })?;
-        let tmp = path.with_file_name(format!(
-            ".{}.tmp{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        let staged = StagedStore::new(path, "datacube", if_exists)?;
         let desc = path.display().to_string();
         let shape = [times.len(), bands.len(), height, width];
         if shape.contains(&0) {
@@ -260,7 +379,7 @@ impl CubeWriter {
                 "{desc}: cannot write an empty cube {shape:?} (T, C, H, W)"
             )));
         }
-        let store = new_store(&tmp)?;
+        let store = new_store(staged.tmp.path())?;
         let attrs = StoreAttrs {
             kind: "datacube".into(),
             format_version: 1,
@@ -292,8 +411,7 @@ impl CubeWriter {
             .store_metadata()
             .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
         Ok(Self {
-            tmp,
-            dest: path.to_path_buf(),
+            staged,
             desc,
             values,
             shape,
@@ -339,18 +457,25 @@ impl CubeWriter {
             .map_err(|e| zerr(&self.desc, format!("/values window: {e}")))
     }
 
-    /// Renames the finished store into place (replacing what is at the path).
+    /// Renames the finished store into place (replacing an existing datacube store
+    /// only if `create` was asked to). A writer dropped without `finish` removes its
+    /// temporary folder.
     pub fn finish(self) -> Result<()> {
-        if self.dest.exists() {
-            std::fs::remove_dir_all(&self.dest).map_err(|e| DataError::io(&self.dest, e))?;
-        }
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| DataError::io(&self.dest, e))
+        drop(self.values);
+        self.staged.commit()
     }
 }
 
-/// Writes a cube as a Zarr v3 store at `path` (replacing what is there, atomically).
-pub fn write_cube(cube: &Datacube, path: &Path, chunks: CubeChunks) -> Result<()> {
-    write_store_atomic(path, |store, desc| {
+/// Writes a cube as a Zarr v3 store at `path`, atomically. An existing `path` is
+/// refused unless `if_exists` is [`IfExists::Replace`] and it is a `sits` datacube
+/// store (see [`check_store_output`]).
+pub fn write_cube(
+    cube: &Datacube,
+    path: &Path,
+    chunks: CubeChunks,
+    if_exists: IfExists,
+) -> Result<()> {
+    write_store_atomic(path, "datacube", if_exists, |store, desc| {
         write_cube_to(&store, desc, cube, chunks)
     })
 }
@@ -517,12 +642,7 @@ impl<S: ?Sized> std::fmt::Debug for ZarrCube<S> {
 impl ZarrCube<FilesystemStore> {
     /// Opens a cube store on the local file system.
     pub fn open_path(path: &Path) -> Result<Self> {
-        if !path.is_dir() {
-            return Err(DataError::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no Zarr store (folder) here"),
-            ));
-        }
+        check_store_dir(path)?;
         Self::open(new_store(path)?, &path.display().to_string())
     }
 }
@@ -644,6 +764,16 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
             });
         }
         let r = |r: &Range<usize>| r.start as u64..r.end as u64;
+        crate::io_util::check_read_size(
+            &format!("{}/values", self.desc),
+            &[
+                times.len() as u64,
+                c as u64,
+                rows.len() as u64,
+                cols.len() as u64,
+            ],
+            4,
+        )?;
         let values = retrieve_f32(
             &self.values,
             &self.desc,
@@ -694,9 +824,12 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
     }
 }
 
-/// Writes a sample set as a Zarr v3 store at `path` (atomically).
-pub fn write_samples(set: &SampleSet, path: &Path) -> Result<()> {
-    write_store_atomic(path, |store, desc| write_samples_to(&store, desc, set))
+/// Writes a sample set as a Zarr v3 store at `path`, atomically; an existing `path`
+/// is treated as by [`write_cube`].
+pub fn write_samples(set: &SampleSet, path: &Path, if_exists: IfExists) -> Result<()> {
+    write_store_atomic(path, "samples", if_exists, |store, desc| {
+        write_samples_to(&store, desc, set)
+    })
 }
 
 /// Writes a sample set into any writable zarrs storage (see [`write_samples`]).
@@ -727,7 +860,7 @@ pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'sta
     }));
     let attrs = StoreAttrs {
         kind: "samples".into(),
-        format_version: 1,
+        format_version: SAMPLES_FORMAT,
         bands: set.bands().to_vec(),
         times: Vec::new(),
         scale: 1.0,
@@ -804,6 +937,7 @@ pub enum ZarrContent {
 
 /// Opens a store written in this crate's layout and tells what it holds.
 pub fn open_path(path: &Path) -> Result<ZarrContent> {
+    check_store_dir(path)?;
     let store = new_store(path)?;
     let desc = path.display().to_string();
     let attrs = read_attrs(&store, &desc)?;
@@ -814,33 +948,117 @@ pub fn open_path(path: &Path) -> Result<ZarrContent> {
     }
 }
 
+/// Checks that every chunk of `array` is in the store (a missing chunk would read as
+/// fill values: NaN values, absent labels, dates of 1677).
+fn require_chunks<S: ReadableStorageTraits + ?Sized + 'static>(
+    store: &Arc<S>,
+    desc: &str,
+    array: &Array<S>,
+) -> Result<()> {
+    let grid = array.chunk_grid_shape().to_vec();
+    let mut idx = vec![0u64; grid.len()];
+    if grid.contains(&0) {
+        return Ok(());
+    }
+    loop {
+        let key = array.chunk_key(&idx);
+        if store.size_key(&key)?.is_none() {
+            return Err(zerr(
+                desc,
+                format!(
+                    "{}: chunk {idx:?} ({key}) is missing; the store is incomplete (copy it again \
+                     or rewrite it)",
+                    array.path()
+                ),
+            ));
+        }
+        // next index, last axis fastest
+        let mut axis = grid.len();
+        loop {
+            if axis == 0 {
+                return Ok(());
+            }
+            axis -= 1;
+            idx[axis] += 1;
+            if idx[axis] < grid[axis] {
+                break;
+            }
+            idx[axis] = 0;
+        }
+    }
+}
+
 /// Reads a sample-set store from any zarrs storage.
+///
+/// The shapes of all arrays are checked against each other and the whole read against
+/// [`read_budget`](crate::io_util::read_budget) before anything is read, and every
+/// chunk must be present.
 pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(
     store: &Arc<S>,
     desc: &str,
 ) -> Result<SampleSet> {
     let attrs = read_attrs(store, desc)?;
     let values = open_array(store, desc, "/values")?;
-    let sh: Vec<usize> = values.shape().iter().map(|&d| d as usize).collect();
-    if sh.len() != 3 {
+    let sh = values.shape().to_vec();
+    let [n, t, c] = sh[..] else {
         return Err(DataError::Shape {
             what: format!("{desc}/values"),
             expected: "(N, T, C)".into(),
-            got: sh,
+            got: sh.iter().map(|&d| d as usize).collect(),
         });
+    };
+    if c != attrs.bands.len() as u64 {
+        return Err(zerr(
+            desc,
+            format!(
+                "/values has C = {c} but sits.bands names {} bands",
+                attrs.bands.len()
+            ),
+        ));
     }
-    let (n, t, c) = (sh[0] as u64, sh[1] as u64, sh[2] as u64);
+    let arrays = [
+        ("/times", vec![n, t]),
+        ("/length", vec![n]),
+        ("/label", vec![n]),
+        ("/split", vec![n]),
+    ]
+    .map(|(node, expect)| {
+        let a = open_array(store, desc, node)?;
+        if a.shape() != expect.as_slice() {
+            return Err(DataError::Shape {
+                what: format!("{desc}{node}"),
+                expected: format!("{expect:?} to match /values {sh:?}"),
+                got: a.shape().iter().map(|&d| d as usize).collect(),
+            });
+        }
+        Ok(a)
+    });
+    let [times, length, label, split] = arrays;
+    let (times, length, label, split) = (times?, length?, label?, split?);
+    crate::io_util::check_read_size(&format!("{desc}/values"), &sh, 4)?;
+    crate::io_util::check_read_size(&format!("{desc}/times"), &[n, t], 8)?;
+    let strict = attrs.format_version >= SAMPLES_FORMAT;
+    for a in [&times, &length] {
+        require_chunks(store, desc, a)?;
+    }
+    if strict {
+        for a in [&values, &label, &split] {
+            require_chunks(store, desc, a)?;
+        }
+    }
     let values = retrieve_f32(&values, desc, &[0..n, 0..t, 0..c])?.into_dimensionality::<Ix3>()?;
-    let times = retrieve_i64(&open_array(store, desc, "/times")?, desc, &[0..n, 0..t])?
-        .into_dimensionality::<Ix2>()?;
+    let times = retrieve_i64(&times, desc, &[0..n, 0..t])?.into_dimensionality::<Ix2>()?;
     let whole = 0..n;
     let all = std::slice::from_ref(&whole);
-    let length = retrieve_i64(&open_array(store, desc, "/length")?, desc, all)?
-        .into_dimensionality::<Ix1>()?;
-    let label = retrieve_i64(&open_array(store, desc, "/label")?, desc, all)?
-        .into_dimensionality::<Ix1>()?;
-    let split = retrieve_i64(&open_array(store, desc, "/split")?, desc, all)?
-        .into_dimensionality::<Ix1>()?;
+    let length = retrieve_i64(&length, desc, all)?.into_dimensionality::<Ix1>()?;
+    let label = retrieve_i64(&label, desc, all)?.into_dimensionality::<Ix1>()?;
+    let split = retrieve_i64(&split, desc, all)?.into_dimensionality::<Ix1>()?;
+    if let Some((idx, v)) = values.indexed_iter().find(|(_, v)| v.is_infinite()) {
+        return Err(zerr(
+            desc,
+            format!("/values{idx:?} is {v}; missing values are stored as NaN"),
+        ));
+    }
     let mut series = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         let len = length[i];
@@ -894,7 +1112,24 @@ pub fn read_samples_from<S: ReadableStorageTraits + ?Sized + 'static>(
         )
     };
     let mut set = SampleSet::new(series, attrs.bands, labels, attrs.class_names, splits)?;
-    if attrs.ids.len() == set.len() {
+    if !attrs.ids.is_empty() {
+        if attrs.ids.len() != set.len() {
+            return Err(zerr(
+                desc,
+                format!(
+                    "sits.ids lists {} ids for {} samples",
+                    attrs.ids.len(),
+                    set.len()
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(attrs.ids.len());
+        if let Some(dup) = attrs.ids.iter().find(|id| !seen.insert(id.as_str())) {
+            return Err(zerr(
+                desc,
+                format!("sits.ids: sample id {dup:?} appears twice; ids must be unique"),
+            ));
+        }
         set = set.with_ids(attrs.ids)?;
     }
     Ok(set)

@@ -65,7 +65,12 @@ fn unsupported_dtype_in_labels() {
     let lulc = sits_data::npy::read_npy(&dir.join("lulc.npy"))
         .unwrap()
         .to_f32();
-    sits_data::npy::write_npy(&dir.join("lulc.npy"), &lulc.view()).unwrap();
+    sits_data::npy::write_npy(
+        &dir.join("lulc.npy"),
+        &lulc.view(),
+        sits_data::io_util::IfExists::Replace,
+    )
+    .unwrap();
     let e = SloveniaNdvi::load(&dir).unwrap_err().to_string();
     assert!(
         e.contains("lulc.npy") && e.contains("unsupported dtype"),

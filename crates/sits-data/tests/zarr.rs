@@ -9,8 +9,8 @@ use ndarray::{s, Array3, Ix3, Ix4};
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::npy::read_npy;
 use sits_data::zarr::{
-    open_path, write_cube, write_cube_to, write_samples, CubeChunks, CubeWriter, ZarrContent,
-    ZarrCube,
+    open_path, write_cube, write_cube_to, write_samples, CubeChunks, CubeWriter, IfExists,
+    ZarrContent, ZarrCube,
 };
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::storage_adapter::performance_metrics::PerformanceMetricsStorageAdapter;
@@ -47,6 +47,7 @@ fn real_cube_round_trip_is_bit_identical() {
             y: 32,
             x: 32,
         },
+        IfExists::Refuse,
     )
     .unwrap();
     let back = ZarrCube::open_path(&path).unwrap().read_all().unwrap();
@@ -62,7 +63,7 @@ fn real_cube_round_trip_is_bit_identical() {
     // the dtwsat cube has NaN values: compare bit patterns, not floats
     let dtw = sits_data::datasets::DtwsatCube::load(&data(datasets::DTWSAT_CUBE)).unwrap();
     let p2 = dir.path().join("dtw.zarr");
-    write_cube(&dtw.cube, &p2, CubeChunks::default()).unwrap();
+    write_cube(&dtw.cube, &p2, CubeChunks::default(), IfExists::Refuse).unwrap();
     let back = ZarrCube::open_path(&p2).unwrap().read_all().unwrap();
     assert!(back
         .values()
@@ -88,6 +89,7 @@ fn window_reads_only_overlapping_chunks() {
             y: 32,
             x: 32,
         },
+        IfExists::Refuse,
     )
     .unwrap();
     let store = counted(&path);
@@ -157,7 +159,7 @@ fn sample_set_round_trip() {
     let sub = set.subset(&(0..300).collect::<Vec<_>>()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mg.zarr");
-    write_samples(&sub, &path).unwrap();
+    write_samples(&sub, &path, IfExists::Refuse).unwrap();
     match open_path(&path).unwrap() {
         ZarrContent::Samples(back) => assert_eq!(back, sub),
         ZarrContent::Cube(_) => panic!("expected a sample set"),
@@ -251,10 +253,10 @@ fn cube_writer_streams_windows_and_commits_atomically() {
         &path,
         cube.times(),
         cube.bands().to_vec(),
-        h,
-        w,
+        [h, w],
         chunks,
         cube.geo(),
+        IfExists::Refuse,
     )
     .unwrap();
     assert_eq!(writer.shape(), [t, c, h, w]);

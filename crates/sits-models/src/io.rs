@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use sits_core::io::IfExists;
+
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -122,8 +124,24 @@ pub fn set_weights(
 }
 
 /// Writes the trainable variables and the buffers to `path` as safetensors,
-/// atomically. Names are the PyTorch names the models were built with.
-pub fn save_safetensors(path: &Path, vars: &VarMap, buffers: &Buffers) -> Result<()> {
+/// atomically. Names are the PyTorch names the models were built with. An existing
+/// `path` is refused unless `if_exists` is [`IfExists::Replace`] (and is never a
+/// folder).
+pub fn save_safetensors(
+    path: &Path,
+    vars: &VarMap,
+    buffers: &Buffers,
+    if_exists: IfExists,
+) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && if_exists == IfExists::Replace => {}
+        Ok(_) => candle_core::bail!(
+            "{}: exists; choose another output or ask to replace it (IfExists::Replace, \
+             which replaces files only)",
+            path.display()
+        ),
+        Err(_) => {}
+    }
     let mut all: HashMap<String, Tensor> = vars
         .data()
         .lock()
@@ -151,7 +169,11 @@ pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Re
         .and_then(|n| n.to_str())
         .unwrap_or("weights");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    candle_core::safetensors::save(tensors, &tmp)?;
+    if let Err(e) = candle_core::safetensors::save(tensors, &tmp) {
+        // remove what was written of this process's own temporary file
+        let _ = std::fs::remove_file(&tmp);
+        candle_core::bail!("{}: {e}", path.display());
+    }
     let sync = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
     if let Err(e) = sync.and_then(|_| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);

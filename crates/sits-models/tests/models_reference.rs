@@ -278,7 +278,7 @@ fn pytorch_files_load_and_safetensors_roundtrip() {
     bn.forward_t(&npy("bn_x0"), true).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
-    save_safetensors(&path, &vm, &ctx.buffers).unwrap();
+    save_safetensors(&path, &vm, &ctx.buffers, sits_core::io::IfExists::Refuse).unwrap();
     let back = load_tensors(&path, &Device::Cpu).unwrap();
     let mut names: Vec<_> = back.keys().cloned().collect();
     names.sort();

@@ -370,7 +370,7 @@ fn ubarn_saved_and_loaded_with_running_statistics() {
     let want = m.forward(&x, &doy, &pad, false).unwrap().per_date;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ubarn.safetensors");
-    save_safetensors(&path, &vm, &ctx.buffers).unwrap();
+    save_safetensors(&path, &vm, &ctx.buffers, sits_core::io::IfExists::Refuse).unwrap();
 
     let (vm2, ctx2) = new_vm();
     let m2 = Ubarn::new(&ctx2, small_ubarn()).unwrap();
