@@ -14,7 +14,14 @@
 //! ```text
 //! cargo run --release --example quickstart
 //! cargo run --release --example quickstart -- --method dino --epochs 20 --seed 1 --out out/dino
+//! cargo run --release --example quickstart -- --data my_samples/ --out out/mine
+//! cargo run --release --example quickstart -- --data my_samples/ --out out/mine --resume
 //! ```
+//!
+//! Pretraining writes a checkpoint every 5 epochs to OUT/checkpoints; after an
+//! interruption, the same command with `--resume` continues from the latest one and
+//! prints the same result line as an uninterrupted run (masked reconstruction and
+//! SimCLR; DINO runs start over).
 //!
 //! The last line printed is machine-readable (`result: method=... ssl_probe_oa@10=...`).
 
@@ -24,15 +31,18 @@ use candle_core::Device;
 use clap::Parser;
 use sits::experiment::{few_label_experiment, ExperimentConfig, ExperimentOutput, Method};
 use sits::report::{confusion_chart, line_chart, markdown_table, scatter_chart};
-use sits::sits_data::{datasets, SampleSet, Split};
+use sits::sits_data::io_util::prepare_run_dir;
+use sits::sits_data::open::open_samples;
+use sits::sits_data::{datasets, Split};
 use sits::sits_ssl::cluster::pca;
 use sits::sits_ssl::metrics::ConfusionMatrix;
 
 /// Self-supervised pretraining and the few-label comparison on labelled pixel series.
 #[derive(Parser, Debug)]
 struct Args {
-    /// A sample-set folder (metadata.json, values.npy, samples.csv, timeseries.csv);
-    /// defaults to the bundled Mato Grosso MODIS series.
+    /// A sample-set folder (metadata.json, samples.csv, timeseries.csv, optional
+    /// values.npy) or a sample-set Zarr store; defaults to the bundled Mato Grosso
+    /// MODIS series.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Pretraining objective: bert (masked reconstruction), simclr or dino.
@@ -44,9 +54,18 @@ struct Args {
     /// Seed of weights, batches, masks and label subsets.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Report folder.
+    /// Report folder: created if missing; an existing folder must be empty or made by
+    /// an earlier run (it holds `.sits-run`), so that no file of yours is replaced.
     #[arg(long, default_value = "out/quickstart")]
     out: PathBuf,
+    /// Resume pretraining from the latest checkpoint in OUT/checkpoints (written every
+    /// `--checkpoint-every` epochs), with the same settings; the result line is the one
+    /// of an uninterrupted run. Starts from scratch when there is no checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Pretraining checkpoint interval in epochs.
+    #[arg(long, default_value_t = 5)]
+    checkpoint_every: usize,
     /// cpu, or cuda / metal when built with that feature.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -118,7 +137,6 @@ fn write_report(
     cfg: &ExperimentConfig,
     out: &ExperimentOutput,
 ) -> Res<()> {
-    std::fs::create_dir_all(dir)?;
     // training curve: every step and the mean per epoch
     let steps: Vec<(f64, f64)> = out
         .history
@@ -261,7 +279,25 @@ fn run() -> Res<()> {
         .data
         .clone()
         .unwrap_or_else(|| sits::bundled_data_dir().join(datasets::MATO_GROSSO));
-    let set = SampleSet::read_folder(&data)?;
+    // everything that can be checked before the long work: the output folder (made
+    // and probed for writing), the kind of input, the splits and classes
+    prepare_run_dir(&args.out)?;
+    let set = open_samples(&data)?;
+    if set.labels().is_none() {
+        return Err(format!(
+            "{}: the samples have no labels (no label or label_index column in samples.csv); \
+             the few-label comparison needs labelled series",
+            data.display()
+        )
+        .into());
+    }
+    if set.splits().is_none() {
+        return Err(format!(
+            "{}: samples.csv has no `split` column; mark each row train or test",
+            data.display()
+        )
+        .into());
+    }
     let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
     println!(
         "data: {} ({} train, {} test series, {} dates x {} bands, {} classes)",
@@ -277,6 +313,8 @@ fn run() -> Res<()> {
         epochs: args.epochs,
         seed: args.seed,
         checkpoint_dir: Some(args.out.join("checkpoints")),
+        checkpoint_every: args.checkpoint_every,
+        resume: args.resume,
         ..ExperimentConfig::default()
     };
     println!(

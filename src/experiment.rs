@@ -37,7 +37,7 @@ use sits_ssl::objectives::{
 };
 use sits_ssl::probe::ProbeConfig;
 use sits_ssl::probe::{features, label_fraction_probes, stratified_fraction, FractionResult};
-use sits_ssl::train::{seeded_init, StepRecord, TrainConfig, Trainer};
+use sits_ssl::train::{read_log, seeded_init, StepRecord, TrainConfig, Trainer};
 
 /// Errors of the experiment: bad data or a failing step, with context.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +145,14 @@ pub struct ExperimentConfig {
     pub progress: bool,
     /// Where pretraining writes its checkpoints and step log (none if `None`).
     pub checkpoint_dir: Option<PathBuf>,
+    /// Pretraining checkpoints every this many epochs into `checkpoint_dir` (0 = at
+    /// the end only).
+    #[serde(default)]
+    pub checkpoint_every: usize,
+    /// Resume pretraining from the latest checkpoint in `checkpoint_dir`, if there is
+    /// one (with the same settings); the result equals that of an uninterrupted run.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 impl Default for ExperimentConfig {
@@ -166,6 +174,8 @@ impl Default for ExperimentConfig {
             probe: ProbeConfig::default(),
             progress: true,
             checkpoint_dir: None,
+            checkpoint_every: 0,
+            resume: false,
         }
     }
 }
@@ -236,6 +246,28 @@ fn check_sets(train: &SampleSet, test: &SampleSet) -> Result<(Vec<usize>, Vec<us
     let (Some(ytr), Some(yte)) = (train.labels(), test.labels()) else {
         return err("the experiment needs labelled training and test series".into());
     };
+    let mut present: Vec<usize> = ytr.to_vec();
+    present.sort_unstable();
+    present.dedup();
+    if present.len() < 2 {
+        return err(format!(
+            "the training series hold {} class{} ({:?}); a classifier needs at least 2 \
+             (check the label columns of samples.csv)",
+            present.len(),
+            if present.len() == 1 { "" } else { "es" },
+            present
+                .iter()
+                .map(|&c| train.class_names().get(c).map_or("?", String::as_str))
+                .collect::<Vec<_>>()
+        ));
+    }
+    if test.len() < 2 {
+        return err(format!(
+            "the test split holds {} series; the evaluation needs at least 2 (mark more \
+             rows `test` in the split column of samples.csv)",
+            test.len()
+        ));
+    }
     let t = train.series()[0].len();
     for (which, set) in [("train", train), ("test", test)] {
         if let Some((i, s)) = set.series().iter().enumerate().find(|(_, s)| s.len() != t) {
@@ -282,7 +314,8 @@ fn model_config(cfg: &ExperimentConfig, bands: usize) -> PixelTransformerConfig 
 }
 
 /// The pretraining loop of both experiments: cosine schedule from `cfg.lr` down to
-/// 1 % of it after 20 warm-up steps, a checkpoint at the end if `cfg` names a folder.
+/// 1 % of it after 20 warm-up steps, checkpoints if `cfg` names a folder, resumed from
+/// the latest one there if `cfg.resume`.
 fn pretrainer(cfg: &ExperimentConfig, vars: &VarMap) -> Result<Trainer> {
     let tcfg = TrainConfig {
         epochs: cfg.epochs,
@@ -291,11 +324,29 @@ fn pretrainer(cfg: &ExperimentConfig, vars: &VarMap) -> Result<Trainer> {
         warmup_steps: 20,
         seed: cfg.seed,
         progress: cfg.progress,
-        checkpoint_every: 0,
+        checkpoint_every: cfg.checkpoint_every,
         ..TrainConfig::default()
     };
-    Trainer::new(tcfg, vars, &Buffers::new(), cfg.checkpoint_dir.as_deref())
-        .ctx("starting pretraining")
+    let mut trainer = Trainer::new(tcfg, vars, &Buffers::new(), cfg.checkpoint_dir.as_deref())
+        .ctx("starting pretraining")?;
+    if cfg.resume {
+        if cfg.checkpoint_dir.is_none() {
+            return Err(ExperimentError::Data(
+                "resume was asked for but no checkpoint folder is set".into(),
+            ));
+        }
+        trainer.resume().ctx("resuming pretraining")?;
+    }
+    Ok(trainer)
+}
+
+/// Every pretraining step of a run: the log of the checkpoint folder when the run
+/// was resumed (it holds the steps before the checkpoint too), else the trainer's.
+fn full_history(cfg: &ExperimentConfig, trainer: &Trainer) -> Result<Vec<StepRecord>> {
+    match (&cfg.checkpoint_dir, cfg.resume) {
+        (Some(dir), true) => read_log(&dir.join("log.jsonl")).ctx("reading the step log"),
+        _ => Ok(trainer.history().to_vec()),
+    }
 }
 
 fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
@@ -330,6 +381,13 @@ pub fn few_label_experiment(
     let start = Instant::now();
     let device = device.clone();
     let (ytr, yte, dates) = check_sets(train, test)?;
+    if cfg.resume && cfg.method == Method::Dino {
+        return Err(ExperimentError::Data(
+            "resuming DINO is not supported yet: its teacher and centre are not in the \
+             checkpoint; run it again from the start"
+                .into(),
+        ));
+    }
     let classes = train.class_names().len();
     let stats = NormStats::of_samples(train, 1e-4)?;
     let (mut train, mut test) = (train.clone(), test.clone());
@@ -450,7 +508,7 @@ pub fn few_label_experiment(
         })
         .ctx("pretraining")?;
     let pretrain_seconds = pre_start.elapsed().as_secs_f64();
-    let history = trainer.history().to_vec();
+    let history = full_history(cfg, &trainer)?;
     stage("pretraining");
 
     let ssl_train = embed(&flat_enc, &tr_plain).ctx("SSL train embeddings")?;
@@ -578,7 +636,7 @@ pub fn pretrain_masked(
     trainer
         .fit(&ld, |b, rng| obj.loss(b, rng, true))
         .ctx("pretraining")?;
-    let history = trainer.history().to_vec();
+    let history = full_history(cfg, &trainer)?;
     drop(obj);
     Ok(Pretrained {
         vars,
@@ -603,10 +661,19 @@ pub fn embed_rows(
 }
 
 /// The raw values of every series of `set`, flattened date by date, as rows.
+///
+/// A missing value (NaN) becomes 0, which is the band's training mean once the set is
+/// standardised (as the experiments do first): the raw-series baselines mask missing
+/// observations by mean imputation, so that no NaN reaches a probe or a distance.
 pub fn raw_rows(set: &SampleSet) -> Vec<Vec<f32>> {
     set.series()
         .iter()
-        .map(|s| s.values.iter().copied().collect())
+        .map(|s| {
+            s.values
+                .iter()
+                .map(|&v| if v.is_nan() { 0.0 } else { v })
+                .collect()
+        })
         .collect()
 }
 

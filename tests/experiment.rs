@@ -115,3 +115,98 @@ fn bad_input_is_refused_with_a_reason() {
         .unwrap_err()
         .contains("bert, simclr or dino"));
 }
+
+#[test]
+fn too_few_classes_or_test_series_are_refused_before_training() {
+    let (train, test) = slice();
+    let cfg = tiny(Method::Bert);
+    // one class in the training labels (every OA would be 1.0)
+    let labels = train.labels().expect("labelled");
+    let one: Vec<usize> = (0..train.len())
+        .filter(|&i| labels[i] == labels[0])
+        .collect();
+    let e = few_label_experiment(
+        &train.subset(&one).expect("subset"),
+        &test,
+        &cfg,
+        &candle_core::Device::Cpu,
+    )
+    .expect_err("one class");
+    assert!(e.to_string().contains("at least 2"), "{e}");
+    // a single test series (PCA and the metrics need more)
+    let e = few_label_experiment(
+        &train,
+        &test.subset(&[0]).expect("subset"),
+        &cfg,
+        &candle_core::Device::Cpu,
+    )
+    .expect_err("one test series");
+    assert!(
+        e.to_string().contains("the test split holds 1 series"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_values_never_reach_the_raw_probe() {
+    let (train, _) = slice();
+    let mut set = train.subset(&[0, 1]).expect("subset");
+    set.series_mut()[0].values[[3, 2]] = f32::NAN;
+    let rows = sits::experiment::raw_rows(&set);
+    assert!(rows.iter().flatten().all(|v| v.is_finite()));
+    assert_eq!(rows[0][3 * set.bands().len() + 2], 0.0);
+}
+
+#[test]
+fn a_resumed_experiment_equals_an_uninterrupted_one() {
+    let (train, test) = slice();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full_dir = dir.path().join("full");
+    let cfg = ExperimentConfig {
+        epochs: 4,
+        checkpoint_every: 2,
+        finetune_fractions: vec![],
+        checkpoint_dir: Some(full_dir.join("checkpoints")),
+        ..tiny(Method::Bert)
+    };
+    let full = few_label_experiment(&train, &test, &cfg, &candle_core::Device::Cpu).expect("run");
+    // the same run killed during epoch 4: its folder holds the epoch-2 checkpoint as the
+    // latest one, and a log that goes past it
+    let cut = dir.path().join("cut/checkpoints");
+    std::fs::create_dir_all(&cut).expect("mkdir");
+    for name in ["ckpt-epoch2.json", "ckpt-epoch2.safetensors", "log.jsonl"] {
+        std::fs::copy(full_dir.join("checkpoints").join(name), cut.join(name)).expect("copy");
+    }
+    std::fs::copy(cut.join("ckpt-epoch2.json"), cut.join("latest.json")).expect("copy");
+    let resumed_cfg = ExperimentConfig {
+        checkpoint_dir: Some(cut.clone()),
+        resume: true,
+        ..cfg.clone()
+    };
+    let resumed = few_label_experiment(&train, &test, &resumed_cfg, &candle_core::Device::Cpu)
+        .expect("resume");
+    assert_eq!(resumed.ssl, full.ssl, "same probes on the SSL encoder");
+    assert_eq!(resumed.raw, full.raw);
+    assert_eq!(resumed.random, full.random);
+    let losses = |o: &sits::experiment::ExperimentOutput| -> Vec<(u64, f64)> {
+        o.history.iter().map(|r| (r.step, r.loss)).collect()
+    };
+    assert_eq!(
+        losses(&resumed),
+        losses(&full),
+        "the log has every step once"
+    );
+    // a rerun from scratch into the same folder replaces the log instead of appending
+    let again =
+        few_label_experiment(&train, &test, &cfg, &candle_core::Device::Cpu).expect("rerun");
+    let log = std::fs::read_to_string(full_dir.join("checkpoints/log.jsonl")).expect("log");
+    assert_eq!(log.lines().count(), again.history.len());
+    // other settings cannot resume this checkpoint
+    let other = ExperimentConfig {
+        lr: 5e-3,
+        ..resumed_cfg
+    };
+    let e = few_label_experiment(&train, &test, &other, &candle_core::Device::Cpu)
+        .expect_err("other settings");
+    assert!(e.to_string().contains("lr"), "{e}");
+}

@@ -120,25 +120,31 @@ fn io_err(path: &Path, e: std::io::Error) -> candle_core::Error {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path, e));
-    }
-    Ok(())
+    sits_data::io_util::write_atomic(path, bytes).map_err(candle_core::Error::wrap)
+}
+
+/// The step records of a `log.jsonl` written by a [`Trainer`], in order, up to the
+/// first line that does not parse (a line cut by a crash).
+pub fn read_log(path: &Path) -> Result<Vec<StepRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    Ok(text
+        .lines()
+        .map_while(|l| serde_json::from_str::<StepRecord>(l).ok())
+        .collect())
 }
 
 impl Trainer {
     /// A trainer over all variables of `vars` except the frozen ones. With
     /// `out_dir`, checkpoints and `log.jsonl` go there.
+    ///
+    /// `log.jsonl` always holds exactly the steps that led to the current state: a new
+    /// run replaces the log of an earlier run in the same folder, and a resumed run
+    /// keeps the steps before its checkpoint and drops any logged after it (by the
+    /// run that was interrupted), so no step appears twice.
     pub fn new(
         cfg: TrainConfig,
         vars: &VarMap,
@@ -162,20 +168,9 @@ impl Trainer {
             candle_core::bail!("nothing to train: every variable is frozen or the VarMap is empty");
         }
         let opt = AdamW::new(named, cfg.weight_decay)?;
-        let log = match out_dir {
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
-                let p = d.join("log.jsonl");
-                Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&p)
-                        .map_err(|e| io_err(&p, e))?,
-                )
-            }
-            None => None,
-        };
+        if let Some(d) = out_dir {
+            std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+        }
         Ok(Self {
             cfg,
             vars: vars.clone(),
@@ -184,7 +179,7 @@ impl Trainer {
             epoch: 0,
             step: 0,
             out_dir: out_dir.map(Path::to_path_buf),
-            log,
+            log: None,
             history: Vec::new(),
         })
     }
@@ -220,6 +215,7 @@ impl Trainer {
         F: FnMut(&SitsBatch, &mut ChaCha8Rng) -> Result<ObjectiveOutput>,
     {
         let stop = stop.min(self.cfg.epochs);
+        self.open_log()?;
         let per_epoch = loader.num_batches() as u64;
         let total = per_epoch * self.cfg.epochs as u64;
         let bar = if self.cfg.progress {
@@ -309,6 +305,40 @@ impl Trainer {
         Ok(())
     }
 
+    /// Opens `log.jsonl` for this run (see [`Trainer::new`]), once.
+    fn open_log(&mut self) -> Result<()> {
+        let Some(dir) = &self.out_dir else {
+            return Ok(());
+        };
+        if self.log.is_some() {
+            return Ok(());
+        }
+        let path = dir.join("log.jsonl");
+        let kept: Vec<StepRecord> = if self.step == 0 {
+            Vec::new()
+        } else {
+            read_log(&path)?
+                .into_iter()
+                .filter(|r| r.step < self.step)
+                .collect()
+        };
+        let mut text = String::new();
+        for r in &kept {
+            text.push_str(
+                &serde_json::to_string(r).map_err(|e| candle_core::Error::Msg(e.to_string()))?,
+            );
+            text.push('\n');
+        }
+        write_atomic(&path, text.as_bytes())?;
+        self.log = Some(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?,
+        );
+        Ok(())
+    }
+
     /// Writes the checkpoint of the current state into the output folder.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
         let dir = self
@@ -356,6 +386,40 @@ impl Trainer {
         let text = std::fs::read_to_string(&latest).map_err(|e| io_err(&latest, e))?;
         let meta: CheckpointMeta = serde_json::from_str(&text)
             .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", latest.display())))?;
+        // a checkpoint of another configuration would resume a different run
+        // (the progress bar and the checkpoint interval do not change the numbers)
+        let (mut theirs, mut ours) = (meta.config.clone(), self.cfg.clone());
+        theirs.progress = false;
+        ours.progress = false;
+        theirs.checkpoint_every = 0;
+        ours.checkpoint_every = 0;
+        if theirs != ours {
+            let (a, b) = (
+                serde_json::to_value(&theirs).unwrap_or_default(),
+                serde_json::to_value(&ours).unwrap_or_default(),
+            );
+            let differ: Vec<String> = a
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+                .map(|(k, v)| format!("{k} (checkpoint {v}, now {})", b[k.as_str()]))
+                .collect();
+            candle_core::bail!(
+                "{}: the checkpoint was made with other training settings: {}; resume with the \
+                 same settings, or start a new run in another folder",
+                latest.display(),
+                differ.join(", ")
+            );
+        }
+        if meta.epoch > self.cfg.epochs {
+            candle_core::bail!(
+                "{}: the checkpoint is at epoch {} but the run has {} epochs",
+                latest.display(),
+                meta.epoch,
+                self.cfg.epochs
+            );
+        }
         let wpath = dir.join(&meta.weights);
         let tensors = candle_core::safetensors::load(&wpath, &candle_core::Device::Cpu)
             .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", wpath.display())))?;
