@@ -1,0 +1,27 @@
+#![no_main]
+//! The sample-table folder reader: metadata.json, samples.csv, timeseries.csv and an
+//! optional values.npy, all mutated together.
+
+use libfuzzer_sys::fuzz_target;
+use sits_fuzz::{folder, split};
+
+fuzz_target!(|data: &[u8]| {
+    let p = split(data, 4);
+    let dir = folder(
+        "samples",
+        &[
+            ("metadata.json", p[0]),
+            ("samples.csv", p[1]),
+            ("timeseries.csv", p[2]),
+            ("values.npy", p[3]),
+        ],
+    );
+    if let Ok(set) = sits_data::SampleSet::read_folder(&dir) {
+        // what the rest of the library does with a set must not panic either
+        let _ = set.class_counts();
+        let _ = sits_data::norm::NormStats::of_samples(&set, 1e-3);
+        for s in set.series() {
+            assert!(s.values.iter().all(|v| !v.is_infinite()));
+        }
+    }
+});
