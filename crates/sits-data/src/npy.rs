@@ -17,6 +17,9 @@
 //! assert_eq!(back.to_f32(), a);
 //! ```
 
+// The decoder reads untrusted bytes: no unchecked index or slice in it.
+#![warn(clippy::indexing_slicing)]
+
 use std::path::Path;
 
 use half::f16;
@@ -238,31 +241,35 @@ fn npy_err(path: &Path, reason: impl Into<String>) -> DataError {
     }
 }
 
+/// Longest header text accepted, in bytes. numpy writes headers of a few hundred
+/// bytes and refuses to read headers above 10,000 by default (`max_header_size`);
+/// this bound keeps a header-length field from sizing a large allocation.
+const MAX_HEADER_LEN: usize = 1 << 20;
+
 /// Reads only the header of a `.npy` file (cheap: does not read the data).
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
     crate::io_util::regular_file(path)?;
     let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut head = Vec::new();
-    // 12 bytes is enough for the preamble; headers are at most a few kB in practice,
-    // but read what the preamble announces.
+    // 12 bytes hold the preamble, which announces the header length (bounded by
+    // `preamble_len`); read that much more, and no further.
     let mut pre = [0u8; 12];
     let n = read_up_to(&mut f, &mut pre).map_err(|e| DataError::io(path, e))?;
-    head.extend_from_slice(&pre[..n]);
+    let mut head: Vec<u8> = pre.get(..n).unwrap_or_default().to_vec();
     let need = preamble_len(path, &head)?;
-    if need > head.len() {
-        let mut rest = vec![0u8; need - head.len()];
+    if let Some(more) = need.checked_sub(head.len()).filter(|&m| m > 0) {
+        let mut rest = vec![0u8; more];
         let m = read_up_to(&mut f, &mut rest).map_err(|e| DataError::io(path, e))?;
-        head.extend_from_slice(&rest[..m]);
+        head.extend_from_slice(rest.get(..m).unwrap_or_default());
     }
     parse_header(path, &head)
 }
 
 fn read_up_to(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
+    while let Some(free) = buf.get_mut(n..).filter(|b| !b.is_empty()) {
+        match f.read(free)? {
             0 => break,
-            k => n += k,
+            k => n = n.saturating_add(k),
         }
     }
     Ok(n)
@@ -270,39 +277,55 @@ fn read_up_to(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usi
 
 /// Total length of magic + version + length field + header text.
 fn preamble_len(path: &Path, bytes: &[u8]) -> Result<usize> {
-    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+    let byte = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    if bytes.get(..6) != Some(MAGIC.as_slice()) || bytes.len() < 10 {
         return Err(npy_err(path, "missing the \\x93NUMPY magic string"));
     }
-    let major = bytes[6];
-    match major {
-        1 => Ok(10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
+    let (fixed, text_len) = match byte(6) {
+        1 => (10, usize::from(u16::from_le_bytes([byte(8), byte(9)]))),
         2 | 3 => {
             if bytes.len() < 12 {
                 return Err(npy_err(path, "header length field is truncated"));
             }
-            Ok(12 + u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize)
+            let len = u32::from_le_bytes([byte(8), byte(9), byte(10), byte(11)]);
+            (12, usize::try_from(len).unwrap_or(usize::MAX))
         }
-        v => Err(npy_err(
+        v => {
+            return Err(npy_err(
+                path,
+                format!("unknown format version {v}.{}", byte(7)),
+            ))
+        }
+    };
+    if text_len > MAX_HEADER_LEN {
+        return Err(npy_err(
             path,
-            format!("unknown format version {v}.{}", bytes[7]),
-        )),
+            format!(
+                "the header length field says {text_len} bytes, more than any .npy writer \
+                 produces ({MAX_HEADER_LEN}); the file is damaged"
+            ),
+        ));
     }
+    Ok(fixed + text_len)
 }
 
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
     let end = preamble_len(path, bytes)?;
-    if bytes.len() < end {
-        return Err(npy_err(
+    let version = (
+        bytes.get(6).copied().unwrap_or(0),
+        bytes.get(7).copied().unwrap_or(0),
+    );
+    let start = if version.0 == 1 { 10 } else { 12 };
+    let raw = bytes.get(start..end).ok_or_else(|| {
+        npy_err(
             path,
             format!("header is truncated ({} of {end} bytes)", bytes.len()),
-        ));
-    }
-    let version = (bytes[6], bytes[7]);
-    let start = if version.0 == 1 { 10 } else { 12 };
+        )
+    })?;
     let text = if version.0 == 3 {
-        std::str::from_utf8(&bytes[start..end]).map_err(|_| npy_err(path, "header is not UTF-8"))?
+        std::str::from_utf8(raw).map_err(|_| npy_err(path, "header is not UTF-8"))?
     } else {
-        std::str::from_utf8(&bytes[start..end])
+        std::str::from_utf8(raw)
             .ok()
             .filter(|s| s.is_ascii())
             .ok_or_else(|| npy_err(path, "header is not ASCII"))?
@@ -373,19 +396,21 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
 
 /// The raw text of a value in the Python dict literal of a header.
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let pos = text
-        .find(&format!("'{key}'"))
-        .or_else(|| text.find(&format!("\"{key}\"")))?;
-    let rest = &text[pos + key.len() + 2..];
+    let quoted = [format!("'{key}'"), format!("\"{key}\"")];
+    let (pos, q) = quoted
+        .iter()
+        .find_map(|q| text.find(q.as_str()).map(|p| (p, q)))?;
+    let rest = text.get(pos.checked_add(q.len())?..)?;
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
-    // value ends at the matching close for (...) / [...] or at the next comma / brace
+    // value ends at the matching close for (...) / [...] / a quote, or at the next
+    // comma or brace
     let end = match rest.chars().next()? {
-        '(' => rest.find(')')? + 1,
-        '[' => rest.find(']')? + 1,
-        q @ ('\'' | '"') => rest[1..].find(q)? + 2,
+        '(' => rest.find(')')?.checked_add(1)?,
+        '[' => rest.find(']')?.checked_add(1)?,
+        q @ ('\'' | '"') => rest.get(1..)?.find(q)?.checked_add(2)?,
         _ => rest.find([',', '}']).unwrap_or(rest.len()),
     };
-    Some(rest[..end].trim())
+    Some(rest.get(..end)?.trim())
 }
 
 fn unquote(s: &str) -> Option<&str> {
@@ -493,10 +518,14 @@ pub fn decode_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
             let v = data
                 .chunks_exact(2)
                 .map(|c| {
+                    let pair = [
+                        c.first().copied().unwrap_or(0),
+                        c.get(1).copied().unwrap_or(0),
+                    ];
                     let bits = if be {
-                        u16::from_be_bytes([c[0], c[1]])
+                        u16::from_be_bytes(pair)
                     } else {
-                        u16::from_le_bytes([c[0], c[1]])
+                        u16::from_le_bytes(pair)
                     };
                     f16::from_bits(bits)
                 })
@@ -609,6 +638,7 @@ pub fn write_npy<T: NpyWritable>(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -362,6 +362,24 @@ fn npy_shapes_whose_size_wraps_are_refused() {
     assert!(e.contains("wrap.npy") && e.contains("too large"), "{e}");
 }
 
+#[test]
+fn a_header_length_of_4_gb_is_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("long.npy");
+    let mut b = b"\x93NUMPY\x02\x00".to_vec();
+    b.extend_from_slice(&u32::MAX.to_le_bytes());
+    b.extend_from_slice(b"{'descr': '<f4', ");
+    std::fs::write(&p, &b).unwrap();
+    for e in [
+        sits_data::npy::read_npy_header(&p).unwrap_err(),
+        read_npy(&p).unwrap_err(),
+        sits_data::npy::decode_npy(&p, &b).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("long.npy") && e.contains("damaged"), "{e}");
+    }
+}
+
 // ------------------------------------------------------- silent garbage
 
 #[test]
