@@ -39,10 +39,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let dir = parent_dir(path);
     let result = (|| {
-        let mut f = tempfile::Builder::new()
-            .prefix(&format!(".{}.", name.to_string_lossy()))
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
+        let prefix = format!(".{}.", name.to_string_lossy());
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // the mode `File::create` gives (0o666 less the umask), not tempfile's 0o600:
+        // reports and arrays are meant to be read by others
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let mut f = builder.tempfile_in(dir)?;
         f.write_all(bytes)?;
         f.as_file().sync_all()?;
         f.persist(path).map_err(|e| e.error)?;

@@ -592,3 +592,16 @@ fn a_fifo_in_place_of_a_table_is_refused_not_waited_on() {
         "{e}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn written_files_get_the_usual_mode_not_a_private_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("report.md");
+    sits_data::io_util::write_atomic(&p, b"# report").unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"x").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&p), mode(&plain), "same mode as std::fs::write");
+}
