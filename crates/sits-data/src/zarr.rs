@@ -432,7 +432,8 @@ impl CubeWriter {
     ) -> Result<()> {
         let (t, c, h, w) = values.dim();
         let [st, sc, sh, sw] = self.shape;
-        if t != st || c != sc || row + h > sh || col + w > sw {
+        let fits = |start: usize, len: usize, size: usize| start.checked_add(len) <= Some(size);
+        if t != st || c != sc || !fits(row, h, sh) || !fits(col, w, sw) {
             return Err(DataError::Shape {
                 what: format!("window at row {row}, col {col} of {}", self.desc),
                 expected: format!(
