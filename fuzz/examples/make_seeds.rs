@@ -273,7 +273,7 @@ fn npy_fixtures() -> Res<()> {
 /// Reads every folder seed back the way its fuzz target does: a seed the reader
 /// refuses would only exercise the error paths.
 fn check_seeds() -> Res<()> {
-    use sits_fuzz::{folder, split};
+    use sits_fuzz::{folder, CUBE_FOLDER, PASTIS_FOLDER, SAMPLE_FOLDER};
     let seeds = root().join("fuzz/seeds");
     let files = |t: &str| -> Res<Vec<Vec<u8>>> {
         let mut v = Vec::new();
@@ -283,44 +283,13 @@ fn check_seeds() -> Res<()> {
         Ok(v)
     };
     for b in files("sample_folder")? {
-        let p = split(&b, 4);
-        let dir = folder(
-            "samples",
-            &[
-                ("metadata.json", p[0]),
-                ("samples.csv", p[1]),
-                ("timeseries.csv", p[2]),
-                ("values.npy", p[3]),
-            ],
-        );
-        sits_data::SampleSet::read_folder(&dir)?;
+        sits_data::SampleSet::read_folder(&folder("samples", SAMPLE_FOLDER, &b))?;
     }
     for b in files("cube_folder")? {
-        let p = split(&b, 5);
-        let dir = folder(
-            "cube",
-            &[
-                ("metadata.json", p[0]),
-                ("cube.npy", p[1]),
-                ("cloud_mask.npy", p[2]),
-                ("lulc.npy", p[3]),
-                ("samples.csv", p[4]),
-            ],
-        );
-        sits_data::CubeFolder::read(&dir)?;
+        sits_data::CubeFolder::read(&folder("cube", CUBE_FOLDER, &b))?;
     }
     for b in files("pastis")? {
-        let p = split(&b, 4);
-        let dir = folder(
-            "pastis",
-            &[
-                ("metadata.geojson", p[0]),
-                ("NORM_S2_patch.json", p[1]),
-                ("DATA_S2/S2_1.npy", p[2]),
-                ("ANNOTATIONS/TARGET_1.npy", p[3]),
-            ],
-        );
-        let ps = sits_data::pastis::Pastis::open(&dir)?;
+        let ps = sits_data::pastis::Pastis::open(&folder("pastis", PASTIS_FOLDER, &b))?;
         ps.read_patch(1)?;
         ps.read_target(1)?;
     }

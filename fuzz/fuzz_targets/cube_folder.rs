@@ -3,20 +3,10 @@
 //! layer and samples.csv, mutated together.
 
 use libfuzzer_sys::fuzz_target;
-use sits_fuzz::{folder, split};
+use sits_fuzz::{folder, CUBE_FOLDER};
 
 fuzz_target!(|data: &[u8]| {
-    let p = split(data, 5);
-    let dir = folder(
-        "cube",
-        &[
-            ("metadata.json", p[0]),
-            ("cube.npy", p[1]),
-            ("cloud_mask.npy", p[2]),
-            ("lulc.npy", p[3]),
-            ("samples.csv", p[4]),
-        ],
-    );
+    let dir = folder("cube", CUBE_FOLDER, data);
     if let Ok(f) = sits_data::CubeFolder::read(&dir) {
         let _ = sits_data::folder::layer_value_counts(&f, "lulc");
         let _ = f.cube.validity();

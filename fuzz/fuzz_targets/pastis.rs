@@ -3,19 +3,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use sits_data::loader::SampleSource;
-use sits_fuzz::{folder, split};
+use sits_fuzz::{folder, PASTIS_FOLDER};
 
 fuzz_target!(|data: &[u8]| {
-    let p = split(data, 4);
-    let dir = folder(
-        "pastis",
-        &[
-            ("metadata.geojson", p[0]),
-            ("NORM_S2_patch.json", p[1]),
-            ("DATA_S2/S2_1.npy", p[2]),
-            ("ANNOTATIONS/TARGET_1.npy", p[3]),
-        ],
-    );
+    let dir = folder("pastis", PASTIS_FOLDER, data);
     if let Ok(ps) = sits_data::pastis::Pastis::open(&dir) {
         for patch in ps.patches().iter().take(3) {
             let _ = ps.read_patch(patch.id);

@@ -3,19 +3,10 @@
 //! optional values.npy, all mutated together.
 
 use libfuzzer_sys::fuzz_target;
-use sits_fuzz::{folder, split};
+use sits_fuzz::{folder, SAMPLE_FOLDER};
 
 fuzz_target!(|data: &[u8]| {
-    let p = split(data, 4);
-    let dir = folder(
-        "samples",
-        &[
-            ("metadata.json", p[0]),
-            ("samples.csv", p[1]),
-            ("timeseries.csv", p[2]),
-            ("values.npy", p[3]),
-        ],
-    );
+    let dir = folder("samples", SAMPLE_FOLDER, data);
     if let Ok(set) = sits_data::SampleSet::read_folder(&dir) {
         // what the rest of the library does with a set must not panic either
         let _ = set.class_counts();

@@ -56,11 +56,37 @@ pub fn scratch() -> &'static Path {
     })
 }
 
-/// Writes `files` (name, bytes) into a fresh folder `name` under the scratch folder;
-/// an empty part removes the file, so the fuzzer also tries missing files.
-pub fn folder(name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+/// The files of a sample-table folder, in the order of the parts of an input.
+pub const SAMPLE_FOLDER: &[&str] = &[
+    "metadata.json",
+    "samples.csv",
+    "timeseries.csv",
+    "values.npy",
+];
+
+/// The files of a cube folder.
+pub const CUBE_FOLDER: &[&str] = &[
+    "metadata.json",
+    "cube.npy",
+    "cloud_mask.npy",
+    "lulc.npy",
+    "samples.csv",
+];
+
+/// The files of a PASTIS folder with one patch (id 1).
+pub const PASTIS_FOLDER: &[&str] = &[
+    "metadata.geojson",
+    "NORM_S2_patch.json",
+    "DATA_S2/S2_1.npy",
+    "ANNOTATIONS/TARGET_1.npy",
+];
+
+/// Writes the parts of `data` as the files of `layout` into the folder `name` under
+/// the scratch folder; an empty part removes its file, so the fuzzer also tries
+/// missing files.
+pub fn folder(name: &str, layout: &[&str], data: &[u8]) -> PathBuf {
     let dir = scratch().join(name);
-    for (f, bytes) in files {
+    for (f, bytes) in layout.iter().zip(split(data, layout.len())) {
         let p = dir.join(f);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("mkdir");

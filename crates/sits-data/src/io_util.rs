@@ -182,6 +182,24 @@ pub fn prepare_run_dir(dir: &Path) -> Result<()> {
     )
 }
 
+/// Checks that `path` is a folder that can be listed, so that a missing path, a file
+/// or a permission error is reported as such (with `expected` saying what was
+/// wanted), not as an unknown layout.
+pub(crate) fn listable_dir(path: &Path, expected: &str) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !meta.is_dir() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not a folder; expected {expected}"),
+            ),
+        ));
+    }
+    std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    Ok(())
+}
+
 /// Reads a file to a string, naming the file in the error.
 pub(crate) fn read_to_string(path: &Path) -> Result<String> {
     regular_file(path)?;

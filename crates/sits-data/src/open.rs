@@ -52,19 +52,10 @@ impl std::fmt::Display for Layout {
 /// at (missing, not a folder, no permission) is an error naming it and the cause, not
 /// "unknown layout".
 pub fn detect(path: &Path) -> Result<Layout> {
-    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    if !meta.is_dir() {
-        return Err(DataError::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a folder; expected a sample-table folder, a cube folder, a PASTIS folder \
-                 or a Zarr store",
-            ),
-        ));
-    }
-    // list the folder first, so that a permission error says so
-    std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    crate::io_util::listable_dir(
+        path,
+        "a sample-table folder, a cube folder, a PASTIS folder or a Zarr store",
+    )?;
     let has = |f: &str| -> Result<bool> {
         let p = path.join(f);
         p.try_exists().map_err(|e| DataError::io(&p, e))

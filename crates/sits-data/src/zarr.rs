@@ -124,17 +124,7 @@ impl Default for CubeChunks {
 /// Checks that `path` is a folder that can be listed, so that a missing path or a
 /// permission error is reported as such and not as "not a Zarr store".
 fn check_store_dir(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    if !meta.is_dir() {
-        return Err(DataError::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a folder, so not a Zarr store",
-            ),
-        ));
-    }
-    std::fs::read_dir(path).map_err(|e| DataError::io(path, e))?;
+    crate::io_util::listable_dir(path, "a Zarr store (a folder)")?;
     for meta_file in ["zarr.json", ".zgroup"] {
         let p = path.join(meta_file);
         if p.try_exists().map_err(|e| DataError::io(&p, e))? {

@@ -2,40 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::identity_op, clippy::type_complexity)]
 
-use std::path::{Path, PathBuf};
-
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::{CubeFolder, SampleSet};
 
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(name)
-}
-
-/// Copies a bundled dataset folder into a scratch folder we can break.
-fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let dst = dir.path().join(name);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(data(name)).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-    (dir, dst)
-}
-
-fn edit(path: &Path, f: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(path).unwrap();
-    std::fs::write(path, f(text)).unwrap();
-}
-
-fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
-}
+mod common;
+use common::{copy, data, edit, edit_json};
 
 #[test]
 fn missing_file() {

@@ -17,35 +17,8 @@ use sits_data::open::{open_samples, Layout};
 use sits_data::zarr::{open_path, write_cube, write_samples, CubeChunks, CubeWriter, ZarrContent};
 use sits_data::{CubeFolder, DataError, SampleSet};
 
-fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(name)
-}
-
-/// Copies a bundled dataset folder into a scratch folder we can break.
-fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let dst = dir.path().join(name);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(data(name)).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-    (dir, dst)
-}
-
-fn edit(path: &Path, f: impl FnOnce(String) -> String) {
-    let text = std::fs::read_to_string(path).unwrap();
-    std::fs::write(path, f(text)).unwrap();
-}
-
-fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
-}
+mod common;
+use common::{copy, data, edit, edit_json};
 
 fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
