@@ -11,7 +11,8 @@
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
-use sits::sits_ssl::{nt_xent, DinoLoss, NtXentReduction};
+use sits::sits_ssl::dino::DinoLoss;
+use sits::sits_ssl::simclr::{nt_xent, NtXentReduction};
 
 fn losses(c: &mut Criterion) {
     let dev = Device::Cpu;

@@ -31,7 +31,7 @@ use sits::sits_data::norm::NormStats;
 use sits::sits_data::samples::Series;
 use sits::sits_data::zarr::{CubeChunks, CubeWriter, IfExists, ZarrCube};
 use sits::sits_data::SampleSet;
-use sits::sits_ssl::objectives::Pooling;
+use sits::sits_ssl::embed::Pooling;
 
 /// Embed a tiled Zarr cube block by block.
 #[derive(Parser, Debug)]

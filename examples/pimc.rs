@@ -24,10 +24,12 @@ use ndarray::s;
 use sits::experiment::{embed_rows, raw_rows};
 use sits::sits_data::samples::Series;
 use sits::sits_data::{datasets, Loader, LoaderConfig, Radiometry, SampleSet, Split};
+use sits::sits_models::nn::seeded_init;
 use sits::sits_models::{Ctx, PixelTransformer, PixelTransformerConfig, SmallResNet};
-use sits::sits_ssl::objectives::{Pimc, PooledPixelEncoder, Pooling};
+use sits::sits_ssl::embed::{PooledPixelEncoder, Pooling};
+use sits::sits_ssl::pimc::Pimc;
 use sits::sits_ssl::probe::{features, label_fraction_probes, rmse, ProbeConfig, Ridge};
-use sits::sits_ssl::train::{seeded_init, TrainConfig, Trainer};
+use sits::sits_ssl::train::{TrainConfig, Trainer};
 
 /// PIMC pretraining and its two downstream tasks.
 #[derive(Parser, Debug)]
@@ -115,7 +117,7 @@ fn run() -> Res<()> {
     let series_enc = PooledPixelEncoder::new(&series, Pooling::Flatten { dates });
     let ctx = Ctx::new(vb.pp("images"));
     let images = SmallResNet::new(&ctx, 3, 16)?;
-    let pimc = Pimc::new(
+    let mut pimc = Pimc::new(
         &series_enc,
         &images,
         vb.pp("pimc"),
@@ -137,7 +139,7 @@ fn run() -> Res<()> {
     };
     let mut tr = Trainer::new(tcfg, &vm, &ctx.buffers, None)?;
     let start = std::time::Instant::now();
-    tr.fit(&loader(&train, true, args.seed)?, |b, _| pimc.loss(b, true))?;
+    tr.fit(&loader(&train, true, args.seed)?, &mut pimc)?;
     let h = tr.history();
     let mean = |r: &[sits::sits_ssl::train::StepRecord]| {
         r.iter().map(|s| s.loss).sum::<f64>() / r.len().max(1) as f64

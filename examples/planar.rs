@@ -24,13 +24,15 @@ use sits::sits_data::norm::NormStats;
 use sits::sits_data::samples::Series;
 use sits::sits_data::{Loader, LoaderConfig, SampleSet, Split};
 use sits::sits_models::nn::linear;
+use sits::sits_models::nn::seeded_init;
 use sits::sits_models::{Ctx, PixelTransformer, PixelTransformerConfig, SmallResNet};
 use sits::sits_repr::planar::{curve_order, planar_image, Curve};
 use sits::sits_repr::render::{Colormap, RgbImage};
+use sits::sits_ssl::embed::{embed, PooledPixelEncoder, Pooling};
+use sits::sits_ssl::finetune::Classification;
 use sits::sits_ssl::metrics::ConfusionMatrix;
-use sits::sits_ssl::objectives::{classification_loss, embed, PooledPixelEncoder, Pooling};
 use sits::sits_ssl::probe::{features, label_fraction_probes, ProbeConfig};
-use sits::sits_ssl::train::{seeded_init, TrainConfig, Trainer};
+use sits::sits_ssl::train::{TrainConfig, Trainer};
 
 /// Planar images of labelled neighbourhoods: CNN vs pixel-series models.
 #[derive(Parser, Debug)]
@@ -214,9 +216,7 @@ fn run() -> Res<()> {
         None,
     )?;
     let start = std::time::Instant::now();
-    trainer.fit(&ld(&str_, true)?, |b, _| {
-        classification_loss(&enc, &|z: &Tensor| phead.forward(z), b, true)
-    })?;
+    trainer.fit(&ld(&str_, true)?, &mut Classification::new(&enc, &phead))?;
     let z = embed(&enc, &ld(&ste, false)?)?;
     let pred: Vec<usize> = phead
         .forward(&z)?

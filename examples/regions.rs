@@ -63,7 +63,10 @@ fn standardise(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
 }
 
 /// ARI between clusters and labels over the labelled rows.
-fn ari_on_labelled(assign: &[usize], labels: &[Option<usize>]) -> Result<f64, String> {
+fn ari_on_labelled(
+    assign: &[usize],
+    labels: &[Option<usize>],
+) -> Result<f64, sits::sits_ssl::SslError> {
     let (a, b): (Vec<usize>, Vec<usize>) = assign
         .iter()
         .zip(labels)

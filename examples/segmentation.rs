@@ -46,15 +46,17 @@ use sits::sits_data::loader::Sample;
 use sits::sits_data::norm::NormStats;
 use sits::sits_data::{Loader, LoaderConfig};
 use sits::sits_models::io::{load_weights, save_safetensors};
+use sits::sits_models::nn::seeded_init;
 use sits::sits_models::nn::{linear, Conv2d, PaddingMode};
 use sits::sits_models::utae::Norm;
 use sits::sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
 use sits::sits_repr::render::RgbImage;
-use sits::sits_ssl::losses::cross_entropy_ignore;
+use sits::sits_ssl::bert::Corruption;
+use sits::sits_ssl::finetune::cross_entropy_ignore;
 use sits::sits_ssl::metrics::ConfusionMatrix;
-use sits::sits_ssl::objectives::{Corruption, CubeMaskedReconstruction};
 use sits::sits_ssl::probe::{features, LinearProbe, ProbeConfig};
-use sits::sits_ssl::train::{seeded_init, StepRecord, TrainConfig, Trainer};
+use sits::sits_ssl::train::{FnObjective, StepRecord, TrainConfig, Trainer};
+use sits::sits_ssl::ubarn::CubeMaskedReconstruction;
 use sits::{Datacube, SitsBatch};
 
 /// U-BARN (self-supervised) vs U-TAE (from scratch) vs raw per-pixel probe.
@@ -374,7 +376,7 @@ fn run() -> Res<()> {
     };
     let vm = VarMap::new();
     let (ubarn, ctx) = build_ubarn(&vm)?;
-    let obj =
+    let mut obj =
         CubeMaskedReconstruction::new(&ubarn, ctx.vb.pp("pretext"), masking, Corruption::Permute)?;
     seeded_init(&vm, args.seed)?;
     let pre_patches = CubePatches::new(
@@ -412,7 +414,7 @@ fn run() -> Res<()> {
             &ctx.buffers,
             None,
         )?;
-        tr.fit(&pre_ld, |b, rng| obj.loss(b, rng, true))?;
+        tr.fit(&pre_ld, &mut obj)?;
         pre_curve = epoch_means(tr.history(), pre_ld.num_batches());
         let saved = args.out.join("ubarn_pretrained.safetensors");
         save_safetensors(&saved, &vm, &ctx.buffers, IfExists::Replace)?;
@@ -508,17 +510,19 @@ fn run() -> Res<()> {
         &uctx.buffers,
         None,
     )?;
-    utr.fit(&seg_ld, |b: &SitsBatch, _| {
+    // U-TAE's forward gives class logits directly (its own head): a loss written in place
+    let mut seg = FnObjective::new("utae-segmentation", |b: &SitsBatch, step, _rng| {
         let labels = b
             .labels()
             .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
-        let (logits, _) = utae.forward(b.values(), b.days(), true)?;
+        let (logits, _) = utae.forward(b.values(), b.days(), step.train)?;
         let (loss, accuracy) = cross_entropy_ignore(&logits, labels)?;
         Ok(ObjectiveOutput {
             loss,
             metrics: vec![("accuracy".into(), accuracy)],
         })
-    })?;
+    });
+    utr.fit(&seg_ld, &mut seg)?;
     let (logits, _) = utae.forward(full.values(), full.days(), false)?;
     let utae_pred = argmax_map(&logits, h, w)?;
     let utae_s = start.elapsed().as_secs_f64();

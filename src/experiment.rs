@@ -18,33 +18,45 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use sits_core::Objective;
 use sits_data::augment::DateMasking;
 use sits_data::norm::NormStats;
 use sits_data::{Loader, LoaderConfig, SampleSet};
 use sits_models::nn::linear;
+use sits_models::nn::seeded_init;
 use sits_models::{Buffers, PixelTransformer, PixelTransformerConfig};
+use sits_ssl::bert::{Corruption, MaskedReconstruction};
+use sits_ssl::dino::Dino;
+use sits_ssl::embed::{embed, PooledPixelEncoder, Pooling};
+use sits_ssl::finetune::Classification;
 use sits_ssl::metrics::ConfusionMatrix;
-use sits_ssl::objectives::{
-    classification_loss, embed, Corruption, Dino, MaskedReconstruction, PooledPixelEncoder,
-    Pooling, SeriesViews, SimClr,
-};
 use sits_ssl::probe::ProbeConfig;
 use sits_ssl::probe::{features, label_fraction_probes, stratified_fraction, FractionResult};
-use sits_ssl::train::{read_log, seeded_init, StepRecord, TrainConfig, Trainer};
+use sits_ssl::simclr::SimClr;
+use sits_ssl::train::{read_log, StepRecord, TrainConfig, Trainer};
+use sits_ssl::views::SeriesViews;
 
 /// Errors of the experiment: bad data or a failing step, with context.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExperimentError {
-    /// The sample sets cannot be used as given.
+    /// The sample sets cannot be used for this experiment (too few series or
+    /// classes, series of other lengths, labels that disagree); says which and why.
     #[error("{0}")]
-    Data(String),
+    UnusableData(String),
+    /// The settings ask for what cannot run (resuming without a checkpoint folder,
+    /// resuming DINO); says what to change.
+    #[error("{0}")]
+    Settings(String),
+    /// Scoring the results failed.
+    #[error(transparent)]
+    Ssl(#[from] sits_ssl::SslError),
     /// Loading or normalising the data failed.
     #[error(transparent)]
     SitsData(#[from] sits_data::DataError),
@@ -228,7 +240,7 @@ pub struct ExperimentOutput {
 }
 
 fn check_sets(train: &SampleSet, test: &SampleSet) -> Result<(Vec<usize>, Vec<usize>, usize)> {
-    let err = |m: String| Err(ExperimentError::Data(m));
+    let err = |m: String| Err(ExperimentError::UnusableData(m));
     if train.is_empty() || test.is_empty() {
         return err(format!(
             "the experiment needs training and test series, got {} and {}",
@@ -331,7 +343,7 @@ fn pretrainer(cfg: &ExperimentConfig, vars: &VarMap) -> Result<Trainer> {
         .ctx("starting pretraining")?;
     if cfg.resume {
         if cfg.checkpoint_dir.is_none() {
-            return Err(ExperimentError::Data(
+            return Err(ExperimentError::Settings(
                 "resume was asked for but no checkpoint folder is set".into(),
             ));
         }
@@ -353,15 +365,18 @@ fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
     let src = from
         .data()
         .lock()
-        .map_err(|_| ExperimentError::Data("VarMap lock poisoned".into()))?;
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))
+        .ctx("copying pretrained weights")?;
     let dst = to
         .data()
         .lock()
-        .map_err(|_| ExperimentError::Data("VarMap lock poisoned".into()))?;
+        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))
+        .ctx("copying pretrained weights")?;
     for (name, var) in src.iter().filter(|(n, _)| n.starts_with(prefix)) {
-        let target = dst.get(name).ok_or_else(|| {
-            ExperimentError::Data(format!("fine-tuning model has no variable {name}"))
-        })?;
+        let target = dst
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("the model has no variable {name}")))
+            .ctx("copying pretrained weights")?;
         target
             .set(var.as_tensor())
             .ctx("copying pretrained weights")?;
@@ -382,7 +397,7 @@ pub fn few_label_experiment(
     let device = device.clone();
     let (ytr, yte, dates) = check_sets(train, test)?;
     if cfg.resume && cfg.method == Method::Dino {
-        return Err(ExperimentError::Data(
+        return Err(ExperimentError::Settings(
             "resuming DINO is not supported yet: its teacher and centre are not in the \
              checkpoint; run it again from the start"
                 .into(),
@@ -443,42 +458,23 @@ pub fn few_label_experiment(
     let flat_enc = PooledPixelEncoder::new(&model, pooling);
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
     let pre_loader = loader(&train, true, cfg.seed, bs, &device)?;
-    let total_steps = cfg.epochs * pre_loader.num_batches();
 
-    enum Obj<'a> {
-        Bert(MaskedReconstruction<'a>),
-        SimClr(SimClr<'a>),
-        Dino(Box<Dino<'a>>),
-    }
-    let obj = match cfg.method {
-        Method::Bert => Obj::Bert(
-            MaskedReconstruction::new(
-                &model,
-                vb.pp("head"),
-                DateMasking {
-                    ratio: cfg.mask_ratio,
-                    contiguous: false,
-                },
-                Corruption::MaskToken,
-            )
-            .ctx("building the masked-reconstruction head")?,
+    let masking = DateMasking {
+        ratio: cfg.mask_ratio,
+        contiguous: false,
+    };
+    let mut obj: Box<dyn Objective + '_> = match cfg.method {
+        Method::Bert => Box::new(
+            MaskedReconstruction::new(&model, vb.pp("head"), masking, Corruption::MaskToken)
+                .ctx("building the masked-reconstruction head")?,
         ),
-        Method::SimClr => Obj::SimClr(
+        Method::SimClr => Box::new(
             SimClr::new(&mean_enc, vb.pp("head"), 32, SeriesViews::default(), 0.2)
                 .ctx("building the SimCLR head")?,
         ),
-        Method::Dino => Obj::Dino(Box::new(
-            Dino::new(
-                &mean_enc,
-                &teacher_enc,
-                &vm,
-                &tvm,
-                256,
-                &device,
-                total_steps,
-            )
-            .ctx("building DINO")?,
-        )),
+        Method::Dino => Box::new(
+            Dino::new(&mean_enc, &teacher_enc, &vm, &tvm, 256, &device).ctx("building DINO")?,
+        ),
     };
     seeded_init(&vm, 1000 + cfg.seed).ctx("seeding the weights")?;
     seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
@@ -493,20 +489,8 @@ pub fn few_label_experiment(
     // pretraining
     let pre_start = Instant::now();
     let mut trainer = pretrainer(cfg, &vm)?;
-    let step = Cell::new(0usize);
-    let per_epoch = pre_loader.num_batches().max(1);
-    let mut obj = obj;
-    trainer
-        .fit(&pre_loader, |b, rng| {
-            let epoch = step.get() / per_epoch;
-            step.set(step.get() + 1);
-            match &mut obj {
-                Obj::Bert(o) => o.loss(b, rng, true),
-                Obj::SimClr(o) => o.loss(b, rng, true),
-                Obj::Dino(o) => o.loss(b, epoch, rng, true),
-            }
-        })
-        .ctx("pretraining")?;
+    trainer.fit(&pre_loader, obj.as_mut()).ctx("pretraining")?;
+    drop(obj);
     let pretrain_seconds = pre_start.elapsed().as_secs_f64();
     let history = full_history(cfg, &trainer)?;
     stage("pretraining");
@@ -544,10 +528,8 @@ pub fn few_label_experiment(
             ..TrainConfig::default()
         };
         let mut ft = Trainer::new(fcfg, &fvm, &Buffers::new(), None).ctx("fine-tuning")?;
-        ft.fit(&ld, |b, _| {
-            classification_loss(&fenc, &|z: &Tensor| head.forward(z), b, true)
-        })
-        .ctx("fine-tuning")?;
+        ft.fit(&ld, &mut Classification::new(&fenc, &head))
+            .ctx("fine-tuning")?;
         let logits = {
             let z = embed(&fenc, &te_plain).ctx("fine-tuned test embeddings")?;
             head.forward(&z).ctx("fine-tuned logits")?
@@ -561,8 +543,7 @@ pub fn few_label_experiment(
             .collect();
         let truth: Vec<i64> = yte.iter().map(|&c| c as i64).collect();
         let pred: Vec<i64> = predictions.iter().map(|&c| c as i64).collect();
-        let cm = ConfusionMatrix::from_labels(classes, &truth, &pred, None)
-            .map_err(ExperimentError::Data)?;
+        let cm = ConfusionMatrix::from_labels(classes, &truth, &pred, None)?;
         finetune.push(FineTuneResult {
             fraction: f,
             n_train: idx.len(),
@@ -611,7 +592,7 @@ pub fn pretrain_masked(
     device: &Device,
 ) -> Result<Pretrained> {
     if set.is_empty() {
-        return Err(ExperimentError::Data(
+        return Err(ExperimentError::UnusableData(
             "pretraining needs at least one series".into(),
         ));
     }
@@ -620,7 +601,7 @@ pub fn pretrain_masked(
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
     let model = PixelTransformer::new(vb.pp("encoder"), model_config(cfg, set.bands().len()))
         .ctx("building the encoder")?;
-    let obj = MaskedReconstruction::new(
+    let mut obj = MaskedReconstruction::new(
         &model,
         vb.pp("head"),
         DateMasking {
@@ -633,9 +614,7 @@ pub fn pretrain_masked(
     seeded_init(&vars, 1000 + cfg.seed).ctx("seeding the weights")?;
     let mut trainer = pretrainer(cfg, &vars)?;
     let ld = loader(set, true, cfg.seed, cfg.batch_size, device)?;
-    trainer
-        .fit(&ld, |b, rng| obj.loss(b, rng, true))
-        .ctx("pretraining")?;
+    trainer.fit(&ld, &mut obj).ctx("pretraining")?;
     let history = full_history(cfg, &trainer)?;
     drop(obj);
     Ok(Pretrained {

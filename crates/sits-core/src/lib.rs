@@ -38,4 +38,4 @@ pub mod random;
 pub mod traits;
 
 pub use batch::{BatchLayout, SitsBatch};
-pub use traits::{Augmentation, Encoder, Objective, ObjectiveOutput};
+pub use traits::{Augmentation, Encoder, Objective, ObjectiveOutput, Step};

@@ -42,11 +42,113 @@ pub struct ObjectiveOutput {
     pub metrics: Vec<(String, f64)>,
 }
 
-/// A self-supervised objective: views of a batch in, a loss out.
+/// Where the training loop stands when it asks an [`Objective`] for a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Epoch of this batch (0-based): drives per-epoch schedules such as DINO's
+    /// teacher temperature.
+    pub epoch: usize,
+    /// Global optimiser step of this batch (0-based).
+    pub step: u64,
+    /// Optimiser steps of the whole run: drives per-step schedules such as DINO's
+    /// teacher momentum.
+    pub total_steps: u64,
+    /// Training mode: dropout on, batch statistics used and updated.
+    pub train: bool,
+}
+
+impl Step {
+    /// A step outside training (dropout off, running statistics used), for
+    /// evaluating an objective's loss on held-out data.
+    pub fn eval() -> Self {
+        Self {
+            epoch: 0,
+            step: 0,
+            total_steps: 0,
+            train: false,
+        }
+    }
+}
+
+/// A self-supervised (or supervised) objective: one batch in, a loss out.
+///
+/// Every method of `sits-ssl` implements it (masked reconstruction, U-BARN masked
+/// reconstruction, SimCLR, DINO, PIMC, CSCL, classification), and the training loop
+/// of `sits-ssl` drives any of them the same way: for each batch it calls
+/// [`Objective::loss`], back-propagates, steps the optimiser, then calls
+/// [`Objective::after_step`]. An objective owns what it adds to the encoder
+/// (decoders, projection heads, learnable temperatures: created as variables of the
+/// trained `VarMap`, so the optimiser updates them) and whatever state is not a
+/// trained variable (an EMA teacher, a running centre), which it updates in
+/// [`Objective::after_step`] or in `loss`.
+///
+/// All randomness (masks, views, noise) must come from `rng`: the loop seeds it
+/// from the run's seed and the step, so runs repeat and resume exactly.
+///
+/// ```
+/// use candle_core::{DType, Device, Result, Tensor, Var};
+/// use rand::RngCore;
+/// use sits_core::{Objective, ObjectiveOutput, SitsBatch, Step};
+///
+/// /// A toy objective: fit one scale `w` so that `w * x` has unit mean square.
+/// struct UnitScale {
+///     w: Var,
+///     steps_seen: usize,
+/// }
+///
+/// impl Objective for UnitScale {
+///     fn name(&self) -> &str {
+///         "unit-scale"
+///     }
+///     fn loss(&mut self, batch: &SitsBatch, _: &Step, _: &mut dyn RngCore) -> Result<ObjectiveOutput> {
+///         let ms = batch.values().broadcast_mul(self.w.as_tensor())?.sqr()?.mean_all()?;
+///         let loss = (ms - 1.0)?.sqr()?;
+///         Ok(ObjectiveOutput { loss, metrics: vec![] })
+///     }
+///     fn after_step(&mut self, _: &Step) -> Result<()> {
+///         self.steps_seen += 1; // an EMA teacher would move here
+///         Ok(())
+///     }
+/// }
+///
+/// # fn main() -> Result<()> {
+/// let dev = Device::Cpu;
+/// let values = Tensor::full(2f32, (1, 2, 1), &dev)?;
+/// let reference = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+/// let batch = SitsBatch::from_days(values, &[[0i64, 10]], &[[false, false]], reference, &dev)?;
+/// let mut obj = UnitScale { w: Var::from_tensor(&Tensor::new(&[1f32], &dev)?)?, steps_seen: 0 };
+/// let mut rng = rand::rng(); // the toy draws nothing
+/// // what a training loop does, by hand: loss, backward, plain gradient step, hook
+/// for step in 0..200u64 {
+///     let at = Step { epoch: 0, step, total_steps: 200, train: true };
+///     let out = obj.loss(&batch, &at, &mut rng)?;
+///     let grads = out.loss.backward()?;
+///     let g = grads.get(obj.w.as_tensor()).expect("w has a gradient");
+///     obj.w.set(&(obj.w.as_tensor() - (g * 0.01)?)?)?;
+///     obj.after_step(&at)?;
+/// }
+/// let w = obj.w.as_tensor().to_vec1::<f32>()?[0];
+/// assert!((w - 0.5).abs() < 1e-3, "w = {w}"); // (0.5 * 2)^2 = 1
+/// assert_eq!(obj.steps_seen, 200);
+/// # Ok(())
+/// # }
+/// ```
 pub trait Objective {
     /// Short name used in logs and checkpoints, e.g. `"simclr"`.
     fn name(&self) -> &str;
 
-    /// Computes the loss of `encoder` on the given views of one batch.
-    fn loss(&self, encoder: &dyn Encoder, views: &[SitsBatch]) -> Result<ObjectiveOutput>;
+    /// The loss of one batch at `step`, drawing any randomness from `rng`.
+    fn loss(
+        &mut self,
+        batch: &SitsBatch,
+        step: &Step,
+        rng: &mut dyn RngCore,
+    ) -> Result<ObjectiveOutput>;
+
+    /// Called once the optimiser has applied the step's gradients (an EMA teacher
+    /// moves towards the student here). Does nothing by default.
+    fn after_step(&mut self, step: &Step) -> Result<()> {
+        let _ = step;
+        Ok(())
+    }
 }

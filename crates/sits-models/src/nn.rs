@@ -444,6 +444,27 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Log-softmax over the last dimension through a max-shifted log-sum-exp: stable
+/// for large values, with a gradient (the shift is detached, which leaves the
+/// gradient unchanged).
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// Rows scaled to unit L2 norm over the last dimension (norm clamped at 1e-12, as
+/// PyTorch's `F.normalize`).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let n = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::INFINITY)?;
+    x.broadcast_div(&n)
+}
+
 /// Interpolation matrix `(out, in)` of PyTorch's bilinear resize with
 /// `align_corners = False` along one axis (source index `(i + 0.5)·in/out − 0.5`,
 /// clamped at 0).

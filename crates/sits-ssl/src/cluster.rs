@@ -4,6 +4,7 @@
 //! trajectories (a pixel's yearly embeddings concatenated in year order, so the
 //! distance between two trajectories is the Euclidean distance summed over years).
 
+use crate::error::SslError;
 use rand::{Rng, SeedableRng};
 
 /// Result of [`kmeans`].
@@ -26,11 +27,17 @@ fn dist2(a: &[f32], b: &[f32]) -> f64 {
 /// k-means on `points` (rows of equal length): k-means++ seeding from `seed`, then
 /// Lloyd iterations until no assignment changes or `max_iter`. An empty cluster is
 /// re-seeded with the point farthest from its centroid.
-pub fn kmeans(points: &[Vec<f32>], k: usize, max_iter: usize, seed: u64) -> Result<KMeans, String> {
+pub fn kmeans(
+    points: &[Vec<f32>],
+    k: usize,
+    max_iter: usize,
+    seed: u64,
+) -> Result<KMeans, SslError> {
     let n = points.len();
     if k == 0 || k > n {
-        return Err(format!(
-            "k-means: k = {k} must be in 1..={n} (the number of points)"
+        return Err(SslError::input(
+            "k-means",
+            format!("k = {k} must be in 1..={n} (the number of points)"),
         ));
     }
     let d = points[0].len();
@@ -38,8 +45,9 @@ pub fn kmeans(points: &[Vec<f32>], k: usize, max_iter: usize, seed: u64) -> Resu
         .iter()
         .position(|p| p.len() != d || p.iter().any(|v| !v.is_finite()))
     {
-        return Err(format!(
-            "k-means: point {i} has another length than {d} or a non-finite value"
+        return Err(SslError::input(
+            "k-means",
+            format!("point {i} has another length than {d} or a non-finite value"),
         ));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -125,12 +133,12 @@ pub fn kmeans(points: &[Vec<f32>], k: usize, max_iter: usize, seed: u64) -> Resu
 
 /// Trajectories of pixels over years: `years[y][p]` is pixel `p`'s embedding in year
 /// `y`; the result has one row per pixel, the years concatenated in order.
-pub fn trajectories(years: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, String> {
+pub fn trajectories(years: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, SslError> {
     let n = years.first().map_or(0, Vec::len);
     if let Some(y) = years.iter().position(|v| v.len() != n) {
-        return Err(format!(
-            "year {y} has {} pixels, year 0 has {n}",
-            years[y].len()
+        return Err(SslError::input(
+            "trajectories",
+            format!("year {y} has {} pixels, year 0 has {n}", years[y].len()),
         ));
     }
     Ok((0..n)
@@ -142,22 +150,26 @@ pub fn trajectories(years: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, String> {
 /// rows of `points` on their first `components` principal axes, and the fraction of
 /// the total variance each axis explains. Deterministic (the start vectors are fixed);
 /// each axis is found on the data with the previous axes projected out.
-pub fn pca(points: &[Vec<f32>], components: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>), String> {
+pub fn pca(points: &[Vec<f32>], components: usize) -> Result<(Vec<Vec<f64>>, Vec<f64>), SslError> {
     let n = points.len();
     let d = points.first().map_or(0, Vec::len);
     if n < 2 || d == 0 {
-        return Err(format!(
-            "pca needs at least 2 non-empty rows, got {n} rows of {d}"
+        return Err(SslError::input(
+            "PCA",
+            format!("needs at least 2 non-empty rows, got {n} rows of {d}"),
         ));
     }
     if let Some(i) = points.iter().position(|p| p.len() != d) {
-        return Err(format!(
-            "row {i} has {} values, row 0 has {d}",
-            points[i].len()
+        return Err(SslError::input(
+            "PCA",
+            format!("row {i} has {} values, row 0 has {d}", points[i].len()),
         ));
     }
     if let Some(i) = points.iter().position(|p| p.iter().any(|v| !v.is_finite())) {
-        return Err(format!("row {i} has a non-finite value"));
+        return Err(SslError::input(
+            "PCA",
+            format!("row {i} has a non-finite value"),
+        ));
     }
     let mut mean = vec![0f64; d];
     for p in points {
@@ -225,9 +237,12 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Adjusted Rand index between two labelings of the same items (1 = identical
 /// partitions, about 0 = chance).
-pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64, String> {
+pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64, SslError> {
     if a.len() != b.len() {
-        return Err(format!("{} and {} labels", a.len(), b.len()));
+        return Err(SslError::input(
+            "adjusted Rand index",
+            format!("{} and {} labels", a.len(), b.len()),
+        ));
     }
     let n = a.len() as f64;
     let ka = a.iter().max().map_or(0, |m| m + 1);

@@ -11,8 +11,8 @@
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-
-use crate::losses::cscl_loss;
+use rand::RngCore;
+use sits_core::{Encoder, Objective, ObjectiveOutput, SitsBatch, Step};
 
 /// Cosine similarity of every location with its `k × k` neighbourhood.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ impl ContextSelfSimilarity {
             .reshape((b, g, a / g, h, w, k * k))?
             .permute((0, 1, 3, 4, 2, 5))?; // (B, g, H, W, A/g, kk)
         let qs = q.reshape((b, g, a / g, h, w))?.permute((0, 1, 3, 4, 2))?; // (B, g, H, W, A/g)
-        let qn = crate::losses::l2_normalize(&qs)?;
+        let qn = sits_models::nn::l2_normalize(&qs)?;
         let kn = keys.broadcast_div(
             &keys
                 .sqr()?
@@ -162,4 +162,80 @@ pub fn cscl_objective(
     let s = sim.forward(features)?;
     let (same, valid) = cscl_targets(labels, sim.k, ignore)?;
     cscl_loss(&s, &same, &valid, pos_weight)
+}
+
+/// CSCL's linear similarity loss `mean(−pos_weight·y·s + (1 − y)·s)` over the
+/// entries where `valid` is 1 (`s` similarities, `y` 1 where the neighbour has the
+/// centre's label). DeepSatModels uses `pos_weight = 0.125`.
+pub fn cscl_loss(sim: &Tensor, same: &Tensor, valid: &Tensor, pos_weight: f64) -> Result<Tensor> {
+    let s = sim.to_dtype(DType::F32)?;
+    let y = same.to_dtype(DType::F32)?;
+    let v = valid.to_dtype(DType::F32)?.broadcast_as(s.shape())?;
+    let count = v.sum_all()?.to_scalar::<f32>()?;
+    if count == 0.0 {
+        candle_core::bail!("CSCL loss: no valid entry");
+    }
+    let per = ((y.neg()? * pos_weight)?.mul(&s)? + (1.0 - &y)?.mul(&s)?)?;
+    (per * v)?.sum_all()? / count as f64
+}
+
+/// CSCL pretraining as an [`Objective`]: the encoder's feature maps `(B, C, H, W)`
+/// through a [`ContextSelfSimilarity`], against the label maps `(B, H, W)` of the
+/// batch. DeepSatModels trains it with `pos_weight = 0.125` and ignores its
+/// background label.
+pub struct Cscl<'a> {
+    encoder: &'a dyn Encoder,
+    similarity: ContextSelfSimilarity,
+    /// Label ignored in both the centre and the neighbour.
+    pub ignore: Option<i64>,
+    /// Weight of the same-label term.
+    pub pos_weight: f64,
+}
+
+impl<'a> Cscl<'a> {
+    /// `encoder` must give feature maps `(B, C, H, W)` with `C` the similarity's
+    /// input channels.
+    pub fn new(encoder: &'a dyn Encoder, similarity: ContextSelfSimilarity) -> Self {
+        Self {
+            encoder,
+            similarity,
+            ignore: None,
+            pos_weight: 0.125,
+        }
+    }
+}
+
+impl Objective for Cscl<'_> {
+    fn name(&self) -> &str {
+        "cscl"
+    }
+
+    fn loss(
+        &mut self,
+        batch: &SitsBatch,
+        step: &Step,
+        _rng: &mut dyn RngCore,
+    ) -> Result<ObjectiveOutput> {
+        let labels = batch
+            .labels()
+            .ok_or_else(|| candle_core::Error::Msg("CSCL needs label maps in the batch".into()))?;
+        let features = self.encoder.encode(batch, step.train)?;
+        if features.rank() != 4 {
+            candle_core::bail!(
+                "CSCL needs feature maps (B, C, H, W) from the encoder, got {:?}",
+                features.dims()
+            );
+        }
+        let loss = cscl_objective(
+            &self.similarity,
+            &features,
+            labels,
+            self.ignore,
+            self.pos_weight,
+        )?;
+        Ok(ObjectiveOutput {
+            loss,
+            metrics: Vec::new(),
+        })
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
-//! use sits_ssl::{nt_xent, ConfusionMatrix, NtXentReduction};
+//! use sits_ssl::metrics::ConfusionMatrix;
+//! use sits_ssl::simclr::{nt_xent, NtXentReduction};
 //! // two views of 4 samples: identical views give a lower loss than shuffled ones
 //! let z = Tensor::new(&[[1f32, 0.], [0., 1.], [-1., 0.], [0., -1.]], &Device::Cpu).unwrap();
 //! let shuffled = Tensor::new(&[[0f32, 1.], [-1., 0.], [0., -1.], [1., 0.]], &Device::Cpu).unwrap();
@@ -15,50 +16,55 @@
 //! assert_eq!(cm.overall_accuracy(), 0.75);
 //! ```
 //!
-//! Contents:
-//! - [`losses`], checked against PyTorch: NT-Xent (both reference reductions), DINO
-//!   (centering, teacher temperature schedule, cross-view pairs, health metrics),
-//!   masked-reconstruction MSE, symmetric InfoNCE (PIMC), the CSCL similarity loss.
-//! - [`heads`]: SimCLR projector, DINO head (both weight-norm spellings).
-//! - [`probe`]: standardisation, L2 logistic-regression probe, cosine k-NN,
-//!   stratified label fractions and the few-label probe report.
-//! - [`metrics`]: confusion matrix, OA, macro-F1, kappa, IoU/mIoU.
+//! One module per method, each holding its loss, heads and [`sits_core::Objective`]
+//! implementation; every objective is trained by the same loop
+//! ([`train::Trainer::fit`]):
+//! - [`bert`]: BERT-style masked reconstruction of pixel series (mask token,
+//!   SITS-BERT noise, U-BARN permutation) for the pixel transformer.
+//! - [`ubarn`]: masked reconstruction of whole dates of cube patches for U-BARN.
+//! - [`simclr`]: SimCLR over any encoder, NT-Xent (both reference reductions),
+//!   projection head.
+//! - [`dino`]: DINO with an EMA teacher, multi-crop, centring, the teacher
+//!   temperature and momentum schedules, health metrics.
+//! - [`pimc`]: PIMC-style recurrence images of NDVI/EVI/SAVI against the series,
+//!   symmetric InfoNCE with a learnable temperature.
+//! - [`cscl`]: CSCL context self-similarity (checked against DeepSatModels) and its
+//!   loss on feature maps.
+//! - [`finetune`]: supervised classification and segmentation with a head, in the
+//!   same loop.
+//!
+//! Shared building blocks:
+//! - [`views`]: random views of collated batches (series windows, dropped dates,
+//!   noise; resized crops and flips of cube patches) for SimCLR and DINO.
+//! - [`embed`]: pooling and frozen-encoder embeddings.
+//! - [`train`]: the training loop (JSONL log, progress bar, NaN detection, frozen
+//!   groups, atomic checkpoints with exact resume).
 //! - [`optim`]: AdamW with inspectable state, gradient clipping, cosine schedule
 //!   with warm-up, EMA updates.
-//! - [`train`]: the pretraining loop (JSONL log, progress bar, NaN detection,
-//!   frozen groups, atomic checkpoints with exact resume).
-//! - [`objectives`]: BERT-style masked reconstruction (mask token, SITS-BERT noise,
-//!   U-BARN permutation) for the pixel transformer; SimCLR over any encoder with
-//!   tensor-level series views (crop, date dropping, noise); DINO with an EMA
-//!   teacher and series multi-crop; PIMC (recurrence images of NDVI/EVI/SAVI vs the
-//!   series, learnable temperature); batched frozen embeddings.
-//!
-//! - [`cluster`]: seeded k-means++ on embeddings, per-pixel trajectories over
-//!   years, the adjusted Rand index (cluster maps render with
-//!   `sits_repr::render::RgbImage::from_labels`).
-//! - [`cscl`]: the CSCL context self-similarity (checked against DeepSatModels),
-//!   its targets from label maps, and the CSCL objective on feature maps.
-//!
-//! - [`objectives::classification_loss`]: supervised fine-tuning of any encoder with
-//!   a head in the same loop.
-//!
-//! Views for SimCLR and DINO come for series ([`objectives::SeriesViews`]: date
-//! windows, dropping, noise) and for cube patches ([`objectives::CubeViews`]:
-//! resized spatial crops, flips, dropping, noise); cube encoders' maps are
-//! averaged over space before the heads.
+//! - [`probe`]: standardisation, L2 logistic-regression probe, cosine k-NN,
+//!   stratified label fractions, the few-label probe report, ridge regression.
+//! - [`metrics`]: confusion matrix, OA, macro-F1, kappa, IoU/mIoU, ROC AUC.
+//! - [`cluster`]: seeded k-means++, per-pixel trajectories over years, PCA, the
+//!   adjusted Rand index.
+//! - [`error`]: [`SslError`], the error of the non-tensor functions.
 //!
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
 
+pub mod bert;
 pub mod cluster;
 pub mod cscl;
-pub mod heads;
-pub mod losses;
+pub mod dino;
+pub mod embed;
+pub mod error;
+pub mod finetune;
 pub mod metrics;
-pub mod objectives;
 pub mod optim;
+pub mod pimc;
 pub mod probe;
+pub mod simclr;
 pub mod train;
+pub mod ubarn;
+pub mod views;
 
-pub use losses::{nt_xent, DinoLoss, NtXentReduction};
-pub use metrics::ConfusionMatrix;
+pub use error::SslError;

@@ -2,25 +2,33 @@
 //! accuracy, per-class and macro F1, Cohen's kappa, per-class IoU and mIoU, with an
 //! optional ignore label.
 
+use crate::error::SslError;
 /// Area under the ROC curve of `scores` for the binary truth `positive` (higher
 /// score = more likely positive): the probability that a random positive scores
 /// above a random negative, ties counting one half (the Mann-Whitney statistic).
-pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64, String> {
+pub fn roc_auc(scores: &[f64], positive: &[bool]) -> Result<f64, SslError> {
     if scores.len() != positive.len() {
-        return Err(format!(
-            "{} scores but {} truth values",
-            scores.len(),
-            positive.len()
+        return Err(SslError::input(
+            "ROC AUC",
+            format!(
+                "{} scores but {} truth values",
+                scores.len(),
+                positive.len()
+            ),
         ));
     }
     if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
-        return Err(format!("score {i} is {}", scores[i]));
+        return Err(SslError::input(
+            "ROC AUC",
+            format!("score {i} is {}", scores[i]),
+        ));
     }
     let n_pos = positive.iter().filter(|&&p| p).count();
     let n_neg = positive.len() - n_pos;
     if n_pos == 0 || n_neg == 0 {
-        return Err(format!(
-            "ROC AUC needs positives and negatives, got {n_pos} and {n_neg}"
+        return Err(SslError::input(
+            "ROC AUC",
+            format!("needs positives and negatives, got {n_pos} and {n_neg}"),
         ));
     }
     let mut order: Vec<usize> = (0..scores.len()).collect();
@@ -64,12 +72,11 @@ impl ConfusionMatrix {
         truth: &[i64],
         pred: &[i64],
         ignore: Option<i64>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SslError> {
         if truth.len() != pred.len() {
-            return Err(format!(
-                "{} true labels but {} predictions",
-                truth.len(),
-                pred.len()
+            return Err(SslError::input(
+                "confusion matrix",
+                format!("{} true labels but {} predictions", truth.len(), pred.len()),
             ));
         }
         let mut m = Self::new(k);
@@ -78,8 +85,9 @@ impl ConfusionMatrix {
                 continue;
             }
             if t < 0 || t as usize >= k || p < 0 || p as usize >= k {
-                return Err(format!(
-                    "entry {i}: label {t} / prediction {p} outside 0..{k}"
+                return Err(SslError::input(
+                    "confusion matrix",
+                    format!("entry {i}: label {t} / prediction {p} outside 0..{k}"),
                 ));
             }
             m.counts[t as usize * k + p as usize] += 1;
@@ -223,9 +231,11 @@ mod tests {
         assert!((m.miou() - (0.5 + 0.5) / 2.0).abs() < 1e-12);
         let perfect = ConfusionMatrix::from_labels(2, &[0, 0], &[0, 0], None).unwrap();
         assert_eq!(perfect.kappa(), 1.0);
-        assert!(ConfusionMatrix::from_labels(2, &[0, 5], &[0, 1], None)
-            .unwrap_err()
-            .contains("entry 1"));
+        let e = ConfusionMatrix::from_labels(2, &[0, 5], &[0, 1], None).unwrap_err();
+        assert!(
+            matches!(&e, SslError::Input { what: "confusion matrix", reason } if reason.contains("entry 1")),
+            "{e}"
+        );
         assert!(ConfusionMatrix::from_labels(2, &[0], &[0, 1], None).is_err());
     }
 }

@@ -2,12 +2,13 @@
 //! multinomial logistic-regression probe, a cosine k-NN classifier, and stratified
 //! label fractions for few-label experiments.
 
+use crate::error::SslError;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::losses::{l2_normalize, log_softmax};
+use sits_models::nn::{l2_normalize, log_softmax};
 
 /// Per-feature mean and standard deviation of training features.
 #[derive(Debug, Clone)]
@@ -342,7 +343,7 @@ pub fn label_fraction_probes(
         let pred: Vec<i64> = predictions.iter().map(|&c| c as i64).collect();
         let truth: Vec<i64> = test_y.iter().map(|&c| c as i64).collect();
         let cm = crate::metrics::ConfusionMatrix::from_labels(classes, &truth, &pred, None)
-            .map_err(candle_core::Error::Msg)?;
+            .map_err(candle_core::Error::wrap)?;
         out.push(FractionResult {
             fraction: f,
             n_train: idx.len(),
@@ -409,32 +410,32 @@ pub struct Ridge {
 impl Ridge {
     /// Fits targets `y` (`n` rows of `k`) on features `x` (`n` rows of `d`).
     #[allow(clippy::needless_range_loop)] // matrix algebra reads best with explicit indices
-    pub fn fit(x: &[Vec<f32>], y: &[Vec<f32>], lambda: f64) -> std::result::Result<Self, String> {
+    pub fn fit(x: &[Vec<f32>], y: &[Vec<f32>], lambda: f64) -> std::result::Result<Self, SslError> {
         let n = x.len();
         if n == 0 || n != y.len() {
-            return Err(format!(
-                "ridge: {n} feature rows and {} target rows",
-                y.len()
+            return Err(SslError::input(
+                "ridge",
+                format!("{n} feature rows and {} target rows", y.len()),
             ));
         }
         let (d, k) = (x[0].len(), y[0].len());
         if let Some(i) = x.iter().position(|r| r.len() != d) {
-            return Err(format!(
-                "ridge: feature row {i} has {} values, row 0 has {d}",
-                x[i].len()
+            return Err(SslError::input(
+                "ridge",
+                format!("feature row {i} has {} values, row 0 has {d}", x[i].len()),
             ));
         }
         if let Some(i) = y.iter().position(|r| r.len() != k) {
-            return Err(format!(
-                "ridge: target row {i} has {} values, row 0 has {k}",
-                y[i].len()
+            return Err(SslError::input(
+                "ridge",
+                format!("target row {i} has {} values, row 0 has {k}", y[i].len()),
             ));
         }
         if x.iter().chain(y).flatten().any(|v| !v.is_finite()) {
-            return Err("ridge: non-finite feature or target".into());
+            return Err(SslError::input("ridge", "non-finite feature or target"));
         }
         if lambda < 0.0 {
-            return Err(format!("ridge: negative λ {lambda}"));
+            return Err(SslError::input("ridge", format!("negative λ {lambda}")));
         }
         let nf = n as f64;
         let mean = |rows: &[Vec<f32>], m: usize| -> Vec<f64> {
@@ -489,7 +490,10 @@ impl Ridge {
                 if i == j {
                     let v = a[i][i] - s;
                     if v <= 0.0 {
-                        return Err("ridge: the system is not positive definite (use λ > 0)".into());
+                        return Err(SslError::Numerical {
+                            what: "ridge",
+                            reason: "the system is not positive definite (use λ > 0)".into(),
+                        });
                     }
                     l[i][i] = v.sqrt();
                 } else {

@@ -3,8 +3,9 @@
 //! of every step, a progress bar on terminals, NaN/Inf detection, and atomic
 //! checkpoints that resume exactly.
 //!
-//! The loop is generic: it owns the optimisation and the bookkeeping, and a
-//! closure computes the loss of one batch (any encoder, any objective). Every
+//! The loop is generic: it owns the optimisation and the bookkeeping, and any
+//! [`Objective`] computes the loss of one batch (any encoder, any method; a closure
+//! through [`FnObjective`]). Every
 //! step's randomness comes from a generator seeded by `(seed, step)`, so an
 //! interrupted run resumed from its checkpoint computes the same losses as an
 //! uninterrupted one (on CPU, same thread count). That includes dropout: the models
@@ -23,16 +24,63 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarMap;
+use rand::RngCore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use sits_core::{ObjectiveOutput, SitsBatch};
+use sits_core::{Objective, ObjectiveOutput, SitsBatch, Step};
 use sits_data::Loader;
-/// Seeded initialisation, defined next to the models (re-exported here, where the
-/// training loop is).
-pub use sits_models::nn::seeded_init;
 use sits_models::Buffers;
 
 use crate::optim::{clip_grad_norm, cosine_lr, AdamW};
+
+/// A closure as an [`Objective`], for losses written in place (a custom head, a
+/// combination of objectives):
+///
+/// ```
+/// # use sits_ssl::train::FnObjective;
+/// # use sits_core::ObjectiveOutput;
+/// let mut calls = 0;
+/// let _objective = FnObjective::new("my-loss", |batch, _step, _rng| {
+///     calls += 1;
+///     let loss = batch.values().sqr()?.mean_all()?;
+///     Ok(ObjectiveOutput { loss, metrics: vec![] })
+/// });
+/// ```
+pub struct FnObjective<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> FnObjective<F>
+where
+    F: FnMut(&SitsBatch, &Step, &mut dyn RngCore) -> Result<ObjectiveOutput>,
+{
+    /// Wraps `f`, logged under `name`.
+    pub fn new(name: impl Into<String>, f: F) -> Self {
+        Self {
+            name: name.into(),
+            f,
+        }
+    }
+}
+
+impl<F> Objective for FnObjective<F>
+where
+    F: FnMut(&SitsBatch, &Step, &mut dyn RngCore) -> Result<ObjectiveOutput>,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn loss(
+        &mut self,
+        batch: &SitsBatch,
+        step: &Step,
+        rng: &mut dyn RngCore,
+    ) -> Result<ObjectiveOutput> {
+        (self.f)(batch, step, rng)
+    }
+}
 
 /// Training settings (saved in every checkpoint).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -199,21 +247,21 @@ impl Trainer {
         &self.history
     }
 
-    /// Trains until `cfg.epochs`, starting from the current epoch. `loss_fn` gets a
-    /// batch and that step's generator and returns the loss and its metrics.
-    pub fn fit<F>(&mut self, loader: &Loader, loss_fn: F) -> Result<()>
-    where
-        F: FnMut(&SitsBatch, &mut ChaCha8Rng) -> Result<ObjectiveOutput>,
-    {
-        self.fit_until(loader, self.cfg.epochs, loss_fn)
+    /// Trains `objective` until `cfg.epochs`, starting from the current epoch. For
+    /// each batch: [`Objective::loss`] with that step's generator, backward pass,
+    /// clipping, optimiser step, then [`Objective::after_step`].
+    pub fn fit(&mut self, loader: &Loader, objective: &mut dyn Objective) -> Result<()> {
+        self.fit_until(loader, self.cfg.epochs, objective)
     }
 
     /// Like [`Trainer::fit`] but stops after epoch `stop` (the schedule still spans
     /// `cfg.epochs`): a run cut short, to be resumed later.
-    pub fn fit_until<F>(&mut self, loader: &Loader, stop: usize, mut loss_fn: F) -> Result<()>
-    where
-        F: FnMut(&SitsBatch, &mut ChaCha8Rng) -> Result<ObjectiveOutput>,
-    {
+    pub fn fit_until(
+        &mut self,
+        loader: &Loader,
+        stop: usize,
+        objective: &mut dyn Objective,
+    ) -> Result<()> {
         let stop = stop.min(self.cfg.epochs);
         self.open_log()?;
         let per_epoch = loader.num_batches() as u64;
@@ -239,7 +287,13 @@ impl Trainer {
                 // dropout masks too are a function of (seed, step): reproducible and
                 // exactly resumable
                 sits_models::nn::seed_dropout(step_seed.rotate_left(17) ^ 0xD1B5_4A32_D192_ED03);
-                let out = loss_fn(&batch, &mut rng)?;
+                let at = Step {
+                    epoch: self.epoch,
+                    step: self.step,
+                    total_steps: total,
+                    train: true,
+                };
+                let out = objective.loss(&batch, &at, &mut rng)?;
                 let loss = out
                     .loss
                     .to_dtype(candle_core::DType::F64)?
@@ -271,6 +325,7 @@ impl Trainer {
                     self.cfg.min_lr,
                 );
                 self.opt.step(&grads, lr)?;
+                objective.after_step(&at)?;
                 let rec = StepRecord {
                     epoch: self.epoch,
                     step: self.step,

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use sits_data::npy::read_npy;
-use sits_ssl::losses::{
-    cscl_loss, masked_mse, symmetric_info_nce, teacher_momentum, teacher_temperature,
-};
-use sits_ssl::{nt_xent, DinoLoss, NtXentReduction};
+use sits_ssl::bert::masked_mse;
+use sits_ssl::cscl::cscl_loss;
+use sits_ssl::dino::{teacher_momentum, teacher_temperature, DinoLoss};
+use sits_ssl::pimc::symmetric_info_nce;
+use sits_ssl::simclr::{nt_xent, NtXentReduction};
 
 fn fx(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -198,7 +199,7 @@ fn infonce_mse_and_cscl_match_the_reference() {
 #[test]
 fn dino_head_loads_both_weight_norm_spellings() {
     use candle_nn::VarBuilder;
-    use sits_ssl::heads::DinoHead;
+    use sits_ssl::dino::DinoHead;
     let x = npy("dino_head_x");
     let want = npy("dino_head_y");
     for file in [

@@ -12,15 +12,18 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sits_core::{Objective, Step};
 use sits_data::augment::DateMasking;
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::loader::CubePatches;
 use sits_data::npy::read_npy;
 use sits_data::{Loader, LoaderConfig};
+use sits_models::nn::seeded_init;
 use sits_models::{Ctx, Ubarn, UbarnConfig};
-use sits_ssl::losses::cross_entropy_ignore;
-use sits_ssl::objectives::{corrupt, Corruption, CubeMaskedReconstruction};
-use sits_ssl::train::{seeded_init, TrainConfig, Trainer};
+use sits_ssl::bert::{corrupt, Corruption};
+use sits_ssl::finetune::cross_entropy_ignore;
+use sits_ssl::train::{TrainConfig, Trainer};
+use sits_ssl::ubarn::CubeMaskedReconstruction;
 
 fn fx(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -201,8 +204,9 @@ fn ubarn_masked_reconstruction_counts_hidden_clear_pixels_only() {
     };
     let e = CubeMaskedReconstruction::new(&model, ctx.vb.pp("mr"), masking, Corruption::MaskToken);
     assert!(e.is_err());
-    let obj = CubeMaskedReconstruction::new(&model, ctx.vb.pp("mr"), masking, Corruption::Permute)
-        .unwrap();
+    let mut obj =
+        CubeMaskedReconstruction::new(&model, ctx.vb.pp("mr"), masking, Corruption::Permute)
+            .unwrap();
     seeded_init(&vm, 7).unwrap();
     let ld = slovenia_patches();
     let batch = ld.epoch(0).next().unwrap().unwrap();
@@ -215,7 +219,7 @@ fn ubarn_masked_reconstruction_counts_hidden_clear_pixels_only() {
     );
 
     let out = obj
-        .loss(&batch, &mut ChaCha8Rng::seed_from_u64(9), false)
+        .loss(&batch, &Step::eval(), &mut ChaCha8Rng::seed_from_u64(9))
         .unwrap();
     let loss = out.loss.to_scalar::<f32>().unwrap() as f64;
 
@@ -262,7 +266,7 @@ fn ubarn_masked_reconstruction_counts_hidden_clear_pixels_only() {
     )
     .unwrap();
     let e = obj
-        .loss(&series, &mut ChaCha8Rng::seed_from_u64(0), false)
+        .loss(&series, &Step::eval(), &mut ChaCha8Rng::seed_from_u64(0))
         .unwrap_err();
     assert!(e.to_string().contains("(B, T, C, H, W)"), "{e}");
 }
@@ -277,7 +281,7 @@ fn ubarn_pretraining_lowers_the_reconstruction_loss() {
         ratio: 0.3,
         contiguous: false,
     };
-    let obj = CubeMaskedReconstruction::new(
+    let mut obj = CubeMaskedReconstruction::new(
         &model,
         ctx.vb.pp("mr"),
         masking,
@@ -298,7 +302,7 @@ fn ubarn_pretraining_lowers_the_reconstruction_loss() {
         None,
     )
     .unwrap();
-    tr.fit(&ld, |b, rng| obj.loss(b, rng, true)).unwrap();
+    tr.fit(&ld, &mut obj).unwrap();
     let per_epoch: Vec<f64> = tr
         .history()
         .chunks(ld.num_batches())

@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use sits_data::augment::DateMasking;
 use sits_data::{datasets, Loader, LoaderConfig, SampleSet};
 use sits_models::{Buffers, PixelTransformer, PixelTransformerConfig};
-use sits_ssl::objectives::{Corruption, MaskedReconstruction};
-use sits_ssl::train::{TrainConfig, Trainer};
+use sits_ssl::bert::{Corruption, MaskedReconstruction};
+use sits_ssl::train::{FnObjective, TrainConfig, Trainer};
 
 fn data() -> Arc<SampleSet> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -80,7 +80,7 @@ fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Ve
         ..PixelTransformerConfig::small(6)
     };
     let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
-    let obj = MaskedReconstruction::new(
+    let mut obj = MaskedReconstruction::new(
         &model,
         vb.pp("head"),
         DateMasking {
@@ -95,8 +95,7 @@ fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Ve
     if resume {
         assert!(tr.resume().unwrap(), "a checkpoint should be there");
     }
-    tr.fit_until(&loader(data()), stop, |b, rng| obj.loss(b, rng, true))
-        .unwrap();
+    tr.fit_until(&loader(data()), stop, &mut obj).unwrap();
     tr.history().iter().map(|r| r.loss).collect()
 }
 
@@ -183,15 +182,18 @@ fn nan_loss_stops_training_with_the_step() {
     .unwrap();
     let mut calls = 0;
     let err = tr
-        .fit(&loader(data()), |_, _| {
-            calls += 1;
-            let scale = if calls == 3 { f32::NAN } else { 1.0 };
-            let loss = (w.sqr()?.sum_all()? * scale as f64)?;
-            Ok(sits_core::ObjectiveOutput {
-                loss,
-                metrics: vec![],
-            })
-        })
+        .fit(
+            &loader(data()),
+            &mut FnObjective::new("nan-at-step-2", |_, _, _| {
+                calls += 1;
+                let scale = if calls == 3 { f32::NAN } else { 1.0 };
+                let loss = (w.sqr()?.sum_all()? * scale as f64)?;
+                Ok(sits_core::ObjectiveOutput {
+                    loss,
+                    metrics: vec![],
+                })
+            }),
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("step 2"), "{err}");
@@ -209,7 +211,8 @@ fn nan_loss_stops_training_with_the_step() {
 
 #[test]
 fn simclr_views_and_training() {
-    use sits_ssl::objectives::{SeriesViews, SimClr};
+    use sits_ssl::simclr::SimClr;
+    use sits_ssl::views::SeriesViews;
     let set = data();
     let ld = loader(set);
     let batch = ld.epoch(0).next().unwrap().unwrap();
@@ -243,7 +246,7 @@ fn simclr_views_and_training() {
         ..PixelTransformerConfig::small(6)
     };
     let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
-    let obj = SimClr::new(&model, vb.pp("head"), 8, views, 0.5).unwrap();
+    let mut obj = SimClr::new(&model, vb.pp("head"), 8, views, 0.5).unwrap();
     deterministic_init(&vm); // candle's own init is unseeded: fix the start so the test cannot flake
     let mut tr = Trainer::new(
         TrainConfig {
@@ -257,7 +260,7 @@ fn simclr_views_and_training() {
         None,
     )
     .unwrap();
-    tr.fit(&ld, |b, rng| obj.loss(b, rng, true)).unwrap();
+    tr.fit(&ld, &mut obj).unwrap();
     let h = tr.history();
     assert_eq!(h.len(), 12);
     let first: f64 = h[..3].iter().map(|r| r.loss).sum::<f64>();
@@ -268,7 +271,7 @@ fn simclr_views_and_training() {
 
 #[test]
 fn dino_trains_with_an_ema_teacher() {
-    use sits_ssl::objectives::Dino;
+    use sits_ssl::dino::Dino;
     let ld = loader(data());
     let cfg = PixelTransformerConfig {
         d_model: 16,
@@ -290,16 +293,7 @@ fn dino_trains_with_an_ema_teacher() {
     )
     .unwrap();
     let epochs = 3;
-    let mut dino = Dino::new(
-        &student,
-        &teacher,
-        &svm,
-        &tvm,
-        32,
-        &Device::Cpu,
-        epochs * ld.num_batches(),
-    )
-    .unwrap();
+    let mut dino = Dino::new(&student, &teacher, &svm, &tvm, 32, &Device::Cpu).unwrap();
     dino.momentum = 0.9; // move the teacher visibly in a short test
     let t0: Vec<Tensor> = dino
         .teacher_vars()
@@ -318,11 +312,7 @@ fn dino_trains_with_an_ema_teacher() {
         None,
     )
     .unwrap();
-    tr.fit(&ld, |b, rng| {
-        let epoch = 0; // teacher temperature constant (no warm-up configured)
-        dino.loss(b, epoch, rng, true)
-    })
-    .unwrap();
+    tr.fit(&ld, &mut dino).unwrap();
     let h = tr.history();
     assert_eq!(h.len(), 9);
     for r in h {
@@ -375,7 +365,8 @@ fn dino_trains_with_an_ema_teacher() {
 #[test]
 fn pimc_learns_and_embeddings_keep_order() {
     use sits_models::{Ctx, SmallResNet};
-    use sits_ssl::objectives::{embed, Pimc};
+    use sits_ssl::embed::embed;
+    use sits_ssl::pimc::Pimc;
     let set = data();
     let bands = set.bands().to_vec();
     let ld = loader(set.clone());
@@ -395,7 +386,7 @@ fn pimc_learns_and_embeddings_keep_order() {
         buffers: Buffers::new(),
     };
     let images = SmallResNet::new(&ctx, 3, 4).unwrap();
-    let obj = Pimc::new(
+    let mut obj = Pimc::new(
         &series,
         &images,
         vb.pp("pimc"),
@@ -430,7 +421,7 @@ fn pimc_learns_and_embeddings_keep_order() {
         None,
     )
     .unwrap();
-    tr.fit(&ld, |b, _| obj.loss(b, true)).unwrap();
+    tr.fit(&ld, &mut obj).unwrap();
     let h = tr.history();
     let first: f64 = h[..3].iter().map(|r| r.loss).sum();
     let last: f64 = h[h.len() - 3..].iter().map(|r| r.loss).sum();
@@ -477,8 +468,7 @@ fn pimc_learns_and_embeddings_keep_order() {
 
 #[test]
 fn fine_tuning_a_classifier_learns_the_labels() {
-    use candle_core::Module;
-    use sits_ssl::objectives::classification_loss;
+    use sits_ssl::finetune::Classification;
     // every 40th series: several classes (the first 48 series are all pasture, on
     // which any classifier is right from the first step), and seeded weights
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -503,7 +493,7 @@ fn fine_tuning_a_classifier_learns_the_labels() {
     };
     let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
     let head = sits_models::nn::linear(16, 9, vb.pp("head")).unwrap();
-    sits_ssl::train::seeded_init(&vm, 7).unwrap();
+    sits_models::nn::seeded_init(&vm, 7).unwrap();
     let mut tr = Trainer::new(
         TrainConfig {
             epochs: 40,
@@ -516,8 +506,7 @@ fn fine_tuning_a_classifier_learns_the_labels() {
         None,
     )
     .unwrap();
-    let hf = |z: &Tensor| head.forward(z);
-    tr.fit(&ld, |b, _| classification_loss(&model, &hf, b, true))
+    tr.fit(&ld, &mut Classification::new(&model, &head))
         .unwrap();
     let h = tr.history();
     let acc = |r: &sits_ssl::train::StepRecord| r.metrics[0].1;
@@ -535,7 +524,8 @@ fn simclr_on_cube_patches_with_spatial_views() {
     use sits_data::loader::CubePatches;
     use sits_models::utae::{Norm, UtaeConfig};
     use sits_models::{Ctx, Utae};
-    use sits_ssl::objectives::{CubeViews, SimClr};
+    use sits_ssl::simclr::SimClr;
+    use sits_ssl::views::CubeViews;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../data")
         .join(datasets::SLOVENIA_NDVI);
@@ -576,7 +566,7 @@ fn simclr_on_cube_patches_with_spatial_views() {
         ..UtaeConfig::pastis()
     };
     let model = Utae::new(&ctx.pp("encoder"), ucfg).unwrap();
-    let obj = SimClr::new(&model, ctx.vb.pp("head"), 8, views, 0.5).unwrap();
+    let mut obj = SimClr::new(&model, ctx.vb.pp("head"), 8, views, 0.5).unwrap();
     let mut tr = Trainer::new(
         TrainConfig {
             epochs: 2,
@@ -588,14 +578,14 @@ fn simclr_on_cube_patches_with_spatial_views() {
         None,
     )
     .unwrap();
-    tr.fit(&ld, |b, rng| obj.loss(b, rng, true)).unwrap();
+    tr.fit(&ld, &mut obj).unwrap();
     assert!(tr.history().iter().all(|r| r.loss.is_finite()));
     assert_eq!(tr.history().len(), 2 * ld.num_batches());
 }
 
 #[test]
 fn seeded_init_is_reproducible_and_follows_the_layer_kinds() {
-    use sits_ssl::train::seeded_init;
+    use sits_models::nn::seeded_init;
     let cfg = PixelTransformerConfig {
         d_model: 16,
         heads: 2,
@@ -647,7 +637,7 @@ fn seeded_init_is_reproducible_and_follows_the_layer_kinds() {
 #[test]
 fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
     use sits_core::Encoder;
-    use sits_ssl::objectives::{PooledPixelEncoder, Pooling};
+    use sits_ssl::embed::{PooledPixelEncoder, Pooling};
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let cfg = PixelTransformerConfig {
