@@ -26,6 +26,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use sits_core::Objective;
 use sits_data::augment::DateMasking;
+use sits_data::augment::SeriesViews;
 use sits_data::norm::NormStats;
 use sits_data::{Loader, LoaderConfig, SampleSet};
 use sits_models::nn::linear;
@@ -40,7 +41,6 @@ use sits_ssl::probe::ProbeConfig;
 use sits_ssl::probe::{features, label_fraction_probes, stratified_fraction, FractionResult};
 use sits_ssl::simclr::SimClr;
 use sits_ssl::train::{read_log, StepRecord, TrainConfig, Trainer};
-use sits_ssl::views::SeriesViews;
 
 /// Errors of the experiment: bad data or a failing step, with context.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,7 @@ pub mod batch;
 pub mod dates;
 pub mod io;
 pub mod random;
+pub mod resize;
 pub mod traits;
 
 pub use batch::{BatchLayout, SitsBatch};

@@ -315,3 +315,112 @@ fn multicrop_and_bad_parameters() {
     .apply(&patch(2, 1, 5, 5), &mut rng)
     .is_err());
 }
+
+fn batch_of(items: &[Sample]) -> sits_core::SitsBatch {
+    collate(
+        items,
+        NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn rows_u8(t: &candle_core::Tensor) -> Vec<Vec<u8>> {
+    t.to_dtype(candle_core::DType::U8)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The views of collated batches SimCLR and DINO use: same shape, same dates,
+    /// padding never comes back, every series keeps at least one real date, a
+    /// kept date keeps its values (no noise), and the same seed gives the same view.
+    #[test]
+    fn series_views_of_batches_keep_dates_and_padding(
+        lens in proptest::collection::vec(1usize..30, 1..6), c in 1usize..4,
+        crop_min in 0.0f64..1.0, drop in 0.0f64..1.0, seed in any::<u64>()
+    ) {
+        let items: Vec<Sample> = lens.iter().map(|&t| series(t, c, u64::MAX, &[5])).collect();
+        let batch = batch_of(&items);
+        let views = SeriesViews { crop_min, crop_max: 1.0, drop, noise: 0.0 };
+        let v = views.apply(&batch, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        prop_assert_eq!(v.values().dims(), batch.values().dims());
+        let (p0, p1) = (rows_u8(batch.pad_mask()), rows_u8(v.pad_mask()));
+        let x0: Vec<Vec<Vec<f32>>> = batch.values().to_vec3().unwrap();
+        let x1: Vec<Vec<Vec<f32>>> = v.values().to_vec3().unwrap();
+        for i in 0..lens.len() {
+            prop_assert!(p1[i].contains(&0), "series {} lost every date", i);
+            for j in 0..p0[i].len() {
+                prop_assert!(p0[i][j] == 0 || p1[i][j] == 1, "padding came back");
+                if p1[i][j] == 0 {
+                    prop_assert_eq!(&x1[i][j], &x0[i][j]);
+                }
+            }
+        }
+        let days = |b: &sits_core::SitsBatch| -> Vec<Vec<f64>> {
+            b.days().to_dtype(candle_core::DType::F64).unwrap().to_vec2().unwrap()
+        };
+        let (d0, d1) = (days(&batch), days(&v));
+        prop_assert_eq!(d0, d1);
+        let again = views.apply(&batch, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        prop_assert_eq!(rows_u8(again.pad_mask()), p1);
+    }
+
+    /// Spatial views of patch batches: the output size, at least one real date per
+    /// patch, values inside the range of the source (bilinear weights are convex,
+    /// flips permute), and the same seed gives the same view.
+    #[test]
+    fn cube_views_of_batches_resize_within_the_source_range(
+        t in 1usize..6, c in 1usize..3, h in 1usize..9, w in 1usize..9,
+        oh in 1usize..9, ow in 1usize..9, lo in 0.05f64..1.0, drop in 0.0f64..1.0, seed in any::<u64>()
+    ) {
+        let items = vec![patch(t, c, h, w), patch(t, c, h, w)];
+        let batch = batch_of(&items);
+        let views = CubeViews { scale: (lo, 1.0), size: (oh, ow), drop, noise: 0.0 };
+        let v = views.apply(&batch, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        prop_assert_eq!(v.values().dims(), &[2, t, c, oh, ow]);
+        prop_assert!(rows_u8(v.pad_mask()).iter().all(|r| r.contains(&0)));
+        let all = |x: &candle_core::Tensor| -> Vec<f32> { x.flatten_all().unwrap().to_vec1().unwrap() };
+        let src = all(batch.values());
+        let (mn, mx) = src.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        prop_assert!(all(v.values()).iter().all(|&x| x >= mn - 1e-4 && x <= mx + 1e-4));
+        let again = views.apply(&batch, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        prop_assert_eq!(all(again.values()), all(v.values()));
+    }
+}
+
+#[test]
+fn batch_views_refuse_the_wrong_layout_with_a_pointer() {
+    let series_batch = batch_of(&[series(5, 2, u64::MAX, &[3])]);
+    let patch_batch = batch_of(&[patch(3, 1, 4, 4)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let e = CubeViews {
+        scale: (0.5, 1.0),
+        size: (2, 2),
+        drop: 0.0,
+        noise: 0.0,
+    }
+    .apply(&series_batch, &mut rng)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("(B, T, C, H, W)") && e.contains("SeriesViews"),
+        "{e}"
+    );
+    let e = SeriesViews::default()
+        .apply(&patch_batch, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("(B, T, C)") && e.contains("CubeViews"), "{e}");
+    assert!(CubeViews {
+        scale: (0.5, 1.0),
+        size: (0, 2),
+        drop: 0.0,
+        noise: 0.0
+    }
+    .apply(&patch_batch, &mut rng)
+    .is_err());
+}

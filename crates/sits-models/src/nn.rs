@@ -465,45 +465,6 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     x.broadcast_div(&n)
 }
 
-/// Interpolation matrix `(out, in)` of PyTorch's bilinear resize with
-/// `align_corners = False` along one axis (source index `(i + 0.5)·in/out − 0.5`,
-/// clamped at 0).
-pub fn bilinear_matrix(n_in: usize, n_out: usize, device: &candle_core::Device) -> Result<Tensor> {
-    let mut m = vec![0f32; n_out * n_in];
-    let scale = n_in as f32 / n_out as f32;
-    for i in 0..n_out {
-        let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
-        let i0 = (src.floor() as usize).min(n_in - 1);
-        let i1 = (i0 + 1).min(n_in - 1);
-        let l1 = src - i0 as f32;
-        m[i * n_in + i0] += 1.0 - l1;
-        m[i * n_in + i1] += l1;
-    }
-    Tensor::from_vec(m, (n_out, n_in), device)
-}
-
-/// Bilinear resize of the last two dimensions (PyTorch `align_corners = False`),
-/// written as two matrix products so that it has a gradient (candle's
-/// `upsample_bilinear2d` has none).
-pub fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let r = dims.len();
-    let (hi, wi) = (dims[r - 2], dims[r - 1]);
-    if (hi, wi) == (h, w) {
-        return Ok(x.clone());
-    }
-    let lead: usize = dims[..r - 2].iter().product();
-    let ry = bilinear_matrix(hi, h, x.device())?.to_dtype(x.dtype())?;
-    let rw = bilinear_matrix(wi, w, x.device())?.to_dtype(x.dtype())?;
-    let x3 = x.reshape((lead, hi, wi))?;
-    let y = x3.broadcast_matmul(&rw.t()?)?; // (lead, hi, w)
-    let y = ry.broadcast_left(lead)?.matmul(&y)?; // (lead, h, w)
-    let mut out = dims;
-    out[r - 2] = h;
-    out[r - 1] = w;
-    y.reshape(out)
-}
-
 /// Re-draws every variable of `vars` from a generator seeded with `seed`, so a run
 /// starts from the same weights every time (candle's own initialisers draw from an
 /// unseeded generator). Variables are visited in name order and drawn by shape and
@@ -569,31 +530,6 @@ mod tests {
         );
         assert_eq!(rows[6], vec![2.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
         assert!(reflect_pad2d(&x, 3).is_err());
-    }
-
-    #[test]
-    fn bilinear_resize_matches_pytorch() {
-        // F.interpolate(tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4), mode="bilinear",
-        // align_corners=False)[0, 0, 0] == [0.0, 0.25, 0.75, 1.0]
-        let x = Tensor::new(&[[[[0f32, 1.0], [2.0, 3.0]]]], &Device::Cpu).unwrap();
-        let y = resize_bilinear(&x, 4, 4).unwrap();
-        let rows: Vec<Vec<f32>> = y.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
-        assert_eq!(rows[0], vec![0.0, 0.25, 0.75, 1.0]);
-        assert_eq!(rows[1], vec![0.5, 0.75, 1.25, 1.5]);
-        assert_eq!(rows[3], vec![2.0, 2.25, 2.75, 3.0]);
-        // candle's own kernel agrees in the forward direction
-        let z = x.upsample_bilinear2d(4, 4, false).unwrap();
-        let d: f32 = (y - z)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
-        assert!(d < 1e-6);
     }
 }
 

@@ -12,10 +12,11 @@
 //! `state_dict` names.
 
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
+use sits_core::resize::resize_bilinear;
 use sits_core::{Encoder, SitsBatch};
 
 use crate::ltae::{Ltae2d, LtaeConfig, LtaeOutput};
-use crate::nn::{resize_bilinear, BatchNorm, Conv2d, Ctx, GroupNorm, PaddingMode};
+use crate::nn::{BatchNorm, Conv2d, Ctx, GroupNorm, PaddingMode};
 
 /// How the skip connections are collapsed in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -7,11 +7,11 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 use rand::RngCore;
-use sits_core::{Encoder, Objective, ObjectiveOutput, SitsBatch, Step};
+use sits_core::{Augmentation, Encoder, Objective, ObjectiveOutput, SitsBatch, Step};
+use sits_data::augment::SeriesViews;
 use sits_models::nn::{l2_normalize, linear, log_softmax, softmax_last, Linear};
 
 use crate::embed::pooled;
-use crate::views::{SeriesViews, Views};
 
 /// DINO's teacher temperature per epoch: linear from `warmup` to `final_temp` over
 /// `warmup_epochs`, then constant (code defaults 0.04, 0.04, 0).
@@ -244,7 +244,8 @@ impl DinoHead {
 /// DINO for any encoder: a student and an EMA teacher (two models built the same
 /// way), DINO heads on both, multi-crop views (by default of series: two long date
 /// windows seen by both, `n_local` short windows seen by the student; set
-/// `global`/`local` to [`crate::views::CubeViews`] for spatial crops of cube patches), the DINO loss with
+/// `global`/`local` to [`sits_data::augment::CubeViews`] for spatial crops of cube
+/// patches, or to any other [`Augmentation<SitsBatch>`]), the DINO loss with
 /// centering and the teacher-temperature schedule, and the cosine teacher momentum.
 ///
 /// The teacher moves towards the student in [`Objective::after_step`], once the
@@ -259,9 +260,9 @@ pub struct Dino<'a> {
     teacher_vars: Vec<candle_core::Var>,
     loss: DinoLoss,
     /// Views seen by teacher and student.
-    pub global: Views,
+    pub global: Box<dyn Augmentation<SitsBatch>>,
     /// Views seen by the student only.
-    pub local: Views,
+    pub local: Box<dyn Augmentation<SitsBatch>>,
     /// Number of local views.
     pub n_local: usize,
     /// Teacher temperature per epoch: (warm-up start, final, warm-up epochs).
@@ -320,13 +321,13 @@ impl<'a> Dino<'a> {
             student_vars,
             teacher_vars,
             loss: DinoLoss::new(out_dim, device)?,
-            global: Views::Series(SeriesViews {
+            global: Box::new(SeriesViews {
                 crop_min: 0.6,
                 crop_max: 1.0,
                 drop: 0.1,
                 noise: 0.02,
             }),
-            local: Views::Series(SeriesViews {
+            local: Box::new(SeriesViews {
                 crop_min: 0.2,
                 crop_max: 0.4,
                 drop: 0.1,
@@ -359,10 +360,10 @@ impl Objective for Dino<'_> {
     ) -> Result<ObjectiveOutput> {
         let train = step.train;
         let g: Vec<SitsBatch> = (0..2)
-            .map(|_| self.global.view(batch, rng))
+            .map(|_| self.global.apply(batch, rng))
             .collect::<Result<_>>()?;
         let l: Vec<SitsBatch> = (0..self.n_local)
-            .map(|_| self.local.view(batch, rng))
+            .map(|_| self.local.apply(batch, rng))
             .collect::<Result<_>>()?;
         let mut s_out = Vec::with_capacity(2 + self.n_local);
         for v in g.iter().chain(l.iter()) {

@@ -16,6 +16,10 @@
 //! assert_eq!(cm.overall_accuracy(), 0.75);
 //! ```
 //!
+//! Views for SimCLR and DINO are any `Augmentation<SitsBatch>`, by default
+//! `sits_data::augment::{SeriesViews, CubeViews}`: all augmentations live in
+//! `sits_data::augment`.
+//!
 //! One module per method, each holding its loss, heads and [`sits_core::Objective`]
 //! implementation; every objective is trained by the same loop
 //! ([`train::Trainer::fit`]):
@@ -34,8 +38,6 @@
 //!   same loop.
 //!
 //! Shared building blocks:
-//! - [`views`]: random views of collated batches (series windows, dropped dates,
-//!   noise; resized crops and flips of cube patches) for SimCLR and DINO.
 //! - [`embed`]: pooling and frozen-encoder embeddings.
 //! - [`train`]: the training loop (JSONL log, progress bar, NaN detection, frozen
 //!   groups, atomic checkpoints with exact resume).
@@ -65,6 +67,5 @@ pub mod probe;
 pub mod simclr;
 pub mod train;
 pub mod ubarn;
-pub mod views;
 
 pub use error::SslError;

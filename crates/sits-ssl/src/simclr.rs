@@ -6,11 +6,10 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rand::RngCore;
-use sits_core::{Objective, ObjectiveOutput, SitsBatch, Step};
+use sits_core::{Augmentation, Objective, ObjectiveOutput, SitsBatch, Step};
 use sits_models::nn::{l2_normalize, linear, log_softmax, Linear};
 
 use crate::embed::pooled;
-use crate::views::Views;
 
 /// How NT-Xent is reduced. The two reference implementations differ by exactly 2×.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,13 +99,15 @@ impl ProjectionHead {
     }
 }
 
-/// SimCLR: two [`crate::views::SeriesViews`] of each series, any [`sits_core::Encoder`], a
+/// SimCLR: two views of each sample by any [`Augmentation<SitsBatch>`] (for instance
+/// [`sits_data::augment::SeriesViews`] or [`sits_data::augment::CubeViews`]), any
+/// [`sits_core::Encoder`], a
 /// projection head, NT-Xent with an explicit reduction.
 pub struct SimClr<'a> {
     encoder: &'a dyn sits_core::Encoder,
     head: ProjectionHead,
     /// How views are made.
-    pub views: Views,
+    pub views: Box<dyn Augmentation<SitsBatch>>,
     /// NT-Xent temperature.
     pub temperature: f64,
     /// NT-Xent reduction.
@@ -120,7 +121,7 @@ impl<'a> SimClr<'a> {
         encoder: &'a dyn sits_core::Encoder,
         vb: VarBuilder,
         proj_dim: usize,
-        views: impl Into<Views>,
+        views: impl Augmentation<SitsBatch> + 'static,
         temperature: f64,
     ) -> Result<Self> {
         let d = encoder.output_dim();
@@ -128,7 +129,7 @@ impl<'a> SimClr<'a> {
         Ok(Self {
             encoder,
             head,
-            views: views.into(),
+            views: Box::new(views),
             temperature,
             reduction: NtXentReduction::MeanOverAnchors,
         })
@@ -147,7 +148,7 @@ impl Objective for SimClr<'_> {
         rng: &mut dyn RngCore,
     ) -> Result<ObjectiveOutput> {
         let train = step.train;
-        let (v1, v2) = (self.views.view(batch, rng)?, self.views.view(batch, rng)?);
+        let (v1, v2) = (self.views.apply(batch, rng)?, self.views.apply(batch, rng)?);
         let z1 = self
             .head
             .forward(&pooled(self.encoder.encode(&v1, train)?)?)?;

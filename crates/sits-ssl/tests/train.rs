@@ -211,8 +211,8 @@ fn nan_loss_stops_training_with_the_step() {
 
 #[test]
 fn simclr_views_and_training() {
+    use sits_data::augment::SeriesViews;
     use sits_ssl::simclr::SimClr;
-    use sits_ssl::views::SeriesViews;
     let set = data();
     let ld = loader(set);
     let batch = ld.epoch(0).next().unwrap().unwrap();
@@ -225,7 +225,7 @@ fn simclr_views_and_training() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let pad0: Vec<Vec<u8>> = batch.pad_mask().to_vec2().unwrap();
     for _ in 0..20 {
-        let v = views.view(&batch, &mut rng).unwrap();
+        let v = sits_core::Augmentation::apply(&views, &batch, &mut rng).unwrap();
         let pad: Vec<Vec<u8>> = v.pad_mask().to_vec2().unwrap();
         for (row, row0) in pad.iter().zip(&pad0) {
             assert!(row.contains(&0), "a view keeps at least one date");
@@ -520,12 +520,12 @@ fn fine_tuning_a_classifier_learns_the_labels() {
 
 #[test]
 fn simclr_on_cube_patches_with_spatial_views() {
+    use sits_data::augment::CubeViews;
     use sits_data::datasets::SloveniaNdvi;
     use sits_data::loader::CubePatches;
     use sits_models::utae::{Norm, UtaeConfig};
     use sits_models::{Ctx, Utae};
     use sits_ssl::simclr::SimClr;
-    use sits_ssl::views::CubeViews;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../data")
         .join(datasets::SLOVENIA_NDVI);
@@ -547,7 +547,7 @@ fn simclr_on_cube_patches_with_spatial_views() {
     };
     let batch = ld.epoch(0).next().unwrap().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let v = views.view(&batch, &mut rng).unwrap();
+    let v = sits_core::Augmentation::apply(&views, &batch, &mut rng).unwrap();
     assert_eq!(v.values().dims(), &[4, 20, 1, 8, 8]);
     let pad: Vec<Vec<u8>> = v.pad_mask().to_vec2().unwrap();
     assert!(pad.iter().all(|r| r.contains(&0)));

@@ -1,8 +1,12 @@
-//! Augmentations of [`Sample`]s for self-supervised views: temporal, spectral,
-//! spatial and cloud simulations, composition, multi-view generators and the date
-//! masks of BERT-style pretext tasks.
+//! Augmentations for self-supervised views, in one place: of [`Sample`]s before
+//! collation (temporal, spectral, spatial and cloud simulations, composition,
+//! multi-view generators, the date masks of BERT-style pretext tasks) and of
+//! collated batches on the tensors ([`SeriesViews`], [`CubeViews`]: what SimCLR and
+//! DINO use, so that one loader feeds any number of views). A *view* is always one
+//! random augmented copy.
 //!
-//! Every augmentation implements [`Augmentation<Sample>`]: it draws all its
+//! Every augmentation implements [`Augmentation<Sample>`] or
+//! [`Augmentation<SitsBatch>`]: it draws all its
 //! randomness from the generator it is given, so a seeded generator (the loader
 //! seeds one per sample from `(seed, epoch, index)`) reproduces the same views on
 //! any number of threads. Values, validity masks and label maps are transformed
@@ -36,11 +40,16 @@ use candle_core::{Device, Tensor};
 use chrono::TimeDelta;
 use ndarray::{ArrayD, Axis, IxDyn};
 use rand::{Rng, RngCore};
+use sits_core::random::standard_normal;
+use sits_core::resize::bilinear_taps;
 use sits_core::{Augmentation, SitsBatch};
 
 use crate::error::DataError;
 use crate::loader::{Label, Sample};
 use crate::time::Timestamps;
+
+mod batch;
+pub use batch::{CubeViews, SeriesViews};
 
 type CResult<T> = candle_core::Result<T>;
 
@@ -51,8 +60,6 @@ fn fail(e: DataError) -> candle_core::Error {
 fn bad_param(what: &str, reason: impl Into<String>) -> candle_core::Error {
     fail(DataError::Argument(format!("{what}: {}", reason.into())))
 }
-
-pub use sits_core::random::standard_normal;
 
 /// Keeps the dates at `keep` (sorted, distinct) of a sample.
 pub fn select_dates(s: &Sample, keep: &[usize]) -> Sample {
@@ -395,19 +402,12 @@ fn resize_hw<A: Copy>(
     out_shape[n - 2] = oh;
     out_shape[n - 1] = ow;
     let mut out = Vec::with_capacity(lead * oh * ow);
-    // Pixel-centre mapping (align_corners = false), clamped inside the window.
-    let coord = |o: usize, osz: usize, wsz: usize| -> (usize, usize, f32) {
-        let x = ((o as f64 + 0.5) * wsz as f64 / osz as f64 - 0.5).clamp(0.0, wsz as f64 - 1.0);
-        let x0 = x.floor() as usize;
-        let x1 = (x0 + 1).min(wsz - 1);
-        (x0, x1, (x - x0 as f64) as f32)
-    };
+    // the interpolation rule of the whole workspace (PyTorch, align_corners = false)
+    let (ty, tx) = (bilinear_taps(wh, oh), bilinear_taps(ww, ow));
     for l in 0..lead {
         let plane = &src[l * h * w..(l + 1) * h * w];
-        for oy in 0..oh {
-            let (y0, y1, fy) = coord(oy, oh, wh);
-            for ox in 0..ow {
-                let (x0, x1, fx) = coord(ox, ow, ww);
+        for &(y0, y1, fy) in &ty {
+            for &(x0, x1, fx) in &tx {
                 let at = |y: usize, x: usize| plane[(r0 + y) * w + c0 + x];
                 out.push(f([at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1)], fy, fx));
             }

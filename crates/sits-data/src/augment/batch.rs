@@ -1,10 +1,18 @@
-//! Random views of collated batches for the contrastive and distillation methods
-//! (SimCLR, DINO): date windows, dropped dates and noise for pixel series; resized
-//! spatial crops, flips, dropped dates and noise for cube patches.
+//! Random views of collated batches, made on the tensors so that one loader feeds
+//! any number of views (SimCLR takes two, DINO's multi-crop eight): date windows,
+//! dropped dates and noise for pixel series ([`SeriesViews`]); resized spatial
+//! crops, flips, dropped dates and noise for cube patches ([`CubeViews`]). Both are
+//! [`Augmentation<SitsBatch>`]; the sample-level augmentations of the parent module
+//! are `Augmentation<Sample>`.
+//!
+//! Dropped dates become padding (attention and pooling ignore them); padded dates
+//! never come back; every sample with a real date keeps at least one.
 
 use candle_core::{Result, Tensor};
 use rand::{Rng, RngCore};
-use sits_core::SitsBatch;
+use sits_core::random::standard_normal;
+use sits_core::resize::resize_bilinear;
+use sits_core::{Augmentation, SitsBatch};
 
 /// Random views of a collated pixel-series batch, made on the tensors so that one
 /// loader feeds any number of views: each sample keeps a random window of its real
@@ -35,11 +43,16 @@ impl Default for SeriesViews {
     }
 }
 
-impl SeriesViews {
+impl Augmentation<SitsBatch> for SeriesViews {
     /// One view of `batch` (`(B, T, C)` values).
-    pub fn view(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
+    fn apply(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
         let x = batch.values();
-        let (b, t, c) = x.dims3()?;
+        let (b, t, c) = x.dims3().map_err(|_| {
+            candle_core::Error::Msg(format!(
+                "SeriesViews: expected pixel series (B, T, C), got {:?}; use CubeViews for patches",
+                x.dims()
+            ))
+        })?;
         let pad: Vec<Vec<u8>> = batch.pad_mask().to_vec2()?;
         let mut new_pad = vec![1u8; b * t];
         for (i, row) in pad.iter().enumerate() {
@@ -67,7 +80,7 @@ impl SeriesViews {
             }
         }
         let noise: Vec<f32> = (0..b * t * c)
-            .map(|_| (self.noise * sits_data::augment::standard_normal(rng)) as f32)
+            .map(|_| (self.noise * standard_normal(rng)) as f32)
             .collect();
         let values = (x + Tensor::from_vec(noise, (b, t, c), x.device())?)?;
         let pad = Tensor::from_vec(new_pad, (b, t), x.device())?;
@@ -103,11 +116,19 @@ pub struct CubeViews {
     pub noise: f64,
 }
 
-impl CubeViews {
-    /// One view of `batch`.
-    pub fn view(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
+impl Augmentation<SitsBatch> for CubeViews {
+    /// One view of `batch` (`(B, T, C, H, W)` values).
+    fn apply(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
         let x = batch.values();
-        let (b, t, c, h, w) = x.dims5()?;
+        let (b, t, c, h, w) = x.dims5().map_err(|_| {
+            candle_core::Error::Msg(format!(
+                "CubeViews: expected patches (B, T, C, H, W), got {:?}; use SeriesViews for pixel series",
+                x.dims()
+            ))
+        })?;
+        if self.size.0 == 0 || self.size.1 == 0 {
+            candle_core::bail!("CubeViews: output size {:?} must be positive", self.size);
+        }
         let (lo, hi) = self.scale;
         if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
             candle_core::bail!(
@@ -124,7 +145,9 @@ impl CubeViews {
             let ww = ((w as f64 * side).round() as usize).clamp(1, w);
             let (r0, c0) = (rng.random_range(0..=h - wh), rng.random_range(0..=w - ww));
             let crop = x.get(i)?.narrow(2, r0, wh)?.narrow(3, c0, ww)?; // (T, C, wh, ww)
-            let mut v = sits_models::nn::resize_bilinear(&crop, self.size.0, self.size.1)?;
+                                                                        // contiguous: a crop already at the output size comes back as a strided view,
+                                                                        // which the flips' index_select refuses
+            let mut v = resize_bilinear(&crop, self.size.0, self.size.1)?.contiguous()?;
             for dim in [2usize, 3] {
                 if rng.random::<f64>() < 0.5 {
                     let n = v.dim(dim)?;
@@ -150,7 +173,7 @@ impl CubeViews {
         let values = Tensor::stack(&items, 0)?;
         let n = b * t * c * self.size.0 * self.size.1;
         let noise: Vec<f32> = (0..n)
-            .map(|_| (self.noise * sits_data::augment::standard_normal(rng)) as f32)
+            .map(|_| (self.noise * standard_normal(rng)) as f32)
             .collect();
         let shape = values.shape().clone();
         let values = (values + Tensor::from_vec(noise, shape, x.device())?)?;
@@ -162,36 +185,5 @@ impl CubeViews {
             pad,
             batch.reference(),
         )
-    }
-}
-
-/// Views of either kind, for [`SimClr`] and [`Dino`].
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum Views {
-    /// Pixel series `(B, T, C)`.
-    Series(SeriesViews),
-    /// Cube patches `(B, T, C, H, W)`.
-    Cube(CubeViews),
-}
-
-impl Views {
-    /// One view of `batch`.
-    pub fn view(&self, batch: &SitsBatch, rng: &mut dyn RngCore) -> Result<SitsBatch> {
-        match self {
-            Views::Series(v) => v.view(batch, rng),
-            Views::Cube(v) => v.view(batch, rng),
-        }
-    }
-}
-
-impl From<SeriesViews> for Views {
-    fn from(v: SeriesViews) -> Self {
-        Views::Series(v)
-    }
-}
-
-impl From<CubeViews> for Views {
-    fn from(v: CubeViews) -> Self {
-        Views::Cube(v)
     }
 }
