@@ -7,9 +7,10 @@
 
 use std::path::PathBuf;
 
+use sits::sits_core::dates::Timestamps;
 use sits::sits_data::folder::layer_value_counts;
 use sits::sits_data::open::{open, Opened};
-use sits::sits_data::{SampleSet, Timestamps};
+use sits::sits_data::SampleSet;
 
 fn dates(t: &Timestamps) -> String {
     let iso = t.to_iso();

@@ -347,7 +347,7 @@ pub fn scatter_chart(
 /// Writes `bytes` to `path` through a temporary file in the same folder and a
 /// rename, so a crash never leaves a half-written file in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    sits_data::io_util::write_atomic(path, bytes).map_err(|e| ReportError::Write {
+    sits_core::io::write_atomic(path, bytes).map_err(|e| ReportError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
     })

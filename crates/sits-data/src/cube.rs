@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sits_core::SitsBatch;
 
 use crate::error::{DataError, Result};
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 /// Georeferencing of the pixel grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +69,8 @@ pub struct PixelSeries {
 ///
 /// ```
 /// use ndarray::Array4;
-/// use sits_data::{Datacube, Timestamps};
+/// use sits_core::dates::Timestamps;
+/// use sits_data::Datacube;
 /// let times = Timestamps::parse(&["2020-01-01", "2020-01-11"], "demo").unwrap();
 /// let cube = Datacube::new(Array4::zeros((2, 2, 4, 4)), times, vec!["red".into(), "nir".into()]).unwrap();
 /// let w = cube.window(1, 1, 2, 3).unwrap();

@@ -152,7 +152,7 @@ impl DtwsatCube {
 /// `start_month` (9 = September for Mato Grosso), keeping only the years with
 /// exactly `dates` dates; each year is named by the calendar year it starts in.
 pub fn agricultural_years(
-    times: &crate::time::Timestamps,
+    times: &sits_core::dates::Timestamps,
     start_month: u32,
     dates: usize,
 ) -> Vec<(i32, Vec<usize>)> {

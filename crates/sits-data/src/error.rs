@@ -180,3 +180,12 @@ impl DataError {
         }
     }
 }
+
+impl From<sits_core::dates::DatesError> for DataError {
+    fn from(e: sits_core::dates::DatesError) -> Self {
+        DataError::Dates {
+            what: e.what,
+            reason: e.reason,
+        }
+    }
+}

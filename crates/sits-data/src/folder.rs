@@ -23,7 +23,7 @@ use crate::error::{DataError, Result};
 use crate::io_util::read_json;
 use crate::npy::{read_npy, read_npy_header, NpyArray};
 use crate::samples::{metadata_bands, metadata_classes, read_sample_table, Split};
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 /// A labelled pixel of a cube over a range of dates.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use crate::cube::Datacube;
 use crate::error::{DataError, Result};
 use crate::samples::Series;
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 fn day_positions(times: &Timestamps) -> Vec<f64> {
     let t0 = times.first().unwrap_or_default();

@@ -9,7 +9,6 @@
 //! under a temporary name next to the destination and renamed into place, and the
 //! temporary is removed on every error path.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
@@ -23,36 +22,20 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
-/// so that readers never see a half-written file (the file is synced before the
-/// rename, and the temporary is removed if anything fails). An existing regular file
-/// at `path` is replaced; use [`write_new`] where the file may be the user's.
+/// [`sits_core::io::write_atomic`] with this crate's error: readers never see a
+/// half-written file. An existing regular file at `path` is replaced; use
+/// [`write_new`] where the file may be the user's.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| DataError::Argument(format!("{} is not a file path", path.display())))?;
-    if path.is_dir() {
-        return Err(DataError::Exists {
-            path: path.to_path_buf(),
-            reason: "a folder is there, and a file was to be written".into(),
-        });
-    }
-    let dir = parent_dir(path);
-    let result = (|| {
-        let prefix = format!(".{}.", name.to_string_lossy());
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
-        // the mode `File::create` gives (0o666 less the umask), not tempfile's 0o600:
-        // reports and arrays are meant to be read by others
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        let mut f = builder.tempfile_in(dir)?;
-        f.write_all(bytes)?;
-        f.as_file().sync_all()?;
-        f.persist(path).map_err(|e| e.error)?;
-        Ok(())
-    })();
-    result.map_err(|e| DataError::io(path, e))
+    sits_core::io::write_atomic(path, bytes).map_err(|e| {
+        if path.is_dir() {
+            DataError::Exists {
+                path: path.to_path_buf(),
+                reason: "a folder is there, and a file was to be written".into(),
+            }
+        } else {
+            DataError::io(path, e)
+        }
+    })
 }
 
 /// [`write_atomic`] with the rule for an existing `path`: refused unless `if_exists`

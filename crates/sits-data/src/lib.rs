@@ -2,7 +2,7 @@
 //! dates, bands and cloud masks, the readers and writers of the formats they come in,
 //! and a deterministic parallel loader that feeds models padded [`SitsBatch`]es.
 //!
-//! - [`Datacube`]: a 2D+t cube `(T, C, H, W)` with [`Timestamps`], band names, a
+//! - [`Datacube`]: a 2D+t cube `(T, C, H, W)` with [`Timestamps`](sits_core::dates::Timestamps), band names, a
 //!   validity mask, nodata, radiometric scaling and georeferencing.
 //! - [`SampleSet`]: pixel series `(T_i, C)` with per-sample dates, labels and splits.
 //! - Readers: [`npy`] (NumPy), [`zarr`] (Zarr v3 read/write, v2 read), [`folder`] (cube
@@ -14,7 +14,8 @@
 //! ```
 //! use candle_core::Device;
 //! use ndarray::Array4;
-//! use sits_data::{Datacube, Timestamps};
+//! use sits_core::dates::Timestamps;
+//! use sits_data::Datacube;
 //!
 //! let times = Timestamps::parse(&["2018-09-24", "2018-10-04", "2018-10-14"], "demo").unwrap();
 //! let cube = Datacube::new(Array4::ones((3, 2, 8, 8)), times, vec!["B04".into(), "B08".into()]).unwrap();
@@ -41,7 +42,6 @@ pub mod npy;
 pub mod open;
 pub mod pastis;
 pub mod samples;
-pub mod time;
 pub mod zarr;
 
 pub use cube::{Datacube, GeoInfo, PixelSeries, Radiometry};
@@ -50,4 +50,3 @@ pub use folder::CubeFolder;
 pub use loader::{collate, Label, Loader, LoaderConfig, Sample, SampleSource};
 pub use samples::{SampleSet, Series, Split};
 pub use sits_core::SitsBatch;
-pub use time::Timestamps;

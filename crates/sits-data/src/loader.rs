@@ -22,7 +22,7 @@ use sits_core::{Augmentation, SitsBatch};
 use crate::cube::Datacube;
 use crate::error::{DataError, Result};
 use crate::samples::{SampleSet, Series};
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 /// The label of one sample.
 #[derive(Debug, Clone, PartialEq)]

@@ -25,7 +25,7 @@ use crate::error::{DataError, Result};
 use crate::io_util::read_json;
 use crate::loader::{Label, Sample, SampleSource};
 use crate::npy::read_npy;
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 /// Band names of PASTIS S2 patches, in file order.
 pub const S2_BANDS: [&str; 10] = [

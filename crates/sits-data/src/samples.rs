@@ -21,7 +21,7 @@ use sits_core::SitsBatch;
 use crate::error::{DataError, Result};
 use crate::io_util::read_json;
 use crate::npy::read_npy;
-use crate::time::{parse_timestamp, Timestamps};
+use sits_core::dates::{parse_timestamp, Timestamps};
 
 /// Which part of an evaluation protocol a sample belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

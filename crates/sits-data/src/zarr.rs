@@ -40,7 +40,7 @@ use crate::cube::{Datacube, GeoInfo, Radiometry};
 use crate::error::{DataError, Result};
 pub use crate::io_util::IfExists;
 use crate::samples::{SampleSet, Series, Split};
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 /// The `sits` attribute of a store's root group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,7 +354,7 @@ impl CubeWriter {
     /// long run fails before it starts, and again by [`finish`](Self::finish)).
     pub fn create(
         path: &Path,
-        times: &crate::time::Timestamps,
+        times: &sits_core::dates::Timestamps,
         bands: Vec<String>,
         [height, width]: [usize; 2],
         chunks: CubeChunks,

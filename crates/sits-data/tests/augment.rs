@@ -10,9 +10,10 @@ use ndarray::{Array1, Array2, Array3, Array4};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sits_core::dates::Timestamps;
 use sits_core::Augmentation;
 use sits_data::augment::*;
-use sits_data::{collate, Label, Sample, Timestamps};
+use sits_data::{collate, Label, Sample};
 
 fn times(t: usize, gap: &[u8]) -> Timestamps {
     let mut d = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();

@@ -10,9 +10,10 @@ use chrono::NaiveDate;
 use ndarray::Array2;
 use proptest::prelude::*;
 use rand::RngCore;
+use sits_core::dates::Timestamps;
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::loader::CubePatches;
-use sits_data::{collate, Loader, LoaderConfig, Sample, SampleSet, Series, Timestamps};
+use sits_data::{collate, Loader, LoaderConfig, Sample, SampleSet, Series};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -157,27 +157,11 @@ pub fn save_safetensors(
     save_tensors_atomic(path, &all)
 }
 
-/// Writes named tensors as safetensors through a temporary file in the same folder,
-/// synced and renamed into place: readers see the old file or the complete new one.
+/// Writes named tensors as safetensors with [`sits_core::io::write_atomic_with`]:
+/// readers see the old file or the complete new one.
 pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("weights");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    if let Err(e) = candle_core::safetensors::save(tensors, &tmp) {
-        // remove what was written of this process's own temporary file
-        let _ = std::fs::remove_file(&tmp);
-        candle_core::bail!("{}: {e}", path.display());
-    }
-    let sync = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
-    if let Err(e) = sync.and_then(|_| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        candle_core::bail!("{}: {e}", path.display());
-    }
-    Ok(())
+    sits_core::io::write_atomic_with(path, |_, tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(std::io::Error::other)
+    })
+    .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))
 }

@@ -9,7 +9,6 @@
 //! img.write_png(std::path::Path::new("rp.png")).unwrap();
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use ndarray::ArrayView2;
@@ -207,18 +206,13 @@ impl RgbImage {
         Ok(buf)
     }
 
-    /// Writes a PNG file atomically (temporary file renamed into place).
+    /// Writes a PNG file atomically ([`sits_data::io_util::write_atomic`]).
     pub fn write_png(&self, path: &Path) -> Result<()> {
         let bytes = self.to_png()?;
-        let io = |e: std::io::Error| ReprError::Image {
+        sits_data::io_util::write_atomic(path, &bytes).map_err(|e| ReprError::Image {
             path: path.display().to_string(),
             reason: e.to_string(),
-        };
-        let tmp = path.with_extension("png.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        })
     }
 }
 

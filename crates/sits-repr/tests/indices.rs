@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use ndarray::{Array3, Array4};
+use sits_core::dates::Timestamps;
 use sits_data::datasets::{self, DtwsatCube};
-use sits_data::{Datacube, Radiometry, Timestamps};
+use sits_data::{Datacube, Radiometry};
 use sits_repr::indices::{cube_indices, index_cube, sample_indices, tensor_indices, SpectralIndex};
 
 fn data() -> PathBuf {

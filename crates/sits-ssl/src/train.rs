@@ -168,7 +168,7 @@ fn io_err(path: &Path, e: std::io::Error) -> candle_core::Error {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    sits_data::io_util::write_atomic(path, bytes).map_err(candle_core::Error::wrap)
+    sits_core::io::write_atomic(path, bytes).map_err(|e| io_err(path, e))
 }
 
 /// The step records of a `log.jsonl` written by a [`Trainer`], in order, up to the

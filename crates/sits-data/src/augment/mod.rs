@@ -20,7 +20,8 @@
 //! use std::sync::Arc;
 //! use rand::SeedableRng;
 //! use sits_data::augment::{Compose, DropDates, GaussianNoise, TemporalCrop, two_views};
-//! use sits_data::{Sample, Timestamps};
+//! use sits_core::dates::Timestamps;
+//! use sits_data::Sample;
 //!
 //! let times = Timestamps::parse(&["2020-01-01", "2020-01-11", "2020-01-21", "2020-01-31"], "demo").unwrap();
 //! let s = Sample { values: ndarray::Array2::<f32>::ones((4, 2)).into_dyn(), times, valid: None, label: None };
@@ -46,7 +47,7 @@ use sits_core::{Augmentation, SitsBatch};
 
 use crate::error::DataError;
 use crate::loader::{Label, Sample};
-use crate::time::Timestamps;
+use sits_core::dates::Timestamps;
 
 mod batch;
 pub use batch::{CubeViews, SeriesViews};
@@ -212,7 +213,7 @@ impl Augmentation<Sample> for DateShift {
             };
             out.push(times[i] + TimeDelta::seconds(shift + j));
         }
-        let times = Timestamps::new(out, "DateShift output").map_err(fail)?;
+        let times = Timestamps::new(out, "DateShift output").map_err(candle_core::Error::wrap)?;
         Ok(Sample { times, ..s.clone() })
     }
 }
