@@ -15,11 +15,12 @@
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion};
 use sits::sits_models::{
     Ctx, Ltae2d, LtaeConfig, PixelTransformer, PixelTransformerConfig, Utae, UtaeConfig,
 };
+use sits::sits_ssl::optim::AdamW;
 
 /// Plain (non-variable) copies of a model's parameters and buffers, to run it in
 /// evaluation without gradient bookkeeping.
@@ -68,14 +69,7 @@ fn utae(c: &mut Criterion) {
             bch.iter(|| eval.forward(&x, &pos, false).unwrap())
         });
 
-        let mut opt = AdamW::new(
-            vm.all_vars(),
-            ParamsAdamW {
-                lr: 1e-3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut opt = AdamW::from_varmap(&vm, 0.01).unwrap();
         let y = Tensor::zeros((b * hw * hw,), DType::U32, &dev).unwrap();
         g.bench_function(format!("utae_train_step/{shape}"), |bch| {
             bch.iter(|| {
@@ -86,7 +80,7 @@ fn utae(c: &mut Criterion) {
                     .reshape((b * hw * hw, 20))
                     .unwrap();
                 let loss = candle_nn::loss::cross_entropy(&l, &y).unwrap();
-                opt.backward_step(&loss).unwrap();
+                opt.backward_step(&loss, 1e-3).unwrap();
             })
         });
     }
@@ -126,13 +120,13 @@ fn pixel_transformer(c: &mut Criterion) {
     let (n, t, bands) = (1024, 23, 6);
     let vm = VarMap::new();
     let m = PixelTransformer::new(
-        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+        &Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &dev)),
         PixelTransformerConfig::small(bands),
     )
     .unwrap();
     let frozen = frozen(&vm, &sits::sits_models::Buffers::new());
     let eval = PixelTransformer::new(
-        VarBuilder::from_tensors(frozen, DType::F32, &dev),
+        &Ctx::new(VarBuilder::from_tensors(frozen, DType::F32, &dev)),
         PixelTransformerConfig::small(bands),
     )
     .unwrap();

@@ -113,7 +113,7 @@ fn run() -> Res<()> {
         dropout: 0.0,
         ..PixelTransformerConfig::small(bands.len())
     };
-    let series = PixelTransformer::new(vb.pp("series"), cfg)?;
+    let series = PixelTransformer::new(&Ctx::new(vb.pp("series")), cfg)?;
     let series_enc = PooledPixelEncoder::new(&series, Pooling::Flatten { dates });
     let ctx = Ctx::new(vb.pp("images"));
     let images = SmallResNet::new(&ctx, 3, 16)?;

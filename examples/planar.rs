@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
 use ndarray::{s, Array2};
 use rand::seq::SliceRandom;
@@ -31,6 +31,7 @@ use sits::sits_repr::render::{Colormap, RgbImage};
 use sits::sits_ssl::embed::{embed, PooledPixelEncoder, Pooling};
 use sits::sits_ssl::finetune::Classification;
 use sits::sits_ssl::metrics::ConfusionMatrix;
+use sits::sits_ssl::optim::AdamW;
 use sits::sits_ssl::probe::{features, label_fraction_probes, ProbeConfig};
 use sits::sits_ssl::train::{TrainConfig, Trainer};
 
@@ -133,7 +134,7 @@ fn run() -> Res<()> {
     let cnn = SmallResNet::new(&ctx, c, 16)?;
     let head = linear(cnn.output_dim(), classes, vb.pp("head"))?;
     seeded_init(&vm, 1000 + args.seed)?;
-    let mut opt = candle_nn::AdamW::new_lr(vm.all_vars(), 1e-3)?;
+    let mut opt = AdamW::from_varmap(&vm, 0.01)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     let start = std::time::Instant::now();
     for _ in 0..args.epochs {
@@ -148,7 +149,7 @@ fn run() -> Res<()> {
             )?;
             let logits = head.forward(&cnn.forward(&x, true)?)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            opt.backward_step(&loss)?;
+            opt.backward_step(&loss, 1e-3)?;
         }
     }
     let logits = head.forward(&cnn.forward(&stack(&te)?, false)?)?;
@@ -188,7 +189,7 @@ fn run() -> Res<()> {
         dropout: 0.0,
         ..PixelTransformerConfig::small(c)
     };
-    let model = PixelTransformer::new(pvb.pp("encoder"), cfg)?;
+    let model = PixelTransformer::new(&Ctx::new(pvb.pp("encoder")), cfg)?;
     let enc = PooledPixelEncoder::new(&model, Pooling::Flatten { dates: t });
     let phead = linear(t * 64, classes, pvb.pp("classifier"))?;
     seeded_init(&pvm, 2000 + args.seed)?;

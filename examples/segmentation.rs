@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
 use ndarray::{Array2, Array3, Array4};
 use sits::report::{line_chart, markdown_table, write_atomic};
@@ -54,6 +54,7 @@ use sits::sits_repr::render::RgbImage;
 use sits::sits_ssl::bert::Corruption;
 use sits::sits_ssl::finetune::cross_entropy_ignore;
 use sits::sits_ssl::metrics::ConfusionMatrix;
+use sits::sits_ssl::optim::AdamW;
 use sits::sits_ssl::probe::{features, LinearProbe, ProbeConfig};
 use sits::sits_ssl::train::{FnObjective, StepRecord, TrainConfig, Trainer};
 use sits::sits_ssl::ubarn::CubeMaskedReconstruction;
@@ -209,14 +210,7 @@ fn train_head(
         PaddingMode::Zeros,
     )?;
     seeded_init(&vm, seed)?;
-    let mut opt = candle_nn::AdamW::new(
-        vm.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: 3e-3,
-            weight_decay: 1e-2,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = AdamW::from_varmap(&vm, 1e-2)?;
     let forward = || -> candle_core::Result<Tensor> {
         let maps = proj
             .forward(&rows)?
@@ -229,7 +223,7 @@ fn train_head(
     let mut losses = Vec::with_capacity(steps);
     for _ in 0..steps {
         let (loss, _) = cross_entropy_ignore(&forward()?, train_labels)?;
-        opt.backward_step(&loss)?;
+        opt.backward_step(&loss, 3e-3)?;
         losses.push(loss.to_scalar::<f32>()? as f64);
     }
     Ok((forward()?, losses))

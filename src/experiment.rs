@@ -31,7 +31,7 @@ use sits_data::norm::NormStats;
 use sits_data::{Loader, LoaderConfig, SampleSet};
 use sits_models::nn::linear;
 use sits_models::nn::seeded_init;
-use sits_models::{Buffers, PixelTransformer, PixelTransformerConfig};
+use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
 use sits_ssl::bert::{Corruption, MaskedReconstruction};
 use sits_ssl::dino::Dino;
 use sits_ssl::embed::{embed, PooledPixelEncoder, Pooling};
@@ -446,11 +446,11 @@ pub fn few_label_experiment(
     let mcfg = model_config(cfg, train.bands().len());
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &device);
-    let model =
-        PixelTransformer::new(vb.pp("encoder"), mcfg.clone()).ctx("building the encoder")?;
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), mcfg.clone())
+        .ctx("building the encoder")?;
     let tvm = VarMap::new();
     let teacher = PixelTransformer::new(
-        VarBuilder::from_varmap(&tvm, DType::F32, &device).pp("encoder"),
+        &Ctx::new(VarBuilder::from_varmap(&tvm, DType::F32, &device).pp("encoder")),
         mcfg.clone(),
     )
     .ctx("building the teacher")?;
@@ -508,8 +508,8 @@ pub fn few_label_experiment(
         let subset = Arc::new(train.subset(&idx)?);
         let fvm = VarMap::new();
         let fvb = VarBuilder::from_varmap(&fvm, DType::F32, &device);
-        let fmodel =
-            PixelTransformer::new(fvb.pp("encoder"), mcfg.clone()).ctx("fine-tuning encoder")?;
+        let fmodel = PixelTransformer::new(&Ctx::new(fvb.pp("encoder")), mcfg.clone())
+            .ctx("fine-tuning encoder")?;
         let fenc = PooledPixelEncoder::new(&fmodel, pooling);
         let head =
             linear(dates * cfg.d_model, classes, fvb.pp("classifier")).ctx("fine-tuning head")?;
@@ -599,8 +599,11 @@ pub fn pretrain_masked(
     let start = Instant::now();
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
-    let model = PixelTransformer::new(vb.pp("encoder"), model_config(cfg, set.bands().len()))
-        .ctx("building the encoder")?;
+    let model = PixelTransformer::new(
+        &Ctx::new(vb.pp("encoder")),
+        model_config(cfg, set.bands().len()),
+    )
+    .ctx("building the encoder")?;
     let mut obj = MaskedReconstruction::new(
         &model,
         vb.pp("head"),

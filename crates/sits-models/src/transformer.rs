@@ -10,10 +10,9 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::nn::Linear;
 use sits_core::{Encoder, SitsBatch};
 
-use crate::nn::{softmax_last, LayerNorm};
+use crate::nn::{softmax_last, Ctx, LayerNorm, Linear};
 
 /// Multi-head self-attention with PyTorch's packed `in_proj` parameters.
 #[derive(Debug, Clone)]
@@ -210,8 +209,10 @@ pub struct PixelTransformer {
 }
 
 impl PixelTransformer {
-    /// Builds the model (`embedding`, `mask_token`, `encoder.layers.{i}`, `norm`).
-    pub fn new(vb: VarBuilder, cfg: PixelTransformerConfig) -> Result<Self> {
+    /// Builds the model (`embedding`, `mask_token`, `encoder.layers.{i}`, `norm`)
+    /// under `ctx` (it has no running statistics: only `ctx.vb` is used).
+    pub fn new(ctx: &Ctx, cfg: PixelTransformerConfig) -> Result<Self> {
+        let vb = ctx.vb.clone();
         let embedding = crate::nn::linear(cfg.in_bands, cfg.d_model, vb.pp("embedding"))?;
         let mask_token = vb.get_with_hints(
             cfg.d_model,

@@ -14,10 +14,9 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::nn::Linear;
 use sits_core::{Encoder, SitsBatch};
 
-use crate::nn::{softmax_last, LayerNorm};
+use crate::nn::{softmax_last, Ctx, LayerNorm, Linear};
 
 /// TSViT hyper-parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -186,8 +185,10 @@ pub struct Tsvit {
 }
 
 impl Tsvit {
-    /// Builds the model with the reference's parameter names.
-    pub fn new(vb: VarBuilder, cfg: TsvitConfig) -> Result<Self> {
+    /// Builds the model under `ctx` with the reference's parameter names (it has no
+    /// running statistics: only `ctx.vb` is used).
+    pub fn new(ctx: &Ctx, cfg: TsvitConfig) -> Result<Self> {
+        let vb = ctx.vb.clone();
         if cfg.patch_size == 0 || !cfg.img_res.is_multiple_of(cfg.patch_size) {
             candle_core::bail!(
                 "TSViT: image size {} is not a multiple of the patch size {}",

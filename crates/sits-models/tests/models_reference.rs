@@ -104,7 +104,7 @@ fn pt_config() -> PixelTransformerConfig {
 #[test]
 fn pixel_transformer_matches_pytorch_encoder() {
     let vb = VarBuilder::from_tensors(weights("pixel_transformer"), DType::F32, &Device::Cpu);
-    let m = PixelTransformer::new(vb, pt_config()).unwrap();
+    let m = PixelTransformer::new(&Ctx::new(vb), pt_config()).unwrap();
     let pad = npy("pt_pad").to_dtype(DType::U8).unwrap();
     let masked = npy("pt_masked").to_dtype(DType::U8).unwrap();
     let o = m
@@ -132,7 +132,7 @@ fn pixel_transformer_matches_pytorch_encoder() {
     // Names and shapes equal the PyTorch state_dict.
     let vm = VarMap::new();
     PixelTransformer::new(
-        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        &Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)),
         pt_config(),
     )
     .unwrap();
@@ -142,7 +142,7 @@ fn pixel_transformer_matches_pytorch_encoder() {
 #[test]
 fn padded_dates_do_not_change_the_pixel_transformer() {
     let vb = VarBuilder::from_tensors(weights("pixel_transformer"), DType::F32, &Device::Cpu);
-    let m = PixelTransformer::new(vb, pt_config()).unwrap();
+    let m = PixelTransformer::new(&Ctx::new(vb), pt_config()).unwrap();
     let x = npy("pt_x");
     let doy = npy("pt_doy");
     let pad = npy("pt_pad").to_dtype(DType::U8).unwrap();
@@ -184,7 +184,7 @@ fn tsvit_config() -> TsvitConfig {
 #[test]
 fn tsvit_matches_the_official_code() {
     let vb = VarBuilder::from_tensors(weights("tsvit_tiny"), DType::F32, &Device::Cpu);
-    let m = Tsvit::new(vb, tsvit_config()).unwrap();
+    let m = Tsvit::new(&Ctx::new(vb), tsvit_config()).unwrap();
     let x = npy("tsvit_x"); // (B, T, H, W, C + 1), channels last, date channel last
     let c = x.dim(4).unwrap();
     let bands = x
@@ -218,7 +218,7 @@ fn tsvit_matches_the_official_code() {
     assert!(d < 1e-4, "logits {d:e}");
     let vm = VarMap::new();
     Tsvit::new(
-        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        &Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)),
         tsvit_config(),
     )
     .unwrap();
@@ -232,7 +232,11 @@ fn tsvit_presets_have_the_published_sizes() {
         (TsvitConfig::pastis24_small(), 435_524),
     ] {
         let vm = VarMap::new();
-        Tsvit::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), cfg).unwrap();
+        Tsvit::new(
+            &Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)),
+            cfg,
+        )
+        .unwrap();
         let n: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
         assert_eq!(n, want);
     }
@@ -260,7 +264,7 @@ fn pytorch_files_load_and_safetensors_roundtrip() {
         "tsvit_tiny.safetensors",
     ] {
         let vb = var_builder(&fx(file), DType::F32, &Device::Cpu).unwrap();
-        let y = Tsvit::new(vb, tsvit_config())
+        let y = Tsvit::new(&Ctx::new(vb), tsvit_config())
             .unwrap()
             .forward(&bands, &day, None)
             .unwrap();

@@ -45,6 +45,27 @@ impl AdamW {
         })
     }
 
+    /// An optimiser over every variable of `vars`, in name order.
+    pub fn from_varmap(vars: &candle_nn::VarMap, weight_decay: f64) -> Result<Self> {
+        let mut named: Vec<(String, Var)> = vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::new(named, weight_decay)
+    }
+
+    /// Back-propagates `loss` and takes one step with learning rate `lr` (for
+    /// hand-written loops; [`crate::train::Trainer`] adds clipping, schedules and
+    /// checkpoints).
+    pub fn backward_step(&mut self, loss: &Tensor, lr: f64) -> Result<()> {
+        let grads = loss.backward()?;
+        self.step(&grads, lr)
+    }
+
     /// Steps taken.
     pub fn steps(&self) -> u64 {
         self.t

@@ -3,8 +3,8 @@
 //! label fractions for few-label experiments.
 
 use crate::error::SslError;
+use crate::optim::AdamW;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -95,17 +95,10 @@ impl LinearProbe {
         )?;
         let w = Var::zeros((d, classes), DType::F32, &dev)?;
         let b = Var::zeros(classes, DType::F32, &dev)?;
-        let mut opt = AdamW::new(
-            vec![w.clone(), b.clone()],
-            ParamsAdamW {
-                lr: cfg.lr,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )?;
+        let mut opt = AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], 0.0)?;
         for _ in 0..cfg.iterations {
             let loss = Self::objective(&xs, &y, w.as_tensor(), b.as_tensor(), cfg.l2)?;
-            opt.backward_step(&loss)?;
+            opt.backward_step(&loss, cfg.lr)?;
         }
         Ok(Self {
             w: w.as_tensor().detach(),

@@ -11,7 +11,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use sits_data::augment::DateMasking;
 use sits_data::{datasets, Loader, LoaderConfig, SampleSet};
-use sits_models::{Buffers, PixelTransformer, PixelTransformerConfig};
+use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
 use sits_ssl::bert::{Corruption, MaskedReconstruction};
 use sits_ssl::train::{FnObjective, TrainConfig, Trainer};
 
@@ -79,7 +79,7 @@ fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Ve
         dropout: p,
         ..PixelTransformerConfig::small(6)
     };
-    let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let mut obj = MaskedReconstruction::new(
         &model,
         vb.pp("head"),
@@ -245,7 +245,7 @@ fn simclr_views_and_training() {
         dropout: 0.0,
         ..PixelTransformerConfig::small(6)
     };
-    let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let mut obj = SimClr::new(&model, vb.pp("head"), 8, views, 0.5).unwrap();
     deterministic_init(&vm); // candle's own init is unseeded: fix the start so the test cannot flake
     let mut tr = Trainer::new(
@@ -283,12 +283,12 @@ fn dino_trains_with_an_ema_teacher() {
     };
     let (svm, tvm) = (VarMap::new(), VarMap::new());
     let student = PixelTransformer::new(
-        VarBuilder::from_varmap(&svm, DType::F32, &Device::Cpu).pp("encoder"),
+        &Ctx::new(VarBuilder::from_varmap(&svm, DType::F32, &Device::Cpu).pp("encoder")),
         cfg.clone(),
     )
     .unwrap();
     let teacher = PixelTransformer::new(
-        VarBuilder::from_varmap(&tvm, DType::F32, &Device::Cpu).pp("encoder"),
+        &Ctx::new(VarBuilder::from_varmap(&tvm, DType::F32, &Device::Cpu).pp("encoder")),
         cfg,
     )
     .unwrap();
@@ -380,7 +380,7 @@ fn pimc_learns_and_embeddings_keep_order() {
         dropout: 0.0,
         ..PixelTransformerConfig::small(6)
     };
-    let series = PixelTransformer::new(vb.pp("series"), cfg).unwrap();
+    let series = PixelTransformer::new(&Ctx::new(vb.pp("series")), cfg).unwrap();
     let ctx = Ctx {
         vb: vb.pp("images"),
         buffers: Buffers::new(),
@@ -491,7 +491,7 @@ fn fine_tuning_a_classifier_learns_the_labels() {
         dropout: 0.0,
         ..PixelTransformerConfig::small(6)
     };
-    let model = PixelTransformer::new(vb.pp("encoder"), cfg).unwrap();
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let head = sits_models::nn::linear(16, 9, vb.pp("head")).unwrap();
     sits_models::nn::seeded_init(&vm, 7).unwrap();
     let mut tr = Trainer::new(
@@ -597,7 +597,7 @@ fn seeded_init_is_reproducible_and_follows_the_layer_kinds() {
     let build = || {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-        let m = PixelTransformer::new(vb.pp("encoder"), cfg.clone()).unwrap();
+        let m = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg.clone()).unwrap();
         (vm, m)
     };
     let values = |vm: &VarMap| -> Vec<(String, Vec<f32>)> {
@@ -648,7 +648,7 @@ fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
         dropout: 0.0,
         ..PixelTransformerConfig::small(6)
     };
-    let model = PixelTransformer::new(vb, cfg).unwrap();
+    let model = PixelTransformer::new(&Ctx::new(vb), cfg).unwrap();
     let batch = loader(data()).epoch(0).next().unwrap().unwrap();
     let (b, t) = (batch.batch_size(), batch.values().dims()[1]);
     let flat = PooledPixelEncoder::new(&model, Pooling::Flatten { dates: t });
