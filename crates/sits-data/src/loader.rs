@@ -103,6 +103,30 @@ pub trait SampleSource: Send + Sync {
     fn get(&self, index: usize) -> Result<Sample>;
 }
 
+// The loader's side of a sample set (kept here so that `samples` does not depend on
+// the loader, which depends on it).
+impl SampleSet {
+    /// The samples at `indices` as a padded pixel batch `(B, T_max, C)`.
+    pub fn to_batch(
+        &self,
+        indices: &[usize],
+        reference: NaiveDate,
+        device: &Device,
+    ) -> Result<SitsBatch> {
+        let items = indices
+            .iter()
+            .map(|&i| {
+                let s = self.series().get(i).ok_or_else(|| DataError::OutOfBounds {
+                    what: format!("sample index {i}"),
+                    reason: format!("the set has {} samples", self.len()),
+                })?;
+                Ok(Sample::from_series(s, self.labels().map(|l| l[i])))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        collate(&items, reference, device)
+    }
+}
+
 impl SampleSource for SampleSet {
     fn len(&self) -> usize {
         SampleSet::len(self)

@@ -13,10 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Device;
-use chrono::NaiveDate;
 use ndarray::{Array2, Axis};
-use sits_core::SitsBatch;
 
 use crate::error::{DataError, Result};
 use crate::io_util::read_json;
@@ -289,29 +286,6 @@ impl SampleSet {
             .ok_or_else(|| DataError::Argument("this sample set has no train/test split".into()))?;
         let idx: Vec<usize> = (0..self.len()).filter(|&i| splits[i] == which).collect();
         self.subset(&idx)
-    }
-
-    /// The samples at `indices` as a padded pixel batch `(B, T_max, C)`.
-    pub fn to_batch(
-        &self,
-        indices: &[usize],
-        reference: NaiveDate,
-        device: &Device,
-    ) -> Result<SitsBatch> {
-        let items = indices
-            .iter()
-            .map(|&i| {
-                let s = self.series.get(i).ok_or_else(|| DataError::OutOfBounds {
-                    what: format!("sample index {i}"),
-                    reason: format!("the set has {} samples", self.len()),
-                })?;
-                Ok(crate::loader::Sample::from_series(
-                    s,
-                    self.labels.as_ref().map(|l| l[i]),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        crate::loader::collate(&items, reference, device)
     }
 
     /// Reads a sample-table folder (see the module docs).

@@ -3,11 +3,14 @@
 //! representations `(B, T, d, H, W)`; a temporal attention pooling gives
 //! `(B, d, H, W)` for downstream heads.
 //!
-//! **Uncertain sizes.** The paper's code was not reachable when this was written;
-//! the preset follows the best available description (ANCHORS.md §3.4): the U-TAE
-//! U-Net without its L-TAE as the per-date encoder, `d_model` 64, 3 layers, 4 heads,
-//! feed-forward 128, day-of-year sinusoid with period 1000. Treat the preset as a
-//! U-BARN-like model, not as a reproduction; every size is a field of the config.
+//! **A U-BARN-like preset.** The temporal part follows the paper (Dumeur et al.,
+//! IEEE JSTARS 2024, doi 10.1109/JSTARS.2024.3358066) and the public configuration
+//! of its follow-up (`Evoland-Land-Monitoring-Evolution/malice`, `config/model/`):
+//! `d_model` 64, 3 layers, 4 heads, feed-forward 128, day-of-year sinusoid with
+//! period 1000. The per-date U-Net here is the U-TAE one without its L-TAE, not the
+//! published one (encoder widths [64, 64, 64, 128], strided 4x4 convolutions); treat
+//! the preset as U-BARN-like, not as a reproduction. Every size is a field of the
+//! config.
 
 use candle_core::{DType, Module, Result, Tensor};
 use sits_core::{Encoder, SitsBatch};

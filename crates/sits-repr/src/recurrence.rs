@@ -338,9 +338,9 @@ mod tests {
         v
     }
 
-    // Golden values of ANCHORS.md §6.1 (pyts 0.14.1 on float64 input).
+    // Values of pyts 0.14.1 `RecurrencePlot` (johannfaouzi/pyts) on float64 input.
     #[test]
-    fn anchors_distance_rows() {
+    fn pyts_distance_rows() {
         let d = RecurrencePlot::default()
             .transform(golden().view())
             .unwrap();
