@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{concatenate, ArrayD, Axis};
+use sits::sits_core::io::IfExists;
 use sits::sits_data::datasets::{self, SloveniaNdvi};
-use sits::sits_data::zarr::{write_cube, CubeChunks, IfExists, ZarrCube};
+use sits::sits_data::zarr::{write_cube, CubeChunks, ZarrCube};
 use sits::sits_data::Datacube;
 use zarrs::array::Array;
 use zarrs::filesystem::FilesystemStore;

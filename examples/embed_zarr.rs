@@ -24,12 +24,13 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
 use sits::experiment::{embed_rows, pretrain_masked, ExperimentConfig};
+use sits::sits_core::io::IfExists;
 use sits::sits_data::datasets::{self, agricultural_years, DtwsatCube};
 use sits::sits_data::gapfill::fill_series;
 use sits::sits_data::io_util::prepare_run_dir;
 use sits::sits_data::norm::NormStats;
 use sits::sits_data::samples::Series;
-use sits::sits_data::zarr::{CubeChunks, CubeWriter, IfExists, ZarrCube};
+use sits::sits_data::zarr::{CubeChunks, CubeWriter, ZarrCube};
 use sits::sits_data::SampleSet;
 use sits::sits_ssl::embed::Pooling;
 

@@ -11,9 +11,10 @@
 
 use std::path::PathBuf;
 
+use sits::sits_core::io::IfExists;
 use sits::sits_data::io_util::check_output_outside_input;
 use sits::sits_data::open::{open, Opened};
-use sits::sits_data::zarr::{write_cube, write_samples, CubeChunks, IfExists};
+use sits::sits_data::zarr::{write_cube, write_samples, CubeChunks};
 
 fn main() {
     if let Err(e) = run() {

@@ -24,6 +24,7 @@ use sits_ssl::metrics::ConfusionMatrix;
 
 /// Errors of the report helpers.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReportError {
     /// The input cannot be drawn (empty, mismatched lengths, non-finite range).
     #[error("{0}")]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{s, ArrayD, Axis, IxDyn};
 use serde_json::{json, Value};
-use sits_data::io_util::IfExists;
+use sits_core::io::IfExists;
 use sits_data::npy::{encode_npy, read_npy, NpyArray};
 use sits_fuzz::join;
 

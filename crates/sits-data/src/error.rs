@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// Messages name the file and the field (or the shape) that is wrong, so that a user
 /// can fix the input without reading the code.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// An operating-system error on a file.
     #[error("{}: {source}", path.display())]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
 
-pub use sits_core::io::IfExists;
+use sits_core::io::IfExists;
 
 /// The folder a path lives in (`.` for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {

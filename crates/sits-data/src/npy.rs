@@ -628,11 +628,11 @@ pub fn encode_npy<T: NpyWritable>(array: &ArrayViewD<'_, T>) -> Vec<u8> {
 /// Writes an array to a `.npy` file, atomically: the bytes go to a temporary file in
 /// the same folder that is then renamed, so a crash never leaves a partial file. An
 /// existing file at `path` is refused unless `if_exists` is
-/// [`IfExists::Replace`](crate::io_util::IfExists::Replace).
+/// [`IfExists::Replace`](sits_core::io::IfExists::Replace).
 pub fn write_npy<T: NpyWritable>(
     path: &Path,
     array: &ArrayViewD<'_, T>,
-    if_exists: crate::io_util::IfExists,
+    if_exists: sits_core::io::IfExists,
 ) -> Result<()> {
     crate::io_util::write_new(path, &encode_npy(array), if_exists)
 }

@@ -39,7 +39,7 @@ fn unsupported_dtype_in_labels() {
     sits_data::npy::write_npy(
         &dir.join("lulc.npy"),
         &lulc.view(),
-        sits_data::io_util::IfExists::Replace,
+        sits_core::io::IfExists::Replace,
     )
     .unwrap();
     let e = SloveniaNdvi::load(&dir).unwrap_err().to_string();

@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
+use sits_core::io::IfExists;
 use sits_data::datasets::{self, SloveniaNdvi};
-use sits_data::io_util::{check_output_outside_input, prepare_run_dir, IfExists, RUN_MARKER};
+use sits_data::io_util::{check_output_outside_input, prepare_run_dir, RUN_MARKER};
 use sits_data::norm::NormStats;
 use sits_data::npy::{read_npy, write_npy};
 use sits_data::open::{open_samples, Layout};

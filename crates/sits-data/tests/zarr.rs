@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ndarray::{s, Array3, Ix3, Ix4};
+use sits_core::io::IfExists;
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::npy::read_npy;
 use sits_data::zarr::{
-    open_path, write_cube, write_cube_to, write_samples, CubeChunks, CubeWriter, IfExists,
-    ZarrContent, ZarrCube,
+    open_path, write_cube, write_cube_to, write_samples, CubeChunks, CubeWriter, ZarrContent,
+    ZarrCube,
 };
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::storage_adapter::performance_metrics::PerformanceMetricsStorageAdapter;

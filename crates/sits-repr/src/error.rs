@@ -4,6 +4,7 @@
 ///
 /// Messages name the argument, the band or the sample that is wrong.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReprError {
     /// A parameter outside its domain (for example a percentage above 100).
     #[error("invalid parameter `{name}`: {reason}")]
