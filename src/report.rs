@@ -95,6 +95,39 @@ where
     })
 }
 
+type Axes<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Titled axes over `x` × `y` with their names and label-area sizes, mesh drawn.
+fn axes<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    path: &Path,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    (x_area, y_area): (u32, u32),
+) -> Result<Axes<'a, 'b>> {
+    let e = draw_err(path);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FAMILY, 22))
+        .margin(12)
+        .x_label_area_size(x_area)
+        .y_label_area_size(y_area)
+        .build_cartesian_2d(x, y)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(&e)?;
+    Ok(chart)
+}
+
 fn rgb(c: [u8; 3]) -> RGBColor {
     RGBColor(c[0], c[1], c[2])
 }
@@ -143,20 +176,14 @@ pub fn line_chart(
     let (y0, y1) = finite_range(all().map(|p| p.1), "line chart y")?;
     render(path, 800, 500, |root| {
         let e = draw_err(path);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FAMILY, 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(&e)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(&e)?;
+        let mut chart = axes(
+            root,
+            path,
+            title,
+            (x0..x1, y0..y1),
+            (x_label, y_label),
+            (40, 64),
+        )?;
         for (i, (name, pts)) in series.iter().enumerate() {
             let color = series_color(i);
             let pts: Vec<(f64, f64)> = pts
@@ -300,20 +327,8 @@ pub fn scatter_chart(
     let (y0, y1) = finite_range(points.iter().map(|p| p[1]), "scatter y")?;
     render(path, 800, 600, |root| {
         let e = draw_err(path);
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FAMILY, 22))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(&e)?;
-        chart
-            .configure_mesh()
-            .x_desc("component 1")
-            .y_desc("component 2")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(&e)?;
+        let names = ("component 1", "component 2");
+        let mut chart = axes(root, path, title, (x0..x1, y0..y1), names, (36, 56))?;
         for (c, name) in class_names.iter().enumerate() {
             let color = rgb(label_color(c as i64));
             let pts: Vec<(f64, f64)> = points

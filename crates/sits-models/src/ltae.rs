@@ -265,11 +265,7 @@ impl Ltae2d {
             out = crate::nn::dropout(&out, self.cfg.dropout)?;
         }
         let out = self.out_norm.forward(&out)?;
-        let d_out = out.dim(1)?;
-        let out = out
-            .reshape((b, h, w, d_out))?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
+        let out = crate::nn::pixels_to_maps(&out, b, h, w)?;
         let attention = attn
             .reshape((nh, b, h, w, t))?
             .permute((0, 1, 4, 2, 3))?

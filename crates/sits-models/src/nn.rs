@@ -444,6 +444,17 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Per-pixel rows `(B·H·W, ...)` back to maps `(B, ..., H, W)`: the inverse of
+/// flattening maps into one row per pixel, as the temporal encoders do.
+pub fn pixels_to_maps(x: &Tensor, b: usize, h: usize, w: usize) -> Result<Tensor> {
+    let mut shape = vec![b, h, w];
+    shape.extend_from_slice(&x.dims()[1..]);
+    let mut order: Vec<usize> = vec![0];
+    order.extend(3..shape.len());
+    order.extend([1, 2]);
+    x.reshape(shape)?.permute(order)?.contiguous()
+}
+
 /// Log-softmax over the last dimension through a max-shifted log-sum-exp: stable
 /// for large values, with a gradient (the shift is detached, which leaves the
 /// gradient unchanged).

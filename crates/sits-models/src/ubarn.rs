@@ -365,16 +365,8 @@ impl Ubarn {
         h: usize,
         w: usize,
     ) -> Result<UbarnOutput> {
-        let d = self.cfg.d_model;
-        let t = z.dim(1)?;
-        let pooled = pooled
-            .reshape((b, h, w, d))?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
-        let per_date = z
-            .reshape((b, h, w, t, d))?
-            .permute((0, 3, 4, 1, 2))?
-            .contiguous()?;
+        let pooled = crate::nn::pixels_to_maps(pooled, b, h, w)?;
+        let per_date = crate::nn::pixels_to_maps(z, b, h, w)?;
         Ok(UbarnOutput { per_date, pooled })
     }
 }

@@ -61,10 +61,6 @@ impl<'a> MaskedReconstruction<'a> {
 }
 
 impl Objective for MaskedReconstruction<'_> {
-    fn name(&self) -> &str {
-        "masked-reconstruction"
-    }
-
     fn loss(
         &mut self,
         batch: &SitsBatch,
@@ -98,6 +94,10 @@ impl Objective for MaskedReconstruction<'_> {
             loss,
             metrics: vec![("masked_fraction".into(), frac)],
         })
+    }
+
+    fn name(&self) -> &str {
+        "masked-reconstruction"
     }
 }
 

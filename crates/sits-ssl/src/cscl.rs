@@ -206,10 +206,6 @@ impl<'a> Cscl<'a> {
 }
 
 impl Objective for Cscl<'_> {
-    fn name(&self) -> &str {
-        "cscl"
-    }
-
     fn loss(
         &mut self,
         batch: &SitsBatch,
@@ -237,5 +233,9 @@ impl Objective for Cscl<'_> {
             loss,
             metrics: Vec::new(),
         })
+    }
+
+    fn name(&self) -> &str {
+        "cscl"
     }
 }

@@ -346,10 +346,6 @@ impl<'a> Dino<'a> {
 }
 
 impl Objective for Dino<'_> {
-    fn name(&self) -> &str {
-        "dino"
-    }
-
     /// The loss of one batch, with teacher entropy and KL as metrics; the teacher
     /// temperature follows `step.epoch`.
     fn loss(
@@ -399,5 +395,9 @@ impl Objective for Dino<'_> {
     fn after_step(&mut self, step: &Step) -> Result<()> {
         let m = teacher_momentum(step.step as usize, step.total_steps as usize, self.momentum);
         crate::optim::ema_update(&self.teacher_vars, &self.student_vars, m)
+    }
+
+    fn name(&self) -> &str {
+        "dino"
     }
 }

@@ -89,10 +89,6 @@ impl<'a> Classification<'a> {
 }
 
 impl Objective for Classification<'_> {
-    fn name(&self) -> &str {
-        "classification"
-    }
-
     fn loss(
         &mut self,
         batch: &SitsBatch,
@@ -110,5 +106,9 @@ impl Objective for Classification<'_> {
             loss,
             metrics: vec![("accuracy".into(), accuracy)],
         })
+    }
+
+    fn name(&self) -> &str {
+        "classification"
     }
 }

@@ -114,10 +114,6 @@ impl<'a> Pimc<'a> {
 }
 
 impl Objective for Pimc<'_> {
-    fn name(&self) -> &str {
-        "pimc"
-    }
-
     fn loss(
         &mut self,
         batch: &SitsBatch,
@@ -140,5 +136,9 @@ impl Objective for Pimc<'_> {
             loss,
             metrics: vec![("temperature".into(), t)],
         })
+    }
+
+    fn name(&self) -> &str {
+        "pimc"
     }
 }

@@ -137,10 +137,6 @@ impl<'a> SimClr<'a> {
 }
 
 impl Objective for SimClr<'_> {
-    fn name(&self) -> &str {
-        "simclr"
-    }
-
     fn loss(
         &mut self,
         batch: &SitsBatch,
@@ -165,5 +161,9 @@ impl Objective for SimClr<'_> {
             loss,
             metrics: vec![("positive_cosine".into(), cos)],
         })
+    }
+
+    fn name(&self) -> &str {
+        "simclr"
     }
 }

@@ -64,10 +64,6 @@ impl<'a> CubeMaskedReconstruction<'a> {
 }
 
 impl Objective for CubeMaskedReconstruction<'_> {
-    fn name(&self) -> &str {
-        "ubarn-masked-reconstruction"
-    }
-
     fn loss(
         &mut self,
         batch: &SitsBatch,
@@ -103,5 +99,9 @@ impl Objective for CubeMaskedReconstruction<'_> {
             loss,
             metrics: vec![("masked_fraction".into(), frac)],
         })
+    }
+
+    fn name(&self) -> &str {
+        "ubarn-masked-reconstruction"
     }
 }
