@@ -24,12 +24,12 @@ use sits::sits_data::datasets::{self, DtwsatCube, SloveniaNdvi};
 use sits::sits_data::Radiometry;
 use sits::sits_repr::fields::{GramianAngularField, MarkovTransitionField};
 use sits::sits_repr::indices::index_cube;
+use sits::sits_repr::inputs::index_recurrence_images;
 use sits::sits_repr::planar::{
     curve_order, oblique_slice, planar_image, planar_mask, random_walk_image, xt_slice, Curve,
 };
 use sits::sits_repr::recurrence::RecurrencePlot;
 use sits::sits_repr::render::{Colormap, RgbImage};
-use sits::sits_repr::views::index_recurrence_images;
 use sits::sits_repr::SpectralIndex;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;

@@ -49,4 +49,3 @@ pub use error::{DataError, Result};
 pub use folder::CubeFolder;
 pub use loader::{collate, Label, Loader, LoaderConfig, Sample, SampleSource};
 pub use samples::{SampleSet, Series, Split};
-pub use sits_core::SitsBatch;

@@ -21,7 +21,7 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn flat(b: &sits_data::SitsBatch) -> (Vec<f32>, Vec<f32>, Vec<u8>, Vec<i64>) {
+fn flat(b: &sits_core::SitsBatch) -> (Vec<f32>, Vec<f32>, Vec<u8>, Vec<i64>) {
     (
         b.values().flatten_all().unwrap().to_vec1().unwrap(),
         b.days().flatten_all().unwrap().to_vec1().unwrap(),

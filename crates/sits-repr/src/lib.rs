@@ -11,7 +11,8 @@
 //! - [`planar`]: Deep-STaR planar images of a cube region (pixels ordered along a
 //!   Hilbert curve × dates), x-t / y-t / oblique slices, random-walk images, and
 //!   local views (patches) usable as tokens.
-//! - [`views`]: the PIMC multi-index recurrence images and planar-view positive pairs.
+//! - [`inputs`]: ready-made SSL inputs: the PIMC multi-index recurrence images and
+//!   positive pairs of two planar slices of one region (two views, in the SSL sense).
 //! - [`render`]: colour maps and PNG output for looking at any of these.
 //!
 //! Every function takes `ndarray` views and returns `ndarray` arrays, so the output
@@ -43,11 +44,11 @@
 pub mod error;
 pub mod fields;
 pub mod indices;
+pub mod inputs;
 pub mod numeric;
 pub mod planar;
 pub mod recurrence;
 pub mod render;
-pub mod views;
 
 pub use error::{ReprError, Result};
 pub use fields::{GafMethod, GramianAngularField, MarkovTransitionField};

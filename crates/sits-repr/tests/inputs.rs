@@ -8,9 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sits_core::dates::Timestamps;
 use sits_data::{datasets, Radiometry, SampleSet, Series};
+use sits_repr::inputs::{index_recurrence_images, planar_pair, PlanarSlice};
 use sits_repr::planar::Curve;
 use sits_repr::recurrence::RecurrencePlot;
-use sits_repr::views::{index_recurrence_images, planar_pair, PlanarView};
 use sits_repr::SpectralIndex;
 
 #[test]
@@ -85,7 +85,7 @@ fn planar_pairs_are_two_views_of_one_region() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let (a, b) = planar_pair(
         region.view(),
-        (PlanarView::Curve(Curve::Hilbert), PlanarView::RandomRow),
+        (PlanarSlice::Curve(Curve::Hilbert), PlanarSlice::RandomRow),
         &mut rng,
     )
     .unwrap();
@@ -99,8 +99,8 @@ fn planar_pairs_are_two_views_of_one_region() {
     let (c, d) = planar_pair(
         region.view(),
         (
-            PlanarView::RandomOblique,
-            PlanarView::RandomWalk { walks: 2, steps: 4 },
+            PlanarSlice::RandomOblique,
+            PlanarSlice::RandomWalk { walks: 2, steps: 4 },
         ),
         &mut rng,
     )

@@ -3,7 +3,7 @@
 //!
 //! - [`index_recurrence_images`]: the PIMC image modality, one recurrence plot per
 //!   spectral index (NDVI, EVI, SAVI by default) stacked as channels.
-//! - [`PlanarView`] and [`planar_pair`]: two different planar representations of the
+//! - [`PlanarSlice`] and [`planar_pair`]: two different planar representations of the
 //!   same cube region, a positive pair for contrastive learning (the hypothesis of
 //!   the LIPADE internship proposal on self-supervised learning for SITS).
 //!
@@ -81,7 +81,7 @@ pub fn index_recurrence_images(
 
 /// One planar representation of a region `(T, C, H, W)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum PlanarView {
+pub enum PlanarSlice {
     /// All pixels along a space-filling curve: `(C, H·W, T)`.
     Curve(Curve),
     /// The x-t plane of a random row: `(C, W, T)`.
@@ -99,7 +99,7 @@ pub enum PlanarView {
     },
 }
 
-impl PlanarView {
+impl PlanarSlice {
     /// This view of `region`, drawing its randomness from `rng`.
     pub fn apply(&self, region: ArrayView4<'_, f32>, rng: &mut dyn RngCore) -> Result<Array3<f32>> {
         let (_, _, h, w) = region.dim();
@@ -111,14 +111,14 @@ impl PlanarView {
             });
         }
         match *self {
-            PlanarView::Curve(c) => planar_image(region, &curve_order(c, h, w)),
-            PlanarView::RandomRow => crate::planar::xt_slice(region, rng.random_range(0..h)),
-            PlanarView::RandomColumn => crate::planar::yt_slice(region, rng.random_range(0..w)),
-            PlanarView::RandomOblique => {
+            PlanarSlice::Curve(c) => planar_image(region, &curve_order(c, h, w)),
+            PlanarSlice::RandomRow => crate::planar::xt_slice(region, rng.random_range(0..h)),
+            PlanarSlice::RandomColumn => crate::planar::yt_slice(region, rng.random_range(0..w)),
+            PlanarSlice::RandomOblique => {
                 let centre = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
                 oblique_slice(region, centre, rng.random_range(0.0..180.0))
             }
-            PlanarView::RandomWalk { walks, steps } => {
+            PlanarSlice::RandomWalk { walks, steps } => {
                 random_walk_image(region, (h / 2, w / 2), walks, steps, rng)
             }
         }
@@ -129,8 +129,8 @@ impl PlanarView {
 /// in their number of rows; an encoder with global pooling takes both.
 pub fn planar_pair(
     region: ArrayView4<'_, f32>,
-    views: (PlanarView, PlanarView),
+    slices: (PlanarSlice, PlanarSlice),
     rng: &mut dyn RngCore,
 ) -> Result<(Array3<f32>, Array3<f32>)> {
-    Ok((views.0.apply(region, rng)?, views.1.apply(region, rng)?))
+    Ok((slices.0.apply(region, rng)?, slices.1.apply(region, rng)?))
 }
