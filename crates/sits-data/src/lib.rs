@@ -1,6 +1,6 @@
 //! The data layer of `sits`: satellite image time series with real acquisition
 //! dates, bands and cloud masks, the readers and writers of the formats they come in,
-//! and a deterministic parallel loader that feeds models padded [`SitsBatch`]es.
+//! and a deterministic parallel loader that feeds models padded [`SitsBatch`](sits_core::SitsBatch)es.
 //!
 //! - [`Datacube`]: a 2D+t cube `(T, C, H, W)` with [`Timestamps`](sits_core::dates::Timestamps), band names, a
 //!   validity mask, nodata, radiometric scaling and georeferencing.

@@ -18,10 +18,18 @@ use std::path::Path;
 
 use sits_core::io::IfExists;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::error::{ModelError, Result};
 use crate::nn::Buffers;
+
+fn weights_err(path: &Path, reason: impl std::fmt::Display) -> ModelError {
+    ModelError::Weights {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
 
 /// All tensors of a weight file, by name. `.safetensors` files are read directly;
 /// `.pth`/`.pt`/`.bin` through the pickle reader, looking inside `"state_dict"`
@@ -32,7 +40,7 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let named = |e: candle_core::Error| candle_core::Error::Msg(format!("{}: {e}", path.display()));
+    let named = |e: candle_core::Error| weights_err(path, e);
     match ext.as_str() {
         "safetensors" => candle_core::safetensors::load(path, device).map_err(named),
         "pth" | "pt" | "bin" | "ckpt" | "tar" => {
@@ -42,25 +50,25 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
                 _ => candle_core::pickle::read_all(path).map_err(named)?,
             };
             if tensors.is_empty() {
-                candle_core::bail!(
-                    "{}: no tensor found (neither a state_dict nor a checkpoint with `state_dict`)",
-                    path.display()
-                );
+                return Err(weights_err(
+                    path,
+                    "no tensor found (neither a state_dict nor a checkpoint with `state_dict`)",
+                ));
             }
             tensors
                 .into_iter()
                 .map(|(k, v)| {
                     Ok((
                         k.strip_prefix("module.").map(str::to_string).unwrap_or(k),
-                        v.to_device(device)?,
+                        v.to_device(device).map_err(named)?,
                     ))
                 })
                 .collect()
         }
-        _ => candle_core::bail!(
-            "{}: unknown weight format (expected .safetensors or .pth)",
-            path.display()
-        ),
+        _ => Err(weights_err(
+            path,
+            "unknown weight format (expected .safetensors or .pth)",
+        )),
     }
 }
 
@@ -93,24 +101,29 @@ pub fn set_weights(
     buffers: &Buffers,
 ) -> Result<usize> {
     let set = |name: &str, var: &candle_core::Var| -> Result<()> {
-        let t = tensors.get(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!("{}: no tensor `{name}`", source.display()))
-        })?;
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| weights_err(source, format!("no tensor `{name}`")))?;
         if t.dims() != var.dims() {
-            candle_core::bail!(
-                "{}: `{name}` has shape {:?}, the model expects {:?}",
-                source.display(),
-                t.dims(),
-                var.dims()
-            );
+            return Err(weights_err(
+                source,
+                format!(
+                    "`{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
+            ));
         }
-        var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)
+        t.to_dtype(var.dtype())
+            .and_then(|t| t.to_device(var.device()))
+            .and_then(|t| var.set(&t))
+            .map_err(|e| weights_err(source, format!("`{name}`: {e}")))
     };
     let mut n = 0;
     for (name, var) in vars
         .data()
         .lock()
-        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+        .map_err(|_| weights_err(source, "the VarMap lock is poisoned"))?
         .iter()
     {
         set(name, var)?;
@@ -135,23 +148,29 @@ pub fn save_safetensors(
 ) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_file() && if_exists == IfExists::Replace => {}
-        Ok(_) => candle_core::bail!(
-            "{}: exists; choose another output or ask to replace it (IfExists::Replace, \
-             which replaces files only)",
-            path.display()
-        ),
+        Ok(_) => {
+            return Err(ModelError::Exists {
+                path: path.to_path_buf(),
+                reason: "exists; choose another output or ask to replace it \
+                         (IfExists::Replace, which replaces files only)"
+                    .into(),
+            })
+        }
         Err(_) => {}
     }
     let mut all: HashMap<String, Tensor> = vars
         .data()
         .lock()
-        .map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?
+        .map_err(|_| weights_err(path, "the VarMap lock is poisoned"))?
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
         .collect();
     for (k, v) in buffers.tensors() {
         if all.insert(k.clone(), v).is_some() {
-            candle_core::bail!("`{k}` is both a variable and a buffer");
+            return Err(weights_err(
+                path,
+                format!("`{k}` is both a variable and a buffer"),
+            ));
         }
     }
     save_tensors_atomic(path, &all)
@@ -163,5 +182,8 @@ pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Re
     sits_core::io::write_atomic_with(path, |_, tmp| {
         candle_core::safetensors::save(tensors, tmp).map_err(std::io::Error::other)
     })
-    .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))
+    .map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -37,6 +37,7 @@
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle. Pick the device at run time
 //!   with `candle_core::Device`; nothing in the API depends on the feature.
 
+pub mod error;
 pub mod heads;
 pub mod io;
 pub mod ltae;
@@ -47,6 +48,7 @@ pub mod ubarn;
 pub mod utae;
 pub mod vision;
 
+pub use error::ModelError;
 pub use ltae::{Ltae2d, LtaeConfig, PositionalEncoder};
 pub use nn::{Buffers, Ctx};
 pub use transformer::{PixelTransformer, PixelTransformerConfig};

@@ -32,7 +32,7 @@ pub enum Pooling {
 }
 
 /// A [`PixelTransformer`] with a [`Pooling`], as an [`sits_core::Encoder`] (for
-/// [`embed`], probes and [`classification_loss`]).
+/// [`embed`], probes and [`crate::finetune::Classification`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PooledPixelEncoder<'a> {
     model: &'a PixelTransformer,

@@ -412,7 +412,7 @@ impl Trainer {
         all.extend(self.opt.state_tensors());
         let name = format!("ckpt-epoch{}", self.epoch);
         let weights = dir.join(format!("{name}.safetensors"));
-        sits_models::io::save_tensors_atomic(&weights, &all)?;
+        sits_models::io::save_tensors_atomic(&weights, &all).map_err(candle_core::Error::wrap)?;
         let meta = CheckpointMeta {
             epoch: self.epoch,
             step: self.step,
@@ -478,7 +478,8 @@ impl Trainer {
         let wpath = dir.join(&meta.weights);
         let tensors = candle_core::safetensors::load(&wpath, &candle_core::Device::Cpu)
             .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", wpath.display())))?;
-        sits_models::io::set_weights(&tensors, &wpath, &self.vars, &self.buffers)?;
+        sits_models::io::set_weights(&tensors, &wpath, &self.vars, &self.buffers)
+            .map_err(candle_core::Error::wrap)?;
         self.opt.load_state(&tensors, meta.optimizer_steps)?;
         self.epoch = meta.epoch;
         self.step = meta.step;
