@@ -328,7 +328,11 @@ fn model_config(cfg: &ExperimentConfig, bands: usize) -> PixelTransformerConfig 
 /// The pretraining loop of both experiments: cosine schedule from `cfg.lr` down to
 /// 1 % of it after 20 warm-up steps, checkpoints if `cfg` names a folder, resumed from
 /// the latest one there if `cfg.resume`.
-fn pretrainer(cfg: &ExperimentConfig, vars: &VarMap) -> Result<Trainer> {
+fn pretrainer(
+    cfg: &ExperimentConfig,
+    vars: &VarMap,
+    objective: &mut dyn Objective,
+) -> Result<Trainer> {
     let tcfg = TrainConfig {
         epochs: cfg.epochs,
         lr: cfg.lr,
@@ -347,7 +351,7 @@ fn pretrainer(cfg: &ExperimentConfig, vars: &VarMap) -> Result<Trainer> {
                 "resume was asked for but no checkpoint folder is set".into(),
             ));
         }
-        trainer.resume().ctx("resuming pretraining")?;
+        trainer.resume(objective).ctx("resuming pretraining")?;
     }
     Ok(trainer)
 }
@@ -396,13 +400,6 @@ pub fn few_label_experiment(
     let start = Instant::now();
     let device = device.clone();
     let (ytr, yte, dates) = check_sets(train, test)?;
-    if cfg.resume && cfg.method == Method::Dino {
-        return Err(ExperimentError::Settings(
-            "resuming DINO is not supported yet: its teacher and centre are not in the \
-             checkpoint; run it again from the start"
-                .into(),
-        ));
-    }
     let classes = train.class_names().len();
     let stats = NormStats::of_samples(train, 1e-4)?;
     let (mut train, mut test) = (train.clone(), test.clone());
@@ -488,7 +485,7 @@ pub fn few_label_experiment(
     stage("probes on the random-init encoder");
     // pretraining
     let pre_start = Instant::now();
-    let mut trainer = pretrainer(cfg, &vm)?;
+    let mut trainer = pretrainer(cfg, &vm, obj.as_mut())?;
     trainer.fit(&pre_loader, obj.as_mut()).ctx("pretraining")?;
     drop(obj);
     let pretrain_seconds = pre_start.elapsed().as_secs_f64();
@@ -615,7 +612,7 @@ pub fn pretrain_masked(
     )
     .ctx("building the masked-reconstruction head")?;
     seeded_init(&vars, 1000 + cfg.seed).ctx("seeding the weights")?;
-    let mut trainer = pretrainer(cfg, &vars)?;
+    let mut trainer = pretrainer(cfg, &vars, &mut obj)?;
     let ld = loader(set, true, cfg.seed, cfg.batch_size, device)?;
     trainer.fit(&ld, &mut obj).ctx("pretraining")?;
     let history = full_history(cfg, &trainer)?;

@@ -80,7 +80,8 @@ impl Step {
 /// (decoders, projection heads, learnable temperatures: created as variables of the
 /// trained `VarMap`, so the optimiser updates them) and whatever state is not a
 /// trained variable (an EMA teacher, a running centre), which it updates in
-/// [`Objective::after_step`] or in `loss`.
+/// [`Objective::after_step`] or in `loss` and hands to checkpoints through
+/// [`Objective::state`] and [`Objective::load_state`].
 ///
 /// All randomness (masks, views, noise) must come from `rng`: the loop seeds it
 /// from the run's seed and the step, so runs repeat and resume exactly.
@@ -149,6 +150,20 @@ pub trait Objective {
     /// moves towards the student here). Does nothing by default.
     fn after_step(&mut self, step: &Step) -> Result<()> {
         let _ = step;
+        Ok(())
+    }
+
+    /// The objective's own state that is not a trained variable (an EMA teacher, a
+    /// running centre) as named tensors, so that checkpoints hold it and a resumed
+    /// run continues exactly. Nothing by default.
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
+
+    /// Restores what [`Objective::state`] returned, by name (from a checkpoint).
+    /// A missing name is an error naming it. Does nothing by default.
+    fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let _ = tensors;
         Ok(())
     }
 }

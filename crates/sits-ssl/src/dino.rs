@@ -257,6 +257,7 @@ pub struct Dino<'a> {
     student_head: DinoHead,
     teacher_head: DinoHead,
     student_vars: Vec<candle_core::Var>,
+    teacher_names: Vec<String>,
     teacher_vars: Vec<candle_core::Var>,
     loss: DinoLoss,
     /// Views seen by teacher and student.
@@ -311,7 +312,8 @@ impl<'a> Dino<'a> {
             );
         }
         let student_vars: Vec<candle_core::Var> = s.into_iter().map(|(_, v)| v).collect();
-        let teacher_vars: Vec<candle_core::Var> = t.into_iter().map(|(_, v)| v).collect();
+        let (teacher_names, teacher_vars): (Vec<String>, Vec<candle_core::Var>) =
+            t.into_iter().unzip();
         crate::optim::ema_update(&teacher_vars, &student_vars, 0.0)?;
         Ok(Self {
             student,
@@ -319,6 +321,7 @@ impl<'a> Dino<'a> {
             student_head,
             teacher_head,
             student_vars,
+            teacher_names,
             teacher_vars,
             loss: DinoLoss::new(out_dim, device)?,
             global: Box::new(SeriesViews {
@@ -395,6 +398,44 @@ impl Objective for Dino<'_> {
     fn after_step(&mut self, step: &Step) -> Result<()> {
         let m = teacher_momentum(step.step as usize, step.total_steps as usize, self.momentum);
         crate::optim::ema_update(&self.teacher_vars, &self.student_vars, m)
+    }
+
+    /// The teacher's variables (`teacher.<name>`) and the centre (`center`).
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out: Vec<(String, Tensor)> = self
+            .teacher_names
+            .iter()
+            .zip(&self.teacher_vars)
+            .map(|(n, v)| (format!("teacher.{n}"), v.as_tensor().clone()))
+            .collect();
+        out.push(("center".into(), self.loss.center().clone()));
+        Ok(out)
+    }
+
+    fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let get = |k: &str| {
+            tensors.get(k).ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "DINO state: no `{k}` (a checkpoint of another objective or model?)"
+                ))
+            })
+        };
+        for (n, v) in self.teacher_names.iter().zip(&self.teacher_vars) {
+            let t = get(&format!("teacher.{n}"))?;
+            if t.dims() != v.dims() {
+                candle_core::bail!(
+                    "DINO state: `teacher.{n}` has shape {:?}, the teacher expects {:?}",
+                    t.dims(),
+                    v.dims()
+                );
+            }
+            v.set(&t.to_dtype(v.dtype())?.to_device(v.device())?)?;
+        }
+        let c = get("center")?;
+        self.loss.set_center(
+            c.to_dtype(DType::F32)?
+                .to_device(self.loss.center().device())?,
+        )
     }
 
     fn name(&self) -> &str {

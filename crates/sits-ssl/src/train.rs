@@ -82,6 +82,9 @@ where
     }
 }
 
+/// Prefix of an objective's own state in a checkpoint.
+const OBJECTIVE_PREFIX: &str = "objective.";
+
 /// Training settings (saved in every checkpoint).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
@@ -351,7 +354,7 @@ impl Trainer {
             let due = self.cfg.checkpoint_every > 0
                 && self.epoch.is_multiple_of(self.cfg.checkpoint_every);
             if self.out_dir.is_some() && (due || self.epoch == self.cfg.epochs) {
-                self.save_checkpoint()?;
+                self.save_checkpoint(objective)?;
             }
         }
         if let Some(b) = bar {
@@ -394,8 +397,10 @@ impl Trainer {
         Ok(())
     }
 
-    /// Writes the checkpoint of the current state into the output folder.
-    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+    /// Writes the checkpoint of the current state into the output folder: the
+    /// variables, buffers and optimiser moments, and the objective's own state
+    /// ([`Objective::state`], under `objective.`).
+    pub fn save_checkpoint(&self, objective: &dyn Objective) -> Result<PathBuf> {
         let dir = self
             .out_dir
             .as_ref()
@@ -410,6 +415,12 @@ impl Trainer {
             .collect();
         all.extend(self.buffers.tensors());
         all.extend(self.opt.state_tensors());
+        for (k, v) in objective.state()? {
+            let key = format!("{OBJECTIVE_PREFIX}{k}");
+            if all.insert(key.clone(), v).is_some() {
+                candle_core::bail!("checkpoint: `{key}` is both a variable and objective state");
+            }
+        }
         let name = format!("ckpt-epoch{}", self.epoch);
         let weights = dir.join(format!("{name}.safetensors"));
         sits_models::io::save_tensors_atomic(&weights, &all).map_err(candle_core::Error::wrap)?;
@@ -428,9 +439,11 @@ impl Trainer {
         Ok(meta_path)
     }
 
-    /// Restores the latest checkpoint of the output folder, if there is one; returns
-    /// whether it did. The model must have been built the same way (same names).
-    pub fn resume(&mut self) -> Result<bool> {
+    /// Restores the latest checkpoint of the output folder, if there is one, into the
+    /// variables, the optimiser and `objective` ([`Objective::load_state`]); returns
+    /// whether it did. The model and the objective must have been built the same way
+    /// (same names).
+    pub fn resume(&mut self, objective: &mut dyn Objective) -> Result<bool> {
         let Some(dir) = self.out_dir.clone() else {
             return Ok(false);
         };
@@ -481,6 +494,16 @@ impl Trainer {
         sits_models::io::set_weights(&tensors, &wpath, &self.vars, &self.buffers)
             .map_err(candle_core::Error::wrap)?;
         self.opt.load_state(&tensors, meta.optimizer_steps)?;
+        let own: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(OBJECTIVE_PREFIX)
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect();
+        objective
+            .load_state(&own)
+            .map_err(|e| candle_core::Error::Msg(format!("{}: {e}", wpath.display())))?;
         self.epoch = meta.epoch;
         self.step = meta.step;
         Ok(true)

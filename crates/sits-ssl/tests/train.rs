@@ -93,7 +93,7 @@ fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Ve
     deterministic_init(&vm);
     let mut tr = Trainer::new(config(), &vm, &Buffers::new(), dir).unwrap();
     if resume {
-        assert!(tr.resume().unwrap(), "a checkpoint should be there");
+        assert!(tr.resume(&mut obj).unwrap(), "a checkpoint should be there");
     }
     tr.fit_until(&loader(data()), stop, &mut obj).unwrap();
     tr.history().iter().map(|r| r.loss).collect()
@@ -676,4 +676,110 @@ fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
         e.contains("expects 5 dates") && e.contains(&format!("has {t}")),
         "{e}"
     );
+}
+
+/// DINO run: losses of this process and the final teacher weights.
+fn run_dino(dir: Option<&Path>, resume: bool, stop: usize) -> (Vec<f64>, Vec<Vec<f32>>) {
+    use sits_ssl::dino::Dino;
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let (svm, tvm) = (VarMap::new(), VarMap::new());
+    let build = |vm: &VarMap| {
+        let vb = VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu);
+        PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg.clone()).unwrap()
+    };
+    let (student, teacher) = (build(&svm), build(&tvm));
+    let mut dino = Dino::new(&student, &teacher, &svm, &tvm, 32, &Device::Cpu).unwrap();
+    // the heads too: the same values for student and teacher (same names)
+    deterministic_init(&svm);
+    deterministic_init(&tvm);
+    dino.momentum = 0.9;
+    dino.n_local = 2;
+    let mut tr = Trainer::new(config(), &svm, &Buffers::new(), dir).unwrap();
+    if resume {
+        assert!(
+            tr.resume(&mut dino).unwrap(),
+            "a checkpoint should be there"
+        );
+    }
+    tr.fit_until(&loader(data()), stop, &mut dino).unwrap();
+    let teacher: Vec<Vec<f32>> = dino
+        .teacher_vars()
+        .iter()
+        .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
+    (tr.history().iter().map(|r| r.loss).collect(), teacher)
+}
+
+#[test]
+fn dino_resumes_exactly_with_its_teacher_and_centre() {
+    let (full, teacher) = run_dino(None, false, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = run_dino(Some(dir.path()), false, 1);
+    assert_eq!(first, full[..first.len()].to_vec());
+    let (rest, resumed_teacher) = run_dino(Some(dir.path()), true, 3);
+    assert_eq!(rest, full[first.len()..].to_vec(), "resumed DINO losses");
+    assert_eq!(
+        resumed_teacher, teacher,
+        "the teacher ends where it would have"
+    );
+    let w =
+        candle_core::safetensors::load(dir.path().join("ckpt-epoch1.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(w.contains_key("objective.center"));
+    assert!(w
+        .keys()
+        .any(|k| k.starts_with("objective.teacher.encoder.")));
+    // a checkpoint without the objective's state is refused, naming what is missing
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let cfg = PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout: 0.0,
+        ..PixelTransformerConfig::small(6)
+    };
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
+    let mut bert = MaskedReconstruction::new(
+        &model,
+        vb.pp("head"),
+        DateMasking {
+            ratio: 0.3,
+            contiguous: false,
+        },
+        Corruption::MaskToken,
+    )
+    .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let mut tr = Trainer::new(config(), &vm, &Buffers::new(), Some(other.path())).unwrap();
+    tr.fit_until(&loader(data()), 1, &mut bert).unwrap();
+    let (svm, tvm) = (VarMap::new(), VarMap::new());
+    let build = |vm: &VarMap| {
+        let vb = VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu);
+        PixelTransformer::new(
+            &Ctx::new(vb.pp("encoder")),
+            PixelTransformerConfig {
+                d_model: 16,
+                heads: 2,
+                d_ff: 32,
+                layers: 1,
+                dropout: 0.0,
+                ..PixelTransformerConfig::small(6)
+            },
+        )
+        .unwrap()
+    };
+    let (s, t) = (build(&svm), build(&tvm));
+    let mut dino = sits_ssl::dino::Dino::new(&s, &t, &svm, &tvm, 32, &Device::Cpu).unwrap();
+    let mut tr = Trainer::new(config(), &svm, &Buffers::new(), Some(other.path())).unwrap();
+    let e = tr.resume(&mut dino).unwrap_err().to_string();
+    assert!(e.contains("no tensor") || e.contains("DINO state"), "{e}");
 }
