@@ -98,15 +98,15 @@ pub enum Method {
 }
 
 impl std::str::FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = ExperimentError;
+    fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "bert" | "mask" | "masked" => Ok(Self::Bert),
             "simclr" => Ok(Self::SimClr),
             "dino" => Ok(Self::Dino),
-            _ => Err(format!(
+            _ => Err(ExperimentError::Settings(format!(
                 "unknown method {s:?}: expected bert, simclr or dino"
-            )),
+            ))),
         }
     }
 }
