@@ -88,17 +88,28 @@ impl Objective for MaskedReconstruction<'_> {
         )?;
         let pred = self.decoder.forward(&out.per_date)?;
         let counted = (mask.to_dtype(DType::F32)? * valid.to_dtype(DType::F32)?)?.unsqueeze(2)?;
-        let frac = (counted.sum_all()?.to_scalar::<f32>()? as f64) / (b * t) as f64;
-        let loss = masked_mse(&pred, &x.detach(), &counted)?;
-        Ok(ObjectiveOutput {
-            loss,
-            metrics: vec![("masked_fraction".into(), frac)],
-        })
+        reconstruction_output(&pred, x, &counted)
     }
 
     fn name(&self) -> &str {
         "masked-reconstruction"
     }
+}
+
+/// The masked MSE of `pred` against `target` over the `counted` entries (1 =
+/// counted, shaped like `pred` but with one band), and the share of counted entries
+/// as the `masked_fraction` metric.
+pub(crate) fn reconstruction_output(
+    pred: &Tensor,
+    target: &Tensor,
+    counted: &Tensor,
+) -> Result<ObjectiveOutput> {
+    let frac = counted.sum_all()?.to_scalar::<f32>()? as f64 / counted.elem_count() as f64;
+    let loss = masked_mse(pred, &target.detach(), counted)?;
+    Ok(ObjectiveOutput {
+        loss,
+        metrics: vec![("masked_fraction".into(), frac)],
+    })
 }
 
 /// Hides the dates selected by `mask` `(B, T)` in `x` `(B, T, ...)` (any trailing

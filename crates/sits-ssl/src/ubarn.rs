@@ -10,7 +10,7 @@ use sits_data::augment::DateMasking;
 use sits_models::nn::{linear, Linear};
 use sits_models::Ubarn;
 
-use crate::bert::{corrupt, masked_mse, Corruption};
+use crate::bert::{corrupt, reconstruction_output, Corruption};
 
 /// Masked reconstruction for [`Ubarn`], as U-BARN is pretrained: whole dates of a
 /// patch are hidden (every pixel of the date, so the U-Net cannot copy a neighbour
@@ -93,12 +93,7 @@ impl Objective for CubeMaskedReconstruction<'_> {
         let counted = valid
             .broadcast_mul(&mask.to_dtype(DType::F32)?.reshape((b, t, 1, 1))?)?
             .unsqueeze(2)?; // (B, T, 1, H, W)
-        let frac = counted.sum_all()?.to_scalar::<f32>()? as f64 / (b * t * h * w) as f64;
-        let loss = masked_mse(&pred, &x.detach(), &counted)?;
-        Ok(ObjectiveOutput {
-            loss,
-            metrics: vec![("masked_fraction".into(), frac)],
-        })
+        reconstruction_output(&pred, x, &counted)
     }
 
     fn name(&self) -> &str {

@@ -71,15 +71,7 @@ fn run(dir: Option<&Path>, resume: bool, stop: usize) -> Vec<f64> {
 fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Vec<f64> {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: p,
-        ..PixelTransformerConfig::small(6)
-    };
-    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), tiny(p)).unwrap();
     let mut obj = MaskedReconstruction::new(
         &model,
         vb.pp("head"),
@@ -678,21 +670,29 @@ fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
     );
 }
 
-/// DINO run: losses of this process and the final teacher weights.
-fn run_dino(dir: Option<&Path>, resume: bool, stop: usize) -> (Vec<f64>, Vec<Vec<f32>>) {
-    use sits_ssl::dino::Dino;
-    let cfg = PixelTransformerConfig {
+/// The small pixel transformer of these tests.
+fn tiny(dropout: f32) -> PixelTransformerConfig {
+    PixelTransformerConfig {
         d_model: 16,
         heads: 2,
         d_ff: 32,
         layers: 1,
-        dropout: 0.0,
+        dropout,
         ..PixelTransformerConfig::small(6)
-    };
+    }
+}
+
+/// DINO run: losses of this process and the final teacher weights.
+fn run_dino(
+    dir: Option<&Path>,
+    resume: bool,
+    stop: usize,
+) -> Result<(Vec<f64>, Vec<Vec<f32>>), String> {
+    use sits_ssl::dino::Dino;
     let (svm, tvm) = (VarMap::new(), VarMap::new());
     let build = |vm: &VarMap| {
         let vb = VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu);
-        PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg.clone()).unwrap()
+        PixelTransformer::new(&Ctx::new(vb.pp("encoder")), tiny(0.0)).unwrap()
     };
     let (student, teacher) = (build(&svm), build(&tvm));
     let mut dino = Dino::new(&student, &teacher, &svm, &tvm, 32, &Device::Cpu).unwrap();
@@ -703,10 +703,8 @@ fn run_dino(dir: Option<&Path>, resume: bool, stop: usize) -> (Vec<f64>, Vec<Vec
     dino.n_local = 2;
     let mut tr = Trainer::new(config(), &svm, &Buffers::new(), dir).unwrap();
     if resume {
-        assert!(
-            tr.resume(&mut dino).unwrap(),
-            "a checkpoint should be there"
-        );
+        let found = tr.resume(&mut dino).map_err(|e| e.to_string())?;
+        assert!(found, "a checkpoint should be there");
     }
     tr.fit_until(&loader(data()), stop, &mut dino).unwrap();
     let teacher: Vec<Vec<f32>> = dino
@@ -714,16 +712,16 @@ fn run_dino(dir: Option<&Path>, resume: bool, stop: usize) -> (Vec<f64>, Vec<Vec
         .iter()
         .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
         .collect();
-    (tr.history().iter().map(|r| r.loss).collect(), teacher)
+    Ok((tr.history().iter().map(|r| r.loss).collect(), teacher))
 }
 
 #[test]
 fn dino_resumes_exactly_with_its_teacher_and_centre() {
-    let (full, teacher) = run_dino(None, false, 3);
+    let (full, teacher) = run_dino(None, false, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (first, _) = run_dino(Some(dir.path()), false, 1);
+    let (first, _) = run_dino(Some(dir.path()), false, 1).unwrap();
     assert_eq!(first, full[..first.len()].to_vec());
-    let (rest, resumed_teacher) = run_dino(Some(dir.path()), true, 3);
+    let (rest, resumed_teacher) = run_dino(Some(dir.path()), true, 3).unwrap();
     assert_eq!(rest, full[first.len()..].to_vec(), "resumed DINO losses");
     assert_eq!(
         resumed_teacher, teacher,
@@ -736,50 +734,22 @@ fn dino_resumes_exactly_with_its_teacher_and_centre() {
     assert!(w
         .keys()
         .any(|k| k.starts_with("objective.teacher.encoder.")));
-    // a checkpoint without the objective's state is refused, naming what is missing
-    let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
-    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
-    let mut bert = MaskedReconstruction::new(
-        &model,
-        vb.pp("head"),
-        DateMasking {
-            ratio: 0.3,
-            contiguous: false,
-        },
-        Corruption::MaskToken,
-    )
-    .unwrap();
+}
+
+#[test]
+fn dino_refuses_a_checkpoint_without_its_state() {
+    // a checkpoint of another objective lacks the DINO heads
     let other = tempfile::tempdir().unwrap();
-    let mut tr = Trainer::new(config(), &vm, &Buffers::new(), Some(other.path())).unwrap();
-    tr.fit_until(&loader(data()), 1, &mut bert).unwrap();
-    let (svm, tvm) = (VarMap::new(), VarMap::new());
-    let build = |vm: &VarMap| {
-        let vb = VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu);
-        PixelTransformer::new(
-            &Ctx::new(vb.pp("encoder")),
-            PixelTransformerConfig {
-                d_model: 16,
-                heads: 2,
-                d_ff: 32,
-                layers: 1,
-                dropout: 0.0,
-                ..PixelTransformerConfig::small(6)
-            },
-        )
-        .unwrap()
-    };
-    let (s, t) = (build(&svm), build(&tvm));
-    let mut dino = sits_ssl::dino::Dino::new(&s, &t, &svm, &tvm, 32, &Device::Cpu).unwrap();
-    let mut tr = Trainer::new(config(), &svm, &Buffers::new(), Some(other.path())).unwrap();
-    let e = tr.resume(&mut dino).unwrap_err().to_string();
-    assert!(e.contains("no tensor") || e.contains("DINO state"), "{e}");
+    run(Some(other.path()), false, 1);
+    let e = run_dino(Some(other.path()), true, 3).unwrap_err();
+    assert!(e.contains("no tensor `head."), "{e}");
+    // a DINO checkpoint whose teacher and centre were stripped
+    let dir = tempfile::tempdir().unwrap();
+    run_dino(Some(dir.path()), false, 1).unwrap();
+    let path = dir.path().join("ckpt-epoch1.safetensors");
+    let mut w = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    w.retain(|k, _| !k.starts_with("objective."));
+    candle_core::safetensors::save(&w, &path).unwrap();
+    let e = run_dino(Some(dir.path()), true, 3).unwrap_err();
+    assert!(e.contains("DINO state: no `teacher."), "{e}");
 }
