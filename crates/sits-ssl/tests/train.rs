@@ -753,3 +753,85 @@ fn dino_refuses_a_checkpoint_without_its_state() {
     let e = run_dino(Some(dir.path()), true, 3).unwrap_err();
     assert!(e.contains("DINO state: no `teacher."), "{e}");
 }
+
+/// A seventh objective, written outside the crate: the loop hands it every step in
+/// order, calls `after_step` once per optimiser step, and checkpoints its state.
+#[test]
+fn an_objective_from_outside_the_crate_gets_the_loop_contract() {
+    use sits_core::{Objective, ObjectiveOutput, SitsBatch, Step};
+    struct Probe {
+        w: candle_core::Tensor,
+        seen: Vec<Step>,
+        after: Vec<u64>,
+        restored: Option<f32>,
+    }
+    impl Objective for Probe {
+        fn loss(
+            &mut self,
+            batch: &SitsBatch,
+            step: &Step,
+            _rng: &mut dyn rand::RngCore,
+        ) -> candle_core::Result<ObjectiveOutput> {
+            self.seen.push(*step);
+            let m = batch.values().mean_all()?;
+            let loss = self.w.broadcast_sub(&m)?.sqr()?.sum_all()?;
+            Ok(ObjectiveOutput {
+                loss,
+                metrics: vec![],
+            })
+        }
+        fn after_step(&mut self, step: &Step) -> candle_core::Result<()> {
+            self.after.push(step.step);
+            Ok(())
+        }
+        fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
+            Ok(vec![(
+                "calls".into(),
+                Tensor::new(self.after.len() as f32, &Device::Cpu)?,
+            )])
+        }
+        fn load_state(
+            &mut self,
+            tensors: &std::collections::HashMap<String, Tensor>,
+        ) -> candle_core::Result<()> {
+            self.restored = Some(tensors["calls"].to_scalar::<f32>()?);
+            Ok(())
+        }
+        fn name(&self) -> &str {
+            "probe"
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vm = VarMap::new();
+    let w = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)
+        .get(1, "w")
+        .unwrap();
+    let mut obj = Probe {
+        w,
+        seen: vec![],
+        after: vec![],
+        restored: None,
+    };
+    let ld = loader(data());
+    let per_epoch = ld.num_batches() as u64;
+    let mut tr = Trainer::new(config(), &vm, &Buffers::new(), Some(dir.path())).unwrap();
+    tr.fit_until(&ld, 2, &mut obj).unwrap();
+    let steps: Vec<u64> = obj.seen.iter().map(|s| s.step).collect();
+    assert_eq!(steps, (0..2 * per_epoch).collect::<Vec<_>>());
+    assert_eq!(obj.after, steps, "after_step once per step, after its loss");
+    assert!(obj.seen.iter().all(|s| s.train
+        && s.total_steps == 3 * per_epoch
+        && s.epoch as u64 == s.step / per_epoch));
+    // the state of epoch 2 is in the checkpoint and comes back on resume
+    let mut again = Probe {
+        w: obj.w.clone(),
+        seen: vec![],
+        after: vec![],
+        restored: None,
+    };
+    let mut tr = Trainer::new(config(), &vm, &Buffers::new(), Some(dir.path())).unwrap();
+    assert!(tr.resume(&mut again).unwrap());
+    assert_eq!(again.restored, Some((2 * per_epoch) as f32));
+    tr.fit(&ld, &mut again).unwrap();
+    assert_eq!(again.seen.first().map(|s| s.step), Some(2 * per_epoch));
+}
