@@ -9,7 +9,7 @@ use candle_nn::{Init, VarBuilder};
 use rand::RngCore;
 use sits_core::{Augmentation, Encoder, Objective, ObjectiveOutput, SitsBatch, Step};
 use sits_data::augment::SeriesViews;
-use sits_models::nn::{l2_normalize, linear, log_softmax, softmax_last, Linear};
+use sits_models::nn::{l2_normalize, linear, log_softmax, Linear};
 
 use crate::embed::pooled;
 
@@ -109,7 +109,11 @@ impl DinoLoss {
         let s = (student.to_dtype(DType::F32)? / self.student_temp)?;
         let ls = log_softmax(&s)?;
         let t = teacher.to_dtype(DType::F32)?.detach();
-        let q = softmax_last(&(t.broadcast_sub(&self.center)? / teacher_temp)?)?.detach();
+        // exp of the log-softmax rather than the fused softmax: the teacher's
+        // probabilities stay bit-identical to those of earlier releases
+        let q = log_softmax(&(t.broadcast_sub(&self.center)? / teacher_temp)?)?
+            .exp()?
+            .detach();
         // Sum over pairs (i, v != i) of CE(q_i, ls_v), vectorised as in the peer's
         // check: (sum_i q_i)·(sum_v ls_v) - sum_i q_i·ls_i, per sample.
         let mut q_sum = q.narrow(0, 0, b)?;
