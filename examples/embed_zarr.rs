@@ -23,7 +23,7 @@ use std::sync::Arc;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array4;
-use sits::experiment::{embed_rows, pretrain_masked, ExperimentConfig};
+use sits::experiment::{embed_rows, pretrain_encoder, ExperimentConfig};
 use sits::sits_core::io::IfExists;
 use sits::sits_data::datasets::{self, agricultural_years, DtwsatCube};
 use sits::sits_data::gapfill::fill_series;
@@ -119,7 +119,7 @@ fn run() -> Res<()> {
         ..ExperimentConfig::default()
     };
     let device = candle_core::Device::Cpu;
-    let pre = pretrain_masked(&Arc::new(train), &cfg, &device)?;
+    let pre = pretrain_encoder(&Arc::new(train), &cfg, &device)?;
     let dim = cfg.d_model;
     drop(d);
     let rss_after_pretraining = peak_rss_mib();

@@ -1,6 +1,6 @@
 //! `sits`: self-supervised learning on satellite image time series, in Rust.
 //!
-//! This facade re-exports the libraries of the workspace:
+//! This facade only re-exports the libraries of the workspace:
 //!
 //! | crate | what | status |
 //! | --- | --- | --- |
@@ -9,8 +9,7 @@
 //! | [`sits_repr`] | spectral indices, recurrence plots, GAF/MTF, planar images, PNG output | usable |
 //! | [`sits_models`] | U-TAE, L-TAE2d, TSViT, pixel transformer, U-BARN, ResNet/ViT, heads | usable |
 //! | [`sits_ssl`] | SSL objectives, pretraining loop, probes, metrics, clustering | usable |
-//! | [`experiment`] | the few-label experiment of the quickstart (pretrain, probe, fine-tune) | usable |
-//! | [`report`] | PNG charts (curves, confusion matrices, scatter plots), Markdown tables | usable |
+//! | [`sits_tasks`] | whole jobs: pretrain, embed, cluster, changes, classification maps, the few-label experiment ([`experiment`]), charts ([`report`]) | usable |
 //!
 //! ```
 //! let set = sits::sits_data::datasets::mato_grosso(
@@ -25,10 +24,8 @@
 
 pub use sits_core::{self, SitsBatch};
 pub use sits_data::{self, Datacube, SampleSet};
+pub use sits_tasks::{self, bundled_data_dir, experiment, report};
 pub use {sits_models, sits_repr, sits_ssl};
-
-pub mod experiment;
-pub mod report;
 
 /// The guides of `docs/`, one per crate; their snippets run as doctests.
 #[doc = include_str!("../docs/README.md")]
@@ -45,12 +42,4 @@ pub mod guide {
     pub mod dates {}
     #[doc = include_str!("../docs/data-formats.md")]
     pub mod formats {}
-}
-
-/// The `data/` folder of this repository, where the bundled real datasets live.
-///
-/// Only meaningful when running from a checkout (examples, tests, benches): the
-/// published crate does not ship the GPL-licensed data.
-pub fn bundled_data_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
 }

@@ -2,11 +2,11 @@
 //! setting reports sane metrics, a seed reproduces the run exactly, bad input is
 //! refused with a message naming the problem.
 
-use sits::experiment::{few_label_experiment, ExperimentConfig, ExperimentError, Method};
-use sits::sits_data::{datasets, SampleSet, Split};
+use sits_tasks::experiment::{few_label_experiment, ExperimentConfig, ExperimentError, Method};
+use sits_data::{datasets, SampleSet, Split};
 
 fn slice() -> (SampleSet, SampleSet) {
-    let set = datasets::mato_grosso(&sits::bundled_data_dir().join(datasets::MATO_GROSSO))
+    let set = datasets::mato_grosso(&sits_tasks::bundled_data_dir().join(datasets::MATO_GROSSO))
         .expect("bundled data");
     let (train, test) = (
         set.split(Split::Train).expect("train"),
@@ -30,7 +30,7 @@ fn tiny(method: Method) -> ExperimentConfig {
         fractions: vec![0.1, 1.0],
         finetune_fractions: vec![1.0],
         finetune_steps: 6,
-        probe: sits::sits_ssl::probe::ProbeConfig {
+        probe: sits_ssl::probe::ProbeConfig {
             iterations: 100,
             ..Default::default()
         },
@@ -68,7 +68,7 @@ fn bert_experiment_is_complete_and_reproducible() {
     assert!(a.history.iter().all(|r| r.loss.is_finite()));
 
     let b = few_label_experiment(&train, &test, &cfg, &candle_core::Device::Cpu).expect("rerun");
-    let losses = |o: &sits::experiment::ExperimentOutput| -> Vec<f64> {
+    let losses = |o: &sits_tasks::experiment::ExperimentOutput| -> Vec<f64> {
         o.history.iter().map(|r| r.loss).collect()
     };
     assert_eq!(losses(&a), losses(&b), "same seed, same pretraining losses");
@@ -153,7 +153,7 @@ fn missing_values_never_reach_the_raw_probe() {
     let (train, _) = slice();
     let mut set = train.subset(&[0, 1]).expect("subset");
     set.series_mut()[0].values[[3, 2]] = f32::NAN;
-    let rows = sits::experiment::raw_rows(&set);
+    let rows = sits_tasks::experiment::raw_rows(&set);
     assert!(rows.iter().flatten().all(|v| v.is_finite()));
     assert_eq!(rows[0][3 * set.bands().len() + 2], 0.0);
 }
@@ -189,7 +189,7 @@ fn a_resumed_experiment_equals_an_uninterrupted_one() {
     assert_eq!(resumed.ssl, full.ssl, "same probes on the SSL encoder");
     assert_eq!(resumed.raw, full.raw);
     assert_eq!(resumed.random, full.random);
-    let losses = |o: &sits::experiment::ExperimentOutput| -> Vec<(u64, f64)> {
+    let losses = |o: &sits_tasks::experiment::ExperimentOutput| -> Vec<(u64, f64)> {
         o.history.iter().map(|r| (r.step, r.loss)).collect()
     };
     assert_eq!(

@@ -9,9 +9,9 @@
 //! subsets from [`sits_ssl::probe::stratified_fraction`].
 //!
 //! ```no_run
-//! use sits::experiment::{few_label_experiment, ExperimentConfig};
-//! use sits::sits_data::{datasets, Split};
-//! let set = datasets::mato_grosso(&sits::bundled_data_dir().join(datasets::MATO_GROSSO))?;
+//! use sits_tasks::experiment::{few_label_experiment, ExperimentConfig};
+//! use sits_data::{datasets, Split};
+//! let set = datasets::mato_grosso(&sits_tasks::bundled_data_dir().join(datasets::MATO_GROSSO))?;
 //! let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
 //! let out = few_label_experiment(&train, &test, &ExperimentConfig::default(), &candle_core::Device::Cpu)?;
 //! println!("SSL probe OA at 10 %: {:.3}", out.ssl[2].oa);
@@ -388,6 +388,38 @@ fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// The objective of `cfg.method` on `model` (heads under `head.` of `vb`); DINO's
+/// teacher is `teacher_enc`, whose variables are `tvm`.
+#[allow(clippy::too_many_arguments)]
+fn build_objective<'a>(
+    cfg: &ExperimentConfig,
+    model: &'a PixelTransformer,
+    mean_enc: &'a PooledPixelEncoder<'a>,
+    teacher_enc: &'a PooledPixelEncoder<'a>,
+    vb: &VarBuilder,
+    vm: &VarMap,
+    tvm: &VarMap,
+    device: &Device,
+) -> Result<Box<dyn Objective + 'a>> {
+    let masking = DateMasking {
+        ratio: cfg.mask_ratio,
+        contiguous: false,
+    };
+    Ok(match cfg.method {
+        Method::Bert => Box::new(
+            MaskedReconstruction::new(model, vb.pp("head"), masking, Corruption::MaskToken)
+                .ctx("building the masked-reconstruction head")?,
+        ),
+        Method::SimClr => Box::new(
+            SimClr::new(mean_enc, vb.pp("head"), 32, SeriesViews::default(), 0.2)
+                .ctx("building the SimCLR head")?,
+        ),
+        Method::Dino => Box::new(
+            Dino::new(mean_enc, teacher_enc, vm, tvm, 256, device).ctx("building DINO")?,
+        ),
+    })
+}
+
 /// Runs the few-label experiment on labelled `train` and `test` sets of
 /// equal-length series (both are normalised with the training statistics first).
 /// Tensors live on `device` (CPU, or a GPU when candle is built with its feature).
@@ -456,23 +488,7 @@ pub fn few_label_experiment(
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
     let pre_loader = loader(&train, true, cfg.seed, bs, &device)?;
 
-    let masking = DateMasking {
-        ratio: cfg.mask_ratio,
-        contiguous: false,
-    };
-    let mut obj: Box<dyn Objective + '_> = match cfg.method {
-        Method::Bert => Box::new(
-            MaskedReconstruction::new(&model, vb.pp("head"), masking, Corruption::MaskToken)
-                .ctx("building the masked-reconstruction head")?,
-        ),
-        Method::SimClr => Box::new(
-            SimClr::new(&mean_enc, vb.pp("head"), 32, SeriesViews::default(), 0.2)
-                .ctx("building the SimCLR head")?,
-        ),
-        Method::Dino => Box::new(
-            Dino::new(&mean_enc, &teacher_enc, &vm, &tvm, 256, &device).ctx("building DINO")?,
-        ),
-    };
+    let mut obj = build_objective(cfg, &model, &mean_enc, &teacher_enc, &vb, &vm, &tvm, &device)?;
     seeded_init(&vm, 1000 + cfg.seed).ctx("seeding the weights")?;
     seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
 
@@ -568,7 +584,7 @@ pub fn few_label_experiment(
     })
 }
 
-/// A pixel transformer pretrained by [`pretrain_masked`], with the variables it
+/// A pixel transformer pretrained by [`pretrain_encoder`], with the variables it
 /// lives in and the training log.
 pub struct Pretrained {
     /// All variables (the encoder under `encoder.`, the decoder under `head.`).
@@ -581,9 +597,9 @@ pub struct Pretrained {
     pub seconds: f64,
 }
 
-/// BERT-style masked-reconstruction pretraining of a pixel transformer (sized by
-/// `cfg`) on an unlabelled, already normalised set; seeded by `cfg.seed`.
-pub fn pretrain_masked(
+/// Self-supervised pretraining of a pixel transformer (sized by `cfg`) with
+/// `cfg.method` on an unlabelled, already normalised set; seeded by `cfg.seed`.
+pub fn pretrain_encoder(
     set: &Arc<SampleSet>,
     cfg: &ExperimentConfig,
     device: &Device,
@@ -596,25 +612,23 @@ pub fn pretrain_masked(
     let start = Instant::now();
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
-    let model = PixelTransformer::new(
-        &Ctx::new(vb.pp("encoder")),
-        model_config(cfg, set.bands().len()),
+    let mcfg = model_config(cfg, set.bands().len());
+    let model =
+        PixelTransformer::new(&Ctx::new(vb.pp("encoder")), mcfg.clone()).ctx("building the encoder")?;
+    let tvm = VarMap::new();
+    let teacher = PixelTransformer::new(
+        &Ctx::new(VarBuilder::from_varmap(&tvm, DType::F32, device).pp("encoder")),
+        mcfg,
     )
-    .ctx("building the encoder")?;
-    let mut obj = MaskedReconstruction::new(
-        &model,
-        vb.pp("head"),
-        DateMasking {
-            ratio: cfg.mask_ratio,
-            contiguous: false,
-        },
-        Corruption::MaskToken,
-    )
-    .ctx("building the masked-reconstruction head")?;
+    .ctx("building the teacher")?;
+    let mean_enc = PooledPixelEncoder::new(&model, Pooling::Mean);
+    let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
+    let mut obj = build_objective(cfg, &model, &mean_enc, &teacher_enc, &vb, &vars, &tvm, device)?;
     seeded_init(&vars, 1000 + cfg.seed).ctx("seeding the weights")?;
-    let mut trainer = pretrainer(cfg, &vars, &mut obj)?;
+    seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
+    let mut trainer = pretrainer(cfg, &vars, obj.as_mut())?;
     let ld = loader(set, true, cfg.seed, cfg.batch_size, device)?;
-    trainer.fit(&ld, &mut obj).ctx("pretraining")?;
+    trainer.fit(&ld, obj.as_mut()).ctx("pretraining")?;
     let history = full_history(cfg, &trainer)?;
     drop(obj);
     Ok(Pretrained {
@@ -695,7 +709,7 @@ pub fn dtwsat_cube_years(
     let stats = NormStats::of_samples(&set, 1e-4)?;
     stats.apply_samples(&mut set)?;
     let set = Arc::new(set);
-    let pre = pretrain_masked(&set, cfg, device)?;
+    let pre = pretrain_encoder(&set, cfg, device)?;
     let ssl = embed_rows(&pre.model, &set, Pooling::Flatten { dates }, device)?;
     let mut years: Vec<i32> = index.iter().map(|p| p.year).collect();
     years.sort_unstable();

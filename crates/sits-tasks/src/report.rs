@@ -10,7 +10,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("loss.png");
 //! let curve: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, 1.0 / (1.0 + i as f64))).collect();
-//! sits::report::line_chart(&path, "training loss", "step", "loss", &[("loss", &curve)]).unwrap();
+//! sits_tasks::report::line_chart(&path, "training loss", "step", "loss", &[("loss", &curve)]).unwrap();
 //! assert!(std::fs::metadata(&path).unwrap().len() > 1000);
 //! ```
 

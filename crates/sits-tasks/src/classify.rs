@@ -1,0 +1,161 @@
+//! Classification maps: a linear probe trained on the embeddings of labelled
+//! points (the labelled pixels of a cube folder, or a labelled sample set with the
+//! encoder's bands and dates), scored on the points of the test split, applied to
+//! every pixel-period of a cube.
+
+use candle_core::Device;
+use ndarray::Array3;
+use serde::{Deserialize, Serialize};
+use sits_data::Split;
+use sits_ssl::metrics::ConfusionMatrix;
+use sits_ssl::probe::{features, LinearProbe, ProbeConfig};
+
+use crate::cluster::period_times;
+use crate::error::{Context, Result, TaskError};
+use crate::input::Grid;
+use crate::maps::{MapKind, MapStack};
+
+/// Settings of [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ClassifyConfig {
+    /// The linear probe.
+    pub probe: ProbeConfig,
+}
+
+/// Labelled points: embeddings, classes and whether each is a test point.
+#[derive(Debug, Clone, Default)]
+pub struct Points {
+    /// One embedding per point.
+    pub rows: Vec<Vec<f32>>,
+    /// Class of each point.
+    pub labels: Vec<usize>,
+    /// Split of each point (`None`: training).
+    pub splits: Vec<Option<Split>>,
+    /// Class names by class number.
+    pub class_names: Vec<String>,
+}
+
+impl Points {
+    /// The labelled rows of a grid (a cube folder's labelled pixels).
+    pub fn from_grid(rows: &[Vec<f32>], grid: &Grid) -> Self {
+        let mut p = Points {
+            class_names: grid.class_names.clone(),
+            ..Points::default()
+        };
+        for (r, i) in rows.iter().zip(&grid.index) {
+            if let Some(l) = i.label {
+                p.rows.push(r.clone());
+                p.labels.push(l);
+                p.splits.push(i.split);
+            }
+        }
+        p
+    }
+}
+
+/// What [`classify`] found.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    /// Predicted class of every row of the grid.
+    pub predictions: Vec<usize>,
+    /// Training points used.
+    pub n_train: usize,
+    /// Test points scored.
+    pub n_test: usize,
+    /// Overall accuracy on the test points, if there are some.
+    pub test_oa: Option<f64>,
+    /// Macro F1 on the test points, if there are some.
+    pub test_macro_f1: Option<f64>,
+    /// Class names.
+    pub class_names: Vec<String>,
+}
+
+/// Trains a linear probe on the training points (every point not marked test or
+/// validation), scores it on the test points and predicts every row of `rows`.
+pub fn classify(
+    rows: &[Vec<f32>],
+    points: &Points,
+    cfg: &ClassifyConfig,
+    device: &Device,
+) -> Result<Classification> {
+    let classes = points.class_names.len().max(
+        points.labels.iter().max().map_or(0, |&m| m + 1),
+    );
+    let (mut xtr, mut ytr, mut xte, mut yte) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((r, &l), s) in points.rows.iter().zip(&points.labels).zip(&points.splits) {
+        match s {
+            Some(Split::Test) => {
+                xte.push(r.clone());
+                yte.push(l);
+            }
+            Some(Split::Val) => {}
+            _ => {
+                xtr.push(r.clone());
+                ytr.push(l);
+            }
+        }
+    }
+    let mut present = ytr.clone();
+    present.sort_unstable();
+    present.dedup();
+    if present.len() < 2 {
+        return Err(TaskError::input(
+            "labelled points",
+            format!(
+                "{} training points of {} class{}; a classifier needs at least 2 classes \
+                 (label more pixels in samples.csv, or give a labelled sample set)",
+                ytr.len(),
+                present.len(),
+                if present.len() == 1 { "" } else { "es" }
+            ),
+        ));
+    }
+    let probe = LinearProbe::fit(&features(&xtr, device).ctx("training features")?, &ytr, classes, cfg.probe)
+        .ctx("training the probe")?;
+    let (test_oa, test_macro_f1) = if xte.is_empty() {
+        (None, None)
+    } else {
+        let pred = probe
+            .predict(&features(&xte, device).ctx("test features")?)
+            .ctx("predicting the test points")?;
+        let t: Vec<i64> = yte.iter().map(|&c| c as i64).collect();
+        let p: Vec<i64> = pred.iter().map(|&c| c as i64).collect();
+        let cm = ConfusionMatrix::from_labels(classes, &t, &p, None)?;
+        (Some(cm.overall_accuracy()), Some(cm.macro_f1()))
+    };
+    let mut predictions = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(8192) {
+        predictions.extend(
+            probe
+                .predict(&features(chunk, device).ctx("map features")?)
+                .ctx("predicting the map")?,
+        );
+    }
+    Ok(Classification {
+        predictions,
+        n_train: ytr.len(),
+        n_test: yte.len(),
+        test_oa,
+        test_macro_f1,
+        class_names: points.class_names.clone(),
+    })
+}
+
+/// The class maps: one layer per period (NaN where a pixel has no row).
+pub fn class_map(c: &Classification, grid: &Grid) -> Result<MapStack> {
+    let (h, w) = grid.size;
+    let mut v = Array3::<f32>::from_elem((grid.periods.len(), h, w), f32::NAN);
+    for (p, &k) in grid.index.iter().zip(&c.predictions) {
+        if let Some(t) = grid.period_index(p.period) {
+            v[[t, p.row, p.col]] = k as f32;
+        }
+    }
+    Ok(MapStack {
+        name: "classes".into(),
+        band: "class".into(),
+        labels: grid.periods.iter().map(i32::to_string).collect(),
+        times: period_times(grid)?,
+        values: v,
+        kind: MapKind::Categorical,
+    })
+}

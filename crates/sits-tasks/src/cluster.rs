@@ -1,0 +1,218 @@
+//! Clusters of pixel-period embeddings: k-means on all periods at once (one
+//! taxonomy shared by every period, drawn as one map per period) and k-means on
+//! each pixel's trajectory (its embeddings of every period concatenated, so the
+//! distance is the Euclidean distance summed over periods: one map of dynamics).
+
+use ndarray::Array3;
+use serde::{Deserialize, Serialize};
+use sits_ssl::cluster::{adjusted_rand_index, kmeans, trajectories};
+
+use crate::error::{Result, TaskError};
+use crate::input::Grid;
+use crate::maps::{MapKind, MapStack};
+
+/// Settings of [`cluster`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClusterConfig {
+    /// Number of clusters.
+    pub k: usize,
+    /// Lloyd iterations at most.
+    pub max_iter: usize,
+    /// Seed of the k-means++ initialisation.
+    pub seed: u64,
+    /// Scale every feature to zero mean and unit variance over the rows first, so
+    /// that no dimension dominates the distance.
+    pub standardise: bool,
+    /// Also cluster the trajectories of the pixels present in every period.
+    pub trajectories: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            k: 6,
+            max_iter: 100,
+            seed: 0,
+            standardise: true,
+            trajectories: true,
+        }
+    }
+}
+
+/// What [`cluster`] found.
+#[derive(Debug, Clone)]
+pub struct Clusters {
+    /// Cluster of each row.
+    pub assignment: Vec<usize>,
+    /// Sum of squared distances to the centroids (in the standardised space).
+    pub inertia: f64,
+    /// Rows per cluster.
+    pub sizes: Vec<usize>,
+    /// Adjusted Rand index with the labelled rows, when some rows are labelled.
+    pub ari: Option<f64>,
+    /// Trajectory cluster of each pixel present in every period, as
+    /// `(row, col, cluster)`, when asked for and there are at least 2 periods.
+    pub trajectory: Option<Vec<(usize, usize, usize)>>,
+}
+
+/// Each column of `rows` scaled to zero mean and unit variance (a constant column
+/// becomes 0).
+pub fn standardise(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let d = rows.first().map_or(0, Vec::len);
+    let n = rows.len().max(1) as f64;
+    let mut mean = vec![0f64; d];
+    let mut sq = vec![0f64; d];
+    for r in rows {
+        for (j, &v) in r.iter().enumerate() {
+            mean[j] += v as f64 / n;
+            sq[j] += (v as f64).powi(2) / n;
+        }
+    }
+    let sd: Vec<f64> = (0..d)
+        .map(|j| (sq[j] - mean[j].powi(2)).max(0.0).sqrt().max(1e-8))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(j, &v)| ((v as f64 - mean[j]) / sd[j]) as f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Adjusted Rand index between `assign` and the labels over the labelled rows;
+/// `None` when fewer than 2 rows are labelled.
+pub fn ari_on_labelled(assign: &[usize], labels: &[Option<usize>]) -> Result<Option<f64>> {
+    let (a, b): (Vec<usize>, Vec<usize>) = assign
+        .iter()
+        .zip(labels)
+        .filter_map(|(&c, l)| l.map(|l| (c, l)))
+        .unzip();
+    if a.len() < 2 {
+        return Ok(None);
+    }
+    Ok(Some(adjusted_rand_index(&a, &b)?))
+}
+
+/// Clusters `rows` (one per entry of `grid.index`).
+pub fn cluster(rows: &[Vec<f32>], grid: &Grid, cfg: &ClusterConfig) -> Result<Clusters> {
+    if rows.len() != grid.index.len() {
+        return Err(TaskError::Settings(format!(
+            "{} rows for {} pixel-periods",
+            rows.len(),
+            grid.index.len()
+        )));
+    }
+    let x = if cfg.standardise {
+        standardise(rows)
+    } else {
+        rows.to_vec()
+    };
+    let km = kmeans(&x, cfg.k, cfg.max_iter, cfg.seed)?;
+    let ari = ari_on_labelled(&km.assignment, &grid.labels())?;
+    let mut sizes = vec![0usize; cfg.k];
+    km.assignment.iter().for_each(|&c| sizes[c] += 1);
+    let trajectory = if cfg.trajectories && grid.periods.len() >= 2 {
+        Some(trajectory_clusters(&x, grid, cfg)?)
+    } else {
+        None
+    };
+    Ok(Clusters {
+        assignment: km.assignment,
+        inertia: km.inertia,
+        sizes,
+        ari,
+        trajectory,
+    })
+}
+
+fn trajectory_clusters(
+    x: &[Vec<f32>],
+    grid: &Grid,
+    cfg: &ClusterConfig,
+) -> Result<Vec<(usize, usize, usize)>> {
+    let (h, w) = grid.size;
+    let np = grid.periods.len();
+    // the row of each pixel in each period
+    let mut at = vec![usize::MAX; np * h * w];
+    for (i, p) in grid.index.iter().enumerate() {
+        if let Some(t) = grid.period_index(p.period) {
+            at[(t * h + p.row) * w + p.col] = i;
+        }
+    }
+    let pixels: Vec<(usize, usize)> = (0..h * w)
+        .filter(|&q| (0..np).all(|t| at[t * h * w + q] != usize::MAX))
+        .map(|q| (q / w, q % w))
+        .collect();
+    if pixels.len() < cfg.k {
+        return Err(TaskError::input(
+            "trajectories",
+            format!(
+                "{} pixels are present in all {np} periods, fewer than k = {}",
+                pixels.len(),
+                cfg.k
+            ),
+        ));
+    }
+    let per_period: Vec<Vec<Vec<f32>>> = (0..np)
+        .map(|t| {
+            pixels
+                .iter()
+                .map(|&(r, c)| x[at[(t * h + r) * w + c]].clone())
+                .collect()
+        })
+        .collect();
+    let traj = trajectories(&per_period)?;
+    let km = kmeans(&traj, cfg.k, cfg.max_iter, cfg.seed)?;
+    Ok(pixels
+        .into_iter()
+        .zip(km.assignment)
+        .map(|((r, c), k)| (r, c, k))
+        .collect())
+}
+
+/// The cluster maps: one layer per period (NaN where a pixel has no row).
+pub fn cluster_map(c: &Clusters, grid: &Grid) -> Result<MapStack> {
+    let (h, w) = grid.size;
+    let mut v = Array3::<f32>::from_elem((grid.periods.len(), h, w), f32::NAN);
+    for (p, &k) in grid.index.iter().zip(&c.assignment) {
+        if let Some(t) = grid.period_index(p.period) {
+            v[[t, p.row, p.col]] = k as f32;
+        }
+    }
+    Ok(MapStack {
+        name: "clusters".into(),
+        band: "cluster".into(),
+        labels: grid.periods.iter().map(i32::to_string).collect(),
+        times: period_times(grid)?,
+        values: v,
+        kind: MapKind::Categorical,
+    })
+}
+
+/// The trajectory cluster map (one layer dated at the first period).
+pub fn trajectory_map(traj: &[(usize, usize, usize)], grid: &Grid) -> Result<MapStack> {
+    let (h, w) = grid.size;
+    let mut v = Array3::<f32>::from_elem((1, h, w), f32::NAN);
+    for &(r, c, k) in traj {
+        v[[0, r, c]] = k as f32;
+    }
+    let first = grid.period_starts.first().cloned().unwrap_or_default();
+    Ok(MapStack {
+        name: "trajectory_clusters".into(),
+        band: "cluster".into(),
+        labels: vec!["all".into()],
+        times: sits_core::dates::Timestamps::parse(&[first], "first period")
+            .map_err(sits_data::DataError::from)?,
+        values: v,
+        kind: MapKind::Categorical,
+    })
+}
+
+pub(crate) fn period_times(grid: &Grid) -> Result<sits_core::dates::Timestamps> {
+    Ok(
+        sits_core::dates::Timestamps::parse(&grid.period_starts, "period starts")
+            .map_err(sits_data::DataError::from)?,
+    )
+}

@@ -1,0 +1,160 @@
+//! Embeddings of every pixel of a cube in every period, by a saved encoder: as rows
+//! in memory (for clustering, change scores, probes) and as a Zarr cube on disk
+//! (one date per period, one band per embedding dimension).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::Device;
+use ndarray::Array4;
+use sits_core::dates::Timestamps;
+use sits_core::io::IfExists;
+use sits_data::zarr::{write_cube, CubeChunks};
+use sits_data::{Datacube, SampleSet};
+
+use crate::encoder::SavedEncoder;
+use crate::error::{Result, TaskError};
+use crate::experiment::embed_rows;
+use crate::input::{pixel_periods, select_bands, Grid, Input, PixelPeriod, PixelPeriods};
+
+/// Embeddings of a cube's pixel-periods.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// Where each row sits.
+    pub grid: Grid,
+    /// One embedding per pixel-period, in the order of `grid.index`.
+    pub rows: Vec<Vec<f32>>,
+}
+
+/// The series of `set` (bands in the encoder's order, gap-filled) normalised with
+/// the encoder's statistics and embedded, one row per series.
+pub fn embed_series(enc: &SavedEncoder, set: &SampleSet, device: &Device) -> Result<Vec<Vec<f32>>> {
+    let mut set = set.clone();
+    enc.card.norm.apply_samples(&mut set)?;
+    Ok(embed_rows(&enc.model, &Arc::new(set), enc.card.pooling, device)?)
+}
+
+/// Embeds every pixel of the cube `input` (named `what` in errors) in every period
+/// of the encoder's calendar. Bands are matched by name; a missing band or no
+/// period of the encoder's length is a [`TaskError::Mismatch`].
+pub fn embed_cube(
+    enc: &SavedEncoder,
+    input: &Input,
+    what: &str,
+    device: &Device,
+) -> Result<(Embeddings, PixelPeriods)> {
+    let Input::Cube {
+        cube,
+        labels,
+        class_names,
+    } = input
+    else {
+        return Err(TaskError::input(
+            what,
+            "this is a sample set; embedding maps needs a cube (use embed_series for series)",
+        ));
+    };
+    enc.check_input(what, cube.bands(), Some(cube.times()))?;
+    let cube = select_bands(cube, &enc.card.bands, what, &enc.dir)?;
+    let mut pp = pixel_periods(&cube, labels, class_names, enc.card.periods, what)?;
+    let rows = embed_series(enc, &pp.set, device)?;
+    enc.card.norm.apply_samples(&mut pp.set)?;
+    Ok((
+        Embeddings {
+            grid: pp.grid.clone(),
+            rows,
+        },
+        pp,
+    ))
+}
+
+/// The embeddings as a cube `(periods, dims, height, width)`: the date of a period
+/// is its first date, band `e{i}` is dimension `i`, a pixel left out of a period is
+/// NaN.
+pub fn embeddings_cube(e: &Embeddings) -> Result<Datacube> {
+    let (h, w) = e.grid.size;
+    let d = e.rows.first().map_or(0, Vec::len);
+    let np = e.grid.periods.len();
+    let mut values = Array4::<f32>::from_elem((np, d, h, w), f32::NAN);
+    for (p, row) in e.grid.index.iter().zip(&e.rows) {
+        let Some(t) = e.grid.period_index(p.period) else {
+            continue;
+        };
+        for (j, &v) in row.iter().enumerate() {
+            values[[t, j, p.row, p.col]] = v;
+        }
+    }
+    let times = Timestamps::parse(&e.grid.period_starts, "period starts")
+        .map_err(sits_data::DataError::from)?;
+    let bands = (0..d).map(|i| format!("e{i}")).collect();
+    Ok(Datacube::new(values, times, bands)?)
+}
+
+/// Writes the embeddings as a Zarr cube at `path` (see [`embeddings_cube`]), one
+/// chunk per period and 64 x 64 pixels.
+pub fn write_embeddings(e: &Embeddings, path: &Path, if_exists: IfExists) -> Result<()> {
+    let cube = embeddings_cube(e)?;
+    let (_, c, h, w) = cube.shape();
+    let chunks = CubeChunks {
+        t: 1,
+        c: c.max(1),
+        y: h.clamp(1, 64),
+        x: w.clamp(1, 64),
+    };
+    Ok(write_cube(&cube, path, chunks, if_exists)?)
+}
+
+/// Reads embeddings written by [`write_embeddings`] (or any cube: one row per pixel
+/// and date whose values are all finite; the period of a date is its year).
+pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
+    let what = path.display().to_string();
+    let Input::Cube { cube, .. } = crate::input::read_cube(path, None)? else {
+        return Err(TaskError::input(&what, "not a cube"));
+    };
+    let (t, c, h, w) = cube.shape();
+    let v = cube.values();
+    let times = cube.times();
+    let periods: Vec<i32> = times
+        .as_slice()
+        .iter()
+        .map(|d| chrono::Datelike::year(d))
+        .collect();
+    if periods.windows(2).any(|p| p[1] <= p[0]) {
+        return Err(TaskError::input(
+            &what,
+            "two dates fall in one year; embeddings hold one date per period",
+        ));
+    }
+    let mut index = Vec::new();
+    let mut rows = Vec::new();
+    for (ti, &period) in periods.iter().enumerate() {
+        for row in 0..h {
+            for col in 0..w {
+                let r: Vec<f32> = (0..c).map(|ci| v[[ti, ci, row, col]]).collect();
+                if r.iter().all(|x| x.is_finite()) {
+                    index.push(PixelPeriod {
+                        row,
+                        col,
+                        period,
+                        label: None,
+                        split: None,
+                    });
+                    rows.push(r);
+                }
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(TaskError::input(&what, format!("no pixel has finite values in any of the {t} dates")));
+    }
+    Ok(Embeddings {
+        grid: Grid {
+            index,
+            size: (h, w),
+            periods,
+            period_starts: times.to_iso(),
+            class_names: Vec::new(),
+        },
+        rows,
+    })
+}

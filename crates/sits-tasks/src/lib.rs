@@ -1,0 +1,44 @@
+//! Whole jobs on satellite image time series, each a function with a serde
+//! configuration and a typed result: the layer between the libraries (`sits-data`,
+//! `sits-models`, `sits-ssl`) and the programs (the `sits` command-line tool, the
+//! examples).
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`experiment`] | the few-label experiment (pretrain, probe at label fractions, fine-tune) |
+//! | [`input`] | any input (sample set, cube folder, PASTIS folder, Zarr store) as pixel series cut into periods |
+//! | [`encoder`] | an encoder saved with its configuration, bands, normalisation and date convention |
+//! | [`pretrain`] | self-supervised pretraining of a pixel encoder on any input |
+//! | [`embed`] | per-pixel, per-period embeddings of a cube, as rows or as a Zarr cube |
+//! | [`cluster`] | k-means on one period's or all periods' embeddings, and on trajectories over periods |
+//! | [`changes`] | change scores between consecutive periods |
+//! | [`classify`] | a linear probe trained on labelled points, applied to every pixel-period |
+//! | [`maps`] | every map written as a PNG and as a Zarr cube |
+//! | [`report`] | PNG charts and Markdown tables |
+//!
+//! Errors: [`TaskError`] for the jobs above (the experiment keeps its own
+//! [`experiment::ExperimentError`], the charts [`report::ReportError`]).
+
+pub mod changes;
+pub mod classify;
+pub mod cluster;
+pub mod embed;
+pub mod encoder;
+mod error;
+pub mod experiment;
+pub mod input;
+pub mod maps;
+pub mod pretrain;
+pub mod report;
+
+pub use error::{Result, TaskError};
+
+/// The `data/` folder of the workspace checkout, where the bundled real datasets and
+/// the shipped encoders live.
+///
+/// Only meaningful when running from a checkout (examples, tests, benches, a
+/// `cargo install --path` of the command-line tool): the published crates do not
+/// ship the GPL-licensed data.
+pub fn bundled_data_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
