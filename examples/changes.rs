@@ -13,15 +13,15 @@
 //! cargo run --release --example changes [-- --epochs N --seed S --out DIR]
 //! ```
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Parser;
-use ndarray::Array2;
-use sits::experiment::{dtwsat_cube_years, ExperimentConfig};
+use sits::sits_core::io::IfExists;
 use sits::sits_data::datasets;
-use sits::sits_repr::render::{Colormap, RgbImage};
-use sits::sits_ssl::metrics::roc_auc;
+use sits::tasks::changes::{changes, Distance};
+use sits::tasks::input::{output_dir, Periods};
+use sits::tasks::maps::write_map;
+use sits::tasks::pretrain::{pretrain, PretrainConfig};
 
 /// Change detection between consecutive years of the dtwSat cube.
 #[derive(Parser, Debug)]
@@ -37,96 +37,50 @@ struct Args {
     out: PathBuf,
 }
 
-fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64) * (*y as f64))
-        .sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    1.0 - dot / (na * nb).max(1e-12)
-}
-
-fn euclidean(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| ((x - y) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt()
-}
-
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let cfg = ExperimentConfig {
-        epochs: args.epochs,
-        seed: args.seed,
-        ..ExperimentConfig::default()
-    };
     let dir = sits::bundled_data_dir().join(datasets::DTWSAT_CUBE);
-    let cy = dtwsat_cube_years(&dir, &cfg, &candle_core::Device::Cpu)?;
-    let (h, w) = cy.size;
+    let out = output_dir(&args.out, &[&dir])?;
+    let input = sits::tasks::input::read(&dir, None)?;
+    let mut cfg = PretrainConfig {
+        periods: Periods {
+            start_month: 9,
+            dates: Some(23),
+        },
+        ..PretrainConfig::default()
+    };
+    cfg.experiment.epochs = args.epochs;
+    cfg.experiment.seed = args.seed;
+    let dev = candle_core::Device::Cpu;
+    let pre = pretrain(&input, &cfg, &dir.display().to_string(), "changes example", &dev)?;
+    let grid = pre.grid.clone().ok_or("the dtwSat cube gave no grid")?;
+    let (h, w) = grid.size;
     println!(
         "dtwsat cube: {h} x {w} pixels, years {:?}, {} pixel-years; pretrained {} epochs in {:.1} s",
-        cy.years,
-        cy.index.len(),
-        cfg.epochs,
-        cy.pretrain_seconds
+        grid.periods,
+        grid.index.len(),
+        cfg.experiment.epochs,
+        pre.pretrained.seconds
     );
-    let at: HashMap<(usize, usize, i32), usize> = cy
-        .index
-        .iter()
-        .enumerate()
-        .map(|(i, p)| ((p.row, p.col, p.year), i))
-        .collect();
-    sits::sits_data::io_util::prepare_run_dir(&args.out)?;
-    let (mut ssl_scores, mut raw_scores, mut truth) = (Vec::new(), Vec::new(), Vec::new());
-    for pair in cy.years.windows(2) {
-        let (y0, y1) = (pair[0], pair[1]);
-        let mut ssl_map = Array2::<f32>::zeros((h, w));
-        let mut raw_map = Array2::<f32>::zeros((h, w));
-        let mut labelled = 0;
-        for r in 0..h {
-            for c in 0..w {
-                let (Some(&i), Some(&j)) = (at.get(&(r, c, y0)), at.get(&(r, c, y1))) else {
-                    continue;
-                };
-                let s = cosine_distance(&cy.ssl[i], &cy.ssl[j]);
-                let q = euclidean(&cy.raw[i], &cy.raw[j]);
-                ssl_map[[r, c]] = s as f32;
-                raw_map[[r, c]] = q as f32;
-                if let (Some(a), Some(b)) = (cy.index[i].label, cy.index[j].label) {
-                    ssl_scores.push(s);
-                    raw_scores.push(q);
-                    truth.push(a != b);
-                    labelled += 1;
-                }
-            }
-        }
-        let png = args.out.join(format!("change_{y0}-{y1}.png"));
-        RgbImage::hstack(
-            &[
-                RgbImage::from_array(ssl_map.view(), Colormap::Viridis, None).upscale(8),
-                RgbImage::from_array(raw_map.view(), Colormap::Viridis, None).upscale(8),
-            ],
-            8,
-        )
-        .write_png(&png)?;
-        println!(
-            "{y0}-{}: {labelled} labelled pixels in both years -> {} (left: SSL score, right: raw score)",
-            y1 % 100,
-            png.display()
-        );
+    let ssl = changes(&pre.embed_training_series(&dev)?, &grid, Distance::Cosine)?;
+    let raw = changes(&pre.raw_rows(), &grid, Distance::Euclidean)?;
+    for ((y0, y1), n) in ssl.pairs.iter().zip(&ssl.labelled_per_pair) {
+        println!("{y0}-{}: {n} labelled pixels in both years", y1 % 100);
     }
-    let changed = truth.iter().filter(|&&t| t).count();
+    write_map(&out, &ssl.map(&grid, "changes")?, IfExists::Replace)?;
+    write_map(&out, &raw.map(&grid, "raw_changes")?, IfExists::Replace)?;
+    let changed = ssl.labelled.iter().filter(|l| l.1).count();
     println!(
         "{} labelled pixel pairs, {changed} with a class change",
-        truth.len()
+        ssl.labelled.len()
     );
-    let ssl_auc = roc_auc(&ssl_scores, &truth)?;
-    let raw_auc = roc_auc(&raw_scores, &truth)?;
+    let ssl_auc = ssl.auc()?.unwrap_or(f64::NAN);
+    let raw_auc = raw.auc()?.unwrap_or(f64::NAN);
     println!("ROC AUC: SSL embedding distance {ssl_auc:.3}, raw series distance {raw_auc:.3}");
-    println!("maps: {}", args.out.display());
+    println!(
+        "maps: {}/changes_<y0>-<y1>.png (SSL), raw_changes_<y0>-<y1>.png (raw), and .zarr stores",
+        out.display()
+    );
     println!("result: change_auc={ssl_auc:.4} raw_change_auc={raw_auc:.4}");
     Ok(())
 }

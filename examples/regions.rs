@@ -14,11 +14,12 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use ndarray::Array2;
-use sits::experiment::{dtwsat_cube_years, ExperimentConfig};
+use sits::sits_core::io::IfExists;
 use sits::sits_data::datasets;
-use sits::sits_repr::render::RgbImage;
-use sits::sits_ssl::cluster::{adjusted_rand_index, kmeans, trajectories};
+use sits::tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
+use sits::tasks::input::{output_dir, Periods};
+use sits::tasks::maps::write_map;
+use sits::tasks::pretrain::{pretrain, PretrainConfig};
 
 /// Clusters of the dtwSat cube's pixel-years.
 #[derive(Parser, Debug)]
@@ -37,131 +38,69 @@ struct Args {
     out: PathBuf,
 }
 
-/// Each column scaled to zero mean and unit variance.
-fn standardise(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    let d = rows.first().map_or(0, Vec::len);
-    let n = rows.len().max(1) as f64;
-    let mut mean = vec![0f64; d];
-    let mut sq = vec![0f64; d];
-    for r in rows {
-        for (j, &v) in r.iter().enumerate() {
-            mean[j] += v as f64 / n;
-            sq[j] += (v as f64).powi(2) / n;
-        }
-    }
-    let sd: Vec<f64> = (0..d)
-        .map(|j| (sq[j] - mean[j].powi(2)).max(0.0).sqrt().max(1e-8))
-        .collect();
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .map(|(j, &v)| ((v as f64 - mean[j]) / sd[j]) as f32)
-                .collect()
-        })
-        .collect()
-}
-
-/// ARI between clusters and labels over the labelled rows.
-fn ari_on_labelled(
-    assign: &[usize],
-    labels: &[Option<usize>],
-) -> Result<f64, sits::sits_ssl::SslError> {
-    let (a, b): (Vec<usize>, Vec<usize>) = assign
-        .iter()
-        .zip(labels)
-        .filter_map(|(&c, l)| l.map(|l| (c, l)))
-        .unzip();
-    adjusted_rand_index(&a, &b)
-}
-
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let cfg = ExperimentConfig {
-        epochs: args.epochs,
-        seed: args.seed,
-        ..ExperimentConfig::default()
-    };
     let dir = sits::bundled_data_dir().join(datasets::DTWSAT_CUBE);
-    let cy = dtwsat_cube_years(&dir, &cfg, &candle_core::Device::Cpu)?;
-    let (h, w) = cy.size;
+    let out = output_dir(&args.out, &[&dir])?;
+    let input = sits::tasks::input::read(&dir, None)?;
+    // MOD13Q1 agricultural years: September to August, 23 composites
+    let mut cfg = PretrainConfig {
+        periods: Periods {
+            start_month: 9,
+            dates: Some(23),
+        },
+        ..PretrainConfig::default()
+    };
+    cfg.experiment.epochs = args.epochs;
+    cfg.experiment.seed = args.seed;
+    let dev = candle_core::Device::Cpu;
+    let pre = pretrain(&input, &cfg, &dir.display().to_string(), "regions example", &dev)?;
+    let grid = pre.grid.clone().ok_or("the dtwSat cube gave no grid")?;
+    let (h, w) = grid.size;
     println!(
         "dtwsat cube: {h} x {w} pixels, years {:?}, {} pixel-years; pretrained {} epochs in {:.1} s",
-        cy.years,
-        cy.index.len(),
-        cfg.epochs,
-        cy.pretrain_seconds
+        grid.periods,
+        grid.index.len(),
+        cfg.experiment.epochs,
+        pre.pretrained.seconds
     );
-    let labels: Vec<Option<usize>> = cy.index.iter().map(|p| p.label).collect();
-    let k = args.clusters;
+    let ccfg = ClusterConfig {
+        k: args.clusters,
+        seed: args.seed,
+        ..ClusterConfig::default()
+    };
     // every feature standardised over the pixel-years, so no dimension dominates the
     // Euclidean distance of k-means
-    let (ssl_x, raw_x) = (standardise(&cy.ssl), standardise(&cy.raw));
-    let ssl = kmeans(&ssl_x, k, 100, args.seed)?;
-    let raw = kmeans(&raw_x, k, 100, args.seed)?;
-    let ssl_ari = ari_on_labelled(&ssl.assignment, &labels)?;
-    let raw_ari = ari_on_labelled(&raw.assignment, &labels)?;
+    let ssl = cluster(&pre.embed_training_series(&dev)?, &grid, &ccfg)?;
+    let raw = cluster(
+        &pre.raw_rows(),
+        &grid,
+        &ClusterConfig {
+            trajectories: false,
+            ..ccfg
+        },
+    )?;
+    let (ssl_ari, raw_ari) = (ssl.ari.unwrap_or(f64::NAN), raw.ari.unwrap_or(f64::NAN));
     println!(
-        "k-means (k = {k}) on all pixel-years: ARI with the {} labelled pixel-years ({} classes): SSL {ssl_ari:.3}, raw {raw_ari:.3}",
-        labels.iter().flatten().count(),
-        cy.class_names.len()
+        "k-means (k = {}) on all pixel-years: ARI with the {} labelled pixel-years ({} classes): SSL {ssl_ari:.3}, raw {raw_ari:.3}",
+        ccfg.k,
+        grid.labels().iter().flatten().count(),
+        grid.class_names.len()
     );
-
-    // one map per year, in the shared taxonomy
-    sits::sits_data::io_util::prepare_run_dir(&args.out)?;
-    let mut maps = Vec::new();
-    for &year in &cy.years {
-        let mut m = Array2::<i64>::from_elem((h, w), -1);
-        for (i, p) in cy.index.iter().enumerate() {
-            if p.year == year {
-                m[[p.row, p.col]] = ssl.assignment[i] as i64;
-            }
-        }
-        let img = RgbImage::from_labels(m.view()).upscale(8);
-        let path = args.out.join(format!("clusters_{year}.png"));
-        img.write_png(&path)?;
-        maps.push(img);
+    // one map per year in the shared taxonomy, and the trajectories over the years
+    write_map(&out, &cluster_map(&ssl, &grid, "clusters")?, IfExists::Replace)?;
+    if let Some(traj) = &ssl.trajectory {
+        write_map(&out, &trajectory_map(traj, &grid, "trajectory_clusters")?, IfExists::Replace)?;
+        let mut sizes = vec![0usize; ccfg.k];
+        traj.iter().for_each(|&(_, _, c)| sizes[c] += 1);
+        println!(
+            "trajectory clusters ({} years per pixel): sizes {sizes:?}",
+            grid.periods.len()
+        );
     }
-    let panel = args.out.join("clusters_all_years.png");
-    RgbImage::hstack(&maps, 6).write_png(&panel)?;
     println!(
-        "cluster maps per year: {}/clusters_<year>.png and {}",
-        args.out.display(),
-        panel.display()
-    );
-
-    // trajectories over the years: one cluster per pixel
-    let per_year: Vec<Vec<Vec<f32>>> = cy
-        .years
-        .iter()
-        .map(|&y| {
-            let mut rows: Vec<(usize, usize, Vec<f32>)> = cy
-                .index
-                .iter()
-                .zip(&ssl_x)
-                .filter(|(p, _)| p.year == y)
-                .map(|(p, e)| (p.row, p.col, e.clone()))
-                .collect();
-            rows.sort_by_key(|r| (r.0, r.1));
-            rows.into_iter().map(|r| r.2).collect()
-        })
-        .collect();
-    let traj = trajectories(&per_year)?;
-    let tk = kmeans(&traj, k, 100, args.seed)?;
-    let mut m = Array2::<i64>::zeros((h, w));
-    for (p, &c) in tk.assignment.iter().enumerate() {
-        m[[p / w, p % w]] = c as i64;
-    }
-    let tpath = args.out.join("trajectory_clusters.png");
-    RgbImage::from_labels(m.view())
-        .upscale(8)
-        .write_png(&tpath)?;
-    let mut sizes = vec![0usize; k];
-    tk.assignment.iter().for_each(|&c| sizes[c] += 1);
-    println!(
-        "trajectory clusters ({} years per pixel): sizes {sizes:?} -> {}",
-        cy.years.len(),
-        tpath.display()
+        "maps: {}/clusters_<year>.png, clusters.png (all years), trajectory_clusters.png, and .zarr stores",
+        out.display()
     );
     println!("result: ssl_cluster_ari={ssl_ari:.4} raw_cluster_ari={raw_ari:.4}");
     Ok(())

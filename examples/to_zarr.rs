@@ -12,9 +12,6 @@
 use std::path::PathBuf;
 
 use sits::sits_core::io::IfExists;
-use sits::sits_data::io_util::check_output_outside_input;
-use sits::sits_data::open::{open, Opened};
-use sits::sits_data::zarr::{write_cube, write_samples, CubeChunks};
 
 fn main() {
     if let Err(e) = run() {
@@ -35,32 +32,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let [input, output] =
         <[PathBuf; 2]>::try_from(paths).map_err(|_| "usage: to_zarr IN OUT.zarr [--overwrite]")?;
-    // checks that need no reading come first
-    check_output_outside_input(&input, &output)?;
-    match open(&input)? {
-        Opened::Samples(set) => {
-            write_samples(&set, &output, overwrite)?;
-            println!("wrote {} series to {}", set.len(), output.display());
-        }
-        Opened::Cube(f) => {
-            write_cube(&f.cube, &output, CubeChunks::default(), overwrite)?;
-            println!("wrote cube {:?} to {}", f.cube.shape(), output.display());
-            let skipped: Vec<&String> = f
-                .layers
-                .keys()
-                .filter(|k| !(k.contains("cloud") || k.contains("valid")))
-                .collect();
-            if f.cube.valid_mask().is_some() {
-                println!("the validity mask is stored as /valid");
-            }
-            if !skipped.is_empty() {
-                println!("note: extra layers {skipped:?} are not converted");
-            }
-        }
-        Opened::ZarrCube(_) => return Err("the input is already a Zarr store".into()),
-        Opened::Pastis(_) => {
-            return Err("PASTIS folders hold one cube per patch; convert patches one by one".into())
-        }
+    let c = sits::tasks::convert::convert(&input, &output, None, overwrite)?;
+    println!("wrote the {} ({} values) as a {} to {}", c.kind, c.values, c.to, output.display());
+    if !c.not_converted.is_empty() {
+        println!("note: extra layers {:?} are not converted", c.not_converted);
     }
     Ok(())
 }

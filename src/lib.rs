@@ -24,7 +24,7 @@
 
 pub use sits_core::{self, SitsBatch};
 pub use sits_data::{self, Datacube, SampleSet};
-pub use sits_tasks::{self, bundled_data_dir, experiment, report};
+pub use sits_tasks::{self as tasks, bundled_data_dir, experiment, report};
 pub use {sits_models, sits_repr, sits_ssl};
 
 /// The guides of `docs/`, one per crate; their snippets run as doctests.

@@ -392,3 +392,68 @@ pub(crate) fn layer_2d(folder: &CubeFolder, name: &str) -> Result<ndarray::Array
     }
     Ok(a.into_dimensionality()?)
 }
+
+/// Writes `cube` as a cube folder at `dir` (the layout of the module docs:
+/// `metadata.json`, `cube.npy` and, when the cube has a validity mask, `valid.npy`),
+/// readable by [`CubeFolder::read`]. `dir` must not exist, or be an empty folder;
+/// with [`IfExists::Replace`] a cube folder (one holding `metadata.json`) may be
+/// written over, file by file (each file is replaced atomically).
+///
+/// [`IfExists::Replace`]: sits_core::io::IfExists::Replace
+pub fn write_cube_folder(
+    cube: &Datacube,
+    dir: &Path,
+    if_exists: sits_core::io::IfExists,
+) -> Result<()> {
+    use sits_core::io::IfExists;
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| DataError::io(dir, e))?
+            .next()
+            .is_none();
+        let is_cube = dir.join("metadata.json").is_file();
+        if !empty && !(is_cube && if_exists == IfExists::Replace) {
+            return Err(DataError::Exists {
+                path: dir.to_path_buf(),
+                reason: if is_cube {
+                    "a cube folder is already here; choose another output or ask to \
+                     overwrite it"
+                        .into()
+                } else {
+                    "this folder is not empty and is not a cube folder; choose another output"
+                        .into()
+                },
+            });
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let (t, c, h, w) = cube.shape();
+    let r = cube.radiometry();
+    let mut files = serde_json::Map::new();
+    files.insert("cube.npy".into(), serde_json::json!({ "shape": [t, c, h, w] }));
+    if cube.valid_mask().is_some() {
+        files.insert("valid.npy".into(), serde_json::json!({ "shape": [t, h, w] }));
+    }
+    let mut meta = serde_json::json!({
+        "shape": {"time": t, "band": c, "height": h, "width": w},
+        "bands": cube.bands().iter().map(|b| serde_json::json!({"name": b})).collect::<Vec<_>>(),
+        "dates": cube.times().to_iso(),
+        "files": files,
+        "scale": r.scale,
+        "offset": r.offset,
+    });
+    if let Some(nd) = cube.nodata() {
+        meta["nodata"] = serde_json::json!(nd);
+    }
+    if let Some(g) = cube.geo() {
+        meta["grid"] = serde_json::json!({"crs": g.crs, "geotransform_gdal": g.transform});
+    }
+    let replace = IfExists::Replace;
+    crate::npy::write_npy(&dir.join("cube.npy"), &cube.values().into_dyn(), replace)?;
+    if let Some(v) = cube.valid_mask() {
+        crate::npy::write_npy(&dir.join("valid.npy"), &v.view().into_dyn(), replace)?;
+    }
+    let text = serde_json::to_string_pretty(&meta)
+        .map_err(|e| DataError::field(dir, "metadata.json", e.to_string()))?;
+    crate::io_util::write_atomic(&dir.join("metadata.json"), text.as_bytes())
+}

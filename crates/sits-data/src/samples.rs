@@ -254,6 +254,28 @@ impl SampleSet {
         self.series.iter().map(Series::len).max().unwrap_or(0)
     }
 
+    /// The set with only the bands `names`, in that order (every other field kept); a
+    /// band the set lacks is an error naming it and the bands it has.
+    pub fn select_bands(&self, names: &[&str]) -> Result<Self> {
+        let idx: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                self.bands.iter().position(|b| b == n).ok_or_else(|| {
+                    DataError::Argument(format!(
+                        "no band `{n}` in this sample set (bands: {:?})",
+                        self.bands
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut out = self.clone();
+        for s in &mut out.series {
+            s.values = s.values.select(ndarray::Axis(1), &idx);
+        }
+        out.bands = names.iter().map(|n| n.to_string()).collect();
+        Ok(out)
+    }
+
     /// The samples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Result<Self> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {

@@ -77,15 +77,15 @@ impl Changes {
         v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64
     }
 
-    /// The score maps, one layer per pair dated at the second period.
-    pub fn map(&self, grid: &Grid) -> Result<MapStack> {
+    /// The score maps named `name`, one layer per pair dated at the second period.
+    pub fn map(&self, grid: &Grid, name: &str) -> Result<MapStack> {
         let starts: Vec<String> = self
             .pairs
             .iter()
             .filter_map(|&(_, b)| grid.period_index(b).map(|t| grid.period_starts[t].clone()))
             .collect();
         Ok(MapStack {
-            name: "changes".into(),
+            name: name.into(),
             band: "change_score".into(),
             labels: self.pairs.iter().map(|(a, b)| format!("{a}-{b}")).collect(),
             times: sits_core::dates::Timestamps::parse(&starts, "period starts")

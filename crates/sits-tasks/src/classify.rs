@@ -141,8 +141,9 @@ pub fn classify(
     })
 }
 
-/// The class maps: one layer per period (NaN where a pixel has no row).
-pub fn class_map(c: &Classification, grid: &Grid) -> Result<MapStack> {
+/// The class maps named `name`: one layer per period (NaN where a pixel has no
+/// row).
+pub fn class_map(c: &Classification, grid: &Grid, name: &str) -> Result<MapStack> {
     let (h, w) = grid.size;
     let mut v = Array3::<f32>::from_elem((grid.periods.len(), h, w), f32::NAN);
     for (p, &k) in grid.index.iter().zip(&c.predictions) {
@@ -151,7 +152,7 @@ pub fn class_map(c: &Classification, grid: &Grid) -> Result<MapStack> {
         }
     }
     Ok(MapStack {
-        name: "classes".into(),
+        name: name.into(),
         band: "class".into(),
         labels: grid.periods.iter().map(i32::to_string).collect(),
         times: period_times(grid)?,

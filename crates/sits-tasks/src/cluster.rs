@@ -172,8 +172,9 @@ fn trajectory_clusters(
         .collect())
 }
 
-/// The cluster maps: one layer per period (NaN where a pixel has no row).
-pub fn cluster_map(c: &Clusters, grid: &Grid) -> Result<MapStack> {
+/// The cluster maps named `name`: one layer per period (NaN where a pixel has no
+/// row).
+pub fn cluster_map(c: &Clusters, grid: &Grid, name: &str) -> Result<MapStack> {
     let (h, w) = grid.size;
     let mut v = Array3::<f32>::from_elem((grid.periods.len(), h, w), f32::NAN);
     for (p, &k) in grid.index.iter().zip(&c.assignment) {
@@ -182,7 +183,7 @@ pub fn cluster_map(c: &Clusters, grid: &Grid) -> Result<MapStack> {
         }
     }
     Ok(MapStack {
-        name: "clusters".into(),
+        name: name.into(),
         band: "cluster".into(),
         labels: grid.periods.iter().map(i32::to_string).collect(),
         times: period_times(grid)?,
@@ -191,8 +192,8 @@ pub fn cluster_map(c: &Clusters, grid: &Grid) -> Result<MapStack> {
     })
 }
 
-/// The trajectory cluster map (one layer dated at the first period).
-pub fn trajectory_map(traj: &[(usize, usize, usize)], grid: &Grid) -> Result<MapStack> {
+/// The trajectory cluster map named `name` (one layer dated at the first period).
+pub fn trajectory_map(traj: &[(usize, usize, usize)], grid: &Grid, name: &str) -> Result<MapStack> {
     let (h, w) = grid.size;
     let mut v = Array3::<f32>::from_elem((1, h, w), f32::NAN);
     for &(r, c, k) in traj {
@@ -200,7 +201,7 @@ pub fn trajectory_map(traj: &[(usize, usize, usize)], grid: &Grid) -> Result<Map
     }
     let first = grid.period_starts.first().cloned().unwrap_or_default();
     Ok(MapStack {
-        name: "trajectory_clusters".into(),
+        name: name.into(),
         band: "cluster".into(),
         labels: vec!["all".into()],
         times: sits_core::dates::Timestamps::parse(&[first], "first period")

@@ -158,3 +158,128 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
         rows,
     })
 }
+
+/// Mean and the first `k` principal axes of `rows` (power iteration with deflation,
+/// at most `iters` iterations per axis, fixed start vectors: deterministic).
+pub fn principal_axes(rows: &[Vec<f32>], k: usize, iters: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let n = rows.len().max(1) as f64;
+    let d = rows.first().map_or(0, Vec::len);
+    let mut mean = vec![0f64; d];
+    for r in rows {
+        for (m, &v) in mean.iter_mut().zip(r) {
+            *m += v as f64 / n;
+        }
+    }
+    let x: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| r.iter().zip(&mean).map(|(&v, m)| v as f64 - m).collect())
+        .collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut axes: Vec<Vec<f64>> = Vec::with_capacity(k);
+    for c in 0..k.min(d) {
+        let mut v: Vec<f64> = (0..d)
+            .map(|j| 1.0 + ((j * 7919 + c * 104_729) % 997) as f64 / 997.0)
+            .collect();
+        for _ in 0..iters {
+            let mut w = vec![0f64; d];
+            for r in &x {
+                let a = dot(r, &v);
+                w.iter_mut().zip(r).for_each(|(wj, rj)| *wj += a * rj);
+            }
+            // deflation: stay orthogonal to the axes found before
+            for u in &axes {
+                let a = dot(&w, u);
+                w.iter_mut().zip(u).for_each(|(wj, uj)| *wj -= a * uj);
+            }
+            let norm = dot(&w, &w).sqrt();
+            if norm == 0.0 {
+                break;
+            }
+            w.iter_mut().for_each(|wj| *wj /= norm);
+            let delta: f64 = w.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
+            v = w;
+            if delta < 1e-8 {
+                break;
+            }
+        }
+        axes.push(v);
+    }
+    (mean, axes)
+}
+
+/// One RGB image per period: the first three principal components of the
+/// embeddings (axes fitted on at most 2,000 rows spread over the input) as red,
+/// green and blue, each stretched between its 2nd and 98th percentiles; black
+/// where a pixel has no embedding.
+pub fn rgb_maps(e: &Embeddings) -> Vec<sits_repr::render::RgbImage> {
+    let (h, w) = e.grid.size;
+    let step = e.rows.len().div_ceil(2000).max(1);
+    let sample: Vec<Vec<f32>> = e.rows.iter().step_by(step).cloned().collect();
+    let (mean, axes) = principal_axes(&sample, 3, 200);
+    let proj: Vec<[f64; 3]> = e
+        .rows
+        .iter()
+        .map(|r| {
+            let mut p = [0.0; 3];
+            for (pc, ax) in p.iter_mut().zip(&axes) {
+                *pc = r
+                    .iter()
+                    .zip(&mean)
+                    .zip(ax)
+                    .map(|((&v, m), a)| (v as f64 - m) * a)
+                    .sum();
+            }
+            p
+        })
+        .collect();
+    let mut lo = [0.0; 3];
+    let mut hi = [1.0; 3];
+    for c in 0..3 {
+        let mut v: Vec<f64> = proj.iter().map(|p| p[c]).collect();
+        v.sort_by(f64::total_cmp);
+        if let (Some(&a), Some(&b)) = (v.get(v.len() * 2 / 100), v.get(v.len() * 98 / 100)) {
+            lo[c] = a;
+            hi[c] = if b > a { b } else { a + 1.0 };
+        }
+    }
+    let mut images: Vec<sits_repr::render::RgbImage> = e
+        .grid
+        .periods
+        .iter()
+        .map(|_| sits_repr::render::RgbImage::new(w, h))
+        .collect();
+    for (p, q) in e.grid.index.iter().zip(&proj) {
+        if let Some(t) = e.grid.period_index(p.period) {
+            let mut rgb = [0u8; 3];
+            for c in 0..3 {
+                rgb[c] = (255.0 * ((q[c] - lo[c]) / (hi[c] - lo[c])).clamp(0.0, 1.0)).round() as u8;
+            }
+            images[t].set(p.col, p.row, rgb);
+        }
+    }
+    images
+}
+
+/// Writes the embeddings of `e` into `dir`: `embeddings.zarr` (see
+/// [`write_embeddings`]), `embeddings_{period}.png` and the panel `embeddings.png`
+/// (see [`rgb_maps`]). Returns the paths written.
+pub fn write_embedding_outputs(e: &Embeddings, dir: &Path, if_exists: IfExists) -> Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    let zarr = dir.join("embeddings.zarr");
+    write_embeddings(e, &zarr, if_exists)?;
+    written.push(zarr);
+    let (h, w) = e.grid.size;
+    let scale = crate::maps::png_scale(h, w);
+    let images: Vec<_> = rgb_maps(e).into_iter().map(|i| i.upscale(scale)).collect();
+    for (img, period) in images.iter().zip(&e.grid.periods) {
+        let p = dir.join(format!("embeddings_{period}.png"));
+        sits_data::io_util::check_file_output(&p, if_exists)?;
+        img.write_png(&p)?;
+        written.push(p);
+    }
+    let panel = dir.join("embeddings.png");
+    sits_data::io_util::check_file_output(&panel, if_exists)?;
+    sits_repr::render::RgbImage::hstack(&images, 6).write_png(&panel)?;
+    written.push(panel);
+    Ok(written)
+}

@@ -60,6 +60,9 @@ pub enum TaskError {
     /// The few-label experiment or its pretraining failed.
     #[error(transparent)]
     Experiment(#[from] crate::experiment::ExperimentError),
+    /// Drawing a chart failed.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// A tensor operation failed.
     #[error("{context}: {source}")]
     Candle {

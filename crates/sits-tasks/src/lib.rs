@@ -6,6 +6,8 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`experiment`] | the few-label experiment (pretrain, probe at label fractions, fine-tune) |
+//! | [`few_label`] | that experiment as a job on a labelled sample set: checks, table, report, result line |
+//! | [`inspect`], [`convert`] | what a dataset holds; conversions between layouts |
 //! | [`input`] | any input (sample set, cube folder, PASTIS folder, Zarr store) as pixel series cut into periods |
 //! | [`encoder`] | an encoder saved with its configuration, bands, normalisation and date convention |
 //! | [`pretrain`] | self-supervised pretraining of a pixel encoder on any input |
@@ -20,18 +22,41 @@
 //! [`experiment::ExperimentError`], the charts [`report::ReportError`]).
 
 pub mod changes;
+pub mod convert;
 pub mod classify;
 pub mod cluster;
 pub mod embed;
 pub mod encoder;
 mod error;
 pub mod experiment;
+pub mod few_label;
 pub mod input;
+pub mod inspect;
 pub mod maps;
 pub mod pretrain;
 pub mod report;
 
 pub use error::{Result, TaskError};
+
+/// The device named `name`: `cpu`, or `cuda` / `metal` when candle is built with
+/// that feature (the error says so otherwise).
+pub fn device(name: &str) -> Result<candle_core::Device> {
+    use candle_core::Device;
+    let err = |what: &str, e: candle_core::Error| {
+        TaskError::Settings(format!("device {name}: {e} ({what})"))
+    };
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            err("build with `--features cuda` on a machine with CUDA", e)
+        }),
+        "metal" => Device::new_metal(0)
+            .map_err(|e| err("build with `--features metal` on macOS", e)),
+        d => Err(TaskError::Settings(format!(
+            "device {d:?}: expected cpu, cuda or metal"
+        ))),
+    }
+}
 
 /// The `data/` folder of the workspace checkout, where the bundled real datasets and
 /// the shipped encoders live.

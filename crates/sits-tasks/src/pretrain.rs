@@ -18,8 +18,8 @@ use sits_ssl::train::StepRecord;
 
 use crate::encoder::{EncoderCard, CARD_FORMAT};
 use crate::error::{Result, TaskError};
-use crate::experiment::{pretrain_encoder, ExperimentConfig, Pretrained};
-use crate::input::{pixel_periods, Input, Periods};
+use crate::experiment::{embed_rows, pretrain_encoder, raw_rows, ExperimentConfig, Pretrained};
+use crate::input::{pixel_periods, Grid, Input, Periods};
 
 /// How per-date outputs become one vector per series (serde: `"flatten"` or
 /// `"mean"`).
@@ -70,6 +70,28 @@ pub struct PretrainOutput {
     pub pretrained: Pretrained,
     /// The training series, normalised, in input order.
     pub series: Arc<SampleSet>,
+    /// Where each training series sits, when the input is a cube (and no
+    /// `max_series` subsampling happened).
+    pub grid: Option<Grid>,
+}
+
+impl PretrainOutput {
+    /// Embeddings of the training series by the pretrained encoder, one row per
+    /// series, with the saved pooling.
+    pub fn embed_training_series(&self, device: &Device) -> Result<Vec<Vec<f32>>> {
+        Ok(embed_rows(
+            &self.pretrained.model,
+            &self.series,
+            self.card.pooling,
+            device,
+        )?)
+    }
+
+    /// The normalised raw training series, flattened, one row per series (the
+    /// raw-series baseline; see [`crate::experiment::raw_rows`]).
+    pub fn raw_rows(&self) -> Vec<Vec<f32>> {
+        raw_rows(&self.series)
+    }
 }
 
 impl PretrainOutput {
@@ -97,7 +119,7 @@ pub fn training_series(
     periods: Periods,
     one_length: bool,
     what: &str,
-) -> Result<(SampleSet, Periods)> {
+) -> Result<(SampleSet, Periods, Option<Grid>)> {
     match input {
         Input::Cube {
             cube,
@@ -112,6 +134,7 @@ pub fn training_series(
                     dates: Some(dates),
                     ..periods
                 },
+                Some(pp.grid),
             ))
         }
         Input::Samples(set) => {
@@ -140,7 +163,7 @@ pub fn training_series(
                 ));
             }
             let dates = Some(set.max_len());
-            Ok((set, Periods { dates, ..periods }))
+            Ok((set, Periods { dates, ..periods }, None))
         }
     }
 }
@@ -155,7 +178,7 @@ pub fn pretrain(
     device: &Device,
 ) -> Result<PretrainOutput> {
     let flatten = cfg.pooling == PoolingChoice::Flatten;
-    let (mut set, periods) = training_series(input, cfg.periods, flatten, what)?;
+    let (mut set, periods, mut grid) = training_series(input, cfg.periods, flatten, what)?;
     if let Some(max) = cfg.max_series {
         if max == 0 {
             return Err(TaskError::Settings("max_series must be at least 1".into()));
@@ -164,6 +187,7 @@ pub fn pretrain(
             let step = set.len().div_ceil(max);
             let idx: Vec<usize> = (0..set.len()).step_by(step).collect();
             set = set.subset(&idx)?;
+            grid = None;
         }
     }
     let stats = NormStats::of_samples(&set, 1e-4)?;
@@ -193,5 +217,6 @@ pub fn pretrain(
         card,
         pretrained: pre,
         series: set,
+        grid,
     })
 }

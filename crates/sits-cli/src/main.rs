@@ -1,0 +1,553 @@
+//! `sits`: self-supervised learning on your own satellite image time series, from
+//! the command line.
+//!
+//! ```text
+//! sits inspect   INPUT
+//! sits convert   INPUT OUTPUT
+//! sits pretrain  INPUT --out ENCODER_DIR
+//! sits embed     INPUT --encoder ENCODER_DIR --out DIR
+//! sits cluster   INPUT [--encoder ENCODER_DIR] --out DIR
+//! sits changes   INPUT [--encoder ENCODER_DIR] --out DIR
+//! sits classify  INPUT --encoder ENCODER_DIR [--points LABELLED] --out DIR
+//! sits experiment [--data LABELLED] --out DIR
+//! ```
+//!
+//! INPUT is a sample-table folder, a cube folder, a cube or sample-set Zarr store,
+//! or a PASTIS folder with `--patch ID`. Every command ends with one
+//! machine-readable line, `result: key=value ...`. See `docs/cli.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use clap::{Args, Parser, Subcommand};
+use sits_core::io::IfExists;
+use sits_tasks::changes::{changes, Distance};
+use sits_tasks::classify::{class_map, classify, ClassifyConfig, Points};
+use sits_tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
+use sits_tasks::embed::{embed_cube, embed_series, read_embeddings, write_embedding_outputs, Embeddings};
+use sits_tasks::encoder::SavedEncoder;
+use sits_tasks::experiment::{ExperimentConfig, Method};
+use sits_tasks::input::{output_dir, read, read_cube, Periods};
+use sits_tasks::maps::write_map;
+use sits_tasks::pretrain::{pretrain, PoolingChoice, PretrainConfig};
+use sits_tasks::{few_label, TaskError};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Self-supervised learning on satellite image time series.
+#[derive(Parser, Debug)]
+#[command(name = "sits", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// cpu, or cuda / metal when built with that feature.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// What a dataset holds: kind, shape, dates, bands, classes.
+    Inspect {
+        /// A sample-table folder, cube folder, PASTIS folder or Zarr store.
+        input: PathBuf,
+    },
+    /// Converts a sample-table or cube folder (or a PASTIS patch) to a Zarr store, or
+    /// a cube Zarr store to a cube folder.
+    Convert {
+        /// The input.
+        input: PathBuf,
+        /// The output (must not exist unless --overwrite).
+        output: PathBuf,
+        /// The patch of a PASTIS folder.
+        #[arg(long)]
+        patch: Option<u64>,
+        /// Replace an output written by sits before.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Pretrains a pixel encoder without labels and saves it with its card.
+    Pretrain(PretrainArgs),
+    /// Embeds every pixel of a cube in every period: a Zarr cube and PNGs.
+    Embed {
+        #[command(flatten)]
+        io: MapIo,
+        /// The encoder folder (from `sits pretrain`, or a shipped one in data/encoders).
+        #[arg(long)]
+        encoder: PathBuf,
+    },
+    /// K-means on pixel-period embeddings and on trajectories: maps as PNG and Zarr.
+    Cluster {
+        #[command(flatten)]
+        io: MapIo,
+        /// Embed INPUT with this encoder first; without it INPUT is an embeddings
+        /// store written by `sits embed`.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Number of clusters.
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// Seed of k-means.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Change scores between consecutive periods: maps as PNG and Zarr.
+    Changes {
+        #[command(flatten)]
+        io: MapIo,
+        /// Embed INPUT with this encoder first; without it INPUT is an embeddings
+        /// store written by `sits embed`.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+    },
+    /// Class maps from a linear probe trained on labelled points.
+    Classify {
+        #[command(flatten)]
+        io: MapIo,
+        /// The encoder folder.
+        #[arg(long)]
+        encoder: PathBuf,
+        /// A labelled sample set (its `split` column marks test points); without it,
+        /// the labelled pixels of the cube folder's samples.csv.
+        #[arg(long)]
+        points: Option<PathBuf>,
+    },
+    /// The few-label experiment: pretrain, probe at 1/5/10/100 % of the labels
+    /// against raw series and a random encoder, fine-tune.
+    Experiment {
+        /// A labelled sample set with a split column (default: the bundled Mato
+        /// Grosso series).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// bert, simclr or dino.
+        #[arg(long, default_value = "bert")]
+        method: Method,
+        /// Pretraining epochs.
+        #[arg(long, default_value_t = 60)]
+        epochs: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Report folder.
+        #[arg(long, default_value = "out/experiment")]
+        out: PathBuf,
+    },
+}
+
+/// Input and output of the map commands.
+#[derive(Args, Debug)]
+struct MapIo {
+    /// The input.
+    input: PathBuf,
+    /// The output folder (created; an existing one must be empty or made by sits).
+    #[arg(long)]
+    out: PathBuf,
+    /// The patch of a PASTIS folder.
+    #[arg(long)]
+    patch: Option<u64>,
+    /// Replace outputs written by sits before.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args, Debug)]
+struct PretrainArgs {
+    /// The input: a cube (cut into periods) or a sample set.
+    input: PathBuf,
+    /// The encoder folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The patch of a PASTIS folder.
+    #[arg(long)]
+    patch: Option<u64>,
+    /// bert (masked reconstruction), simclr or dino.
+    #[arg(long, default_value = "bert")]
+    method: Method,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Seed of weights, batches and masks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Month (1-12) on whose first day each period starts (9: September).
+    #[arg(long, default_value_t = 1)]
+    start_month: u32,
+    /// Dates per period (default: the most common number).
+    #[arg(long)]
+    dates: Option<usize>,
+    /// flatten (per-date outputs side by side) or mean.
+    #[arg(long, default_value = "flatten", value_parser = parse_pooling)]
+    pooling: PoolingChoice,
+    /// Encoder width.
+    #[arg(long, default_value_t = 64)]
+    d_model: usize,
+    /// Encoder layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Pretrain on at most this many series, spread over the input.
+    #[arg(long)]
+    max_series: Option<usize>,
+    /// Replace an encoder saved in OUT before.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+fn parse_pooling(s: &str) -> Result<PoolingChoice, String> {
+    match s {
+        "flatten" => Ok(PoolingChoice::Flatten),
+        "mean" => Ok(PoolingChoice::Mean),
+        o => Err(format!("{o:?}: expected flatten or mean")),
+    }
+}
+
+fn if_exists(overwrite: bool) -> IfExists {
+    if overwrite {
+        IfExists::Replace
+    } else {
+        IfExists::Refuse
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn spinner(quiet: bool, msg: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    pb
+}
+
+fn show(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Res<()> {
+    let start = Instant::now();
+    match cli.command {
+        Command::Inspect { input } => {
+            for line in sits_tasks::inspect::describe(&input)? {
+                println!("{line}");
+            }
+            println!("result: input={}", show(&input));
+        }
+        Command::Convert {
+            input,
+            output,
+            patch,
+            overwrite,
+        } => {
+            let c = sits_tasks::convert::convert(&input, &output, patch, if_exists(overwrite))?;
+            if !c.not_converted.is_empty() {
+                println!("note: extra layers {:?} are not converted", c.not_converted);
+            }
+            println!(
+                "result: kind={} values={} to={} output={} seconds={:.1}",
+                c.kind.replace(' ', "_"),
+                c.values,
+                c.to.replace(' ', "_"),
+                show(&output),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Pretrain(a) => pretrain_cmd(a, &cli.device, cli.quiet, start)?,
+        Command::Embed { io, encoder } => {
+            let device = sits_tasks::device(&cli.device)?;
+            let enc = SavedEncoder::load(&encoder, &device)?;
+            let out = output_dir(&io.out, &[&io.input])?;
+            let input = read_cube(&io.input, io.patch)?;
+            let pb = spinner(cli.quiet, "embedding");
+            let (e, pp) = embed_cube(&enc, &input, &show(&io.input), &device)?;
+            pb.finish_and_clear();
+            write_embedding_outputs(&e, &out, if_exists(io.overwrite))?;
+            println!(
+                "embedded {} pixel-periods ({} x {} pixels, periods {:?}) with {}; wrote {}/embeddings.zarr and embeddings.png",
+                e.rows.len(),
+                e.grid.size.0,
+                e.grid.size.1,
+                e.grid.periods,
+                show(&encoder),
+                show(&out)
+            );
+            println!(
+                "result: pixel_periods={} periods={} dims={} skipped={} seconds={:.1}",
+                e.rows.len(),
+                e.grid.periods.len(),
+                e.rows.first().map_or(0, Vec::len),
+                pp.skipped,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Cluster {
+            io,
+            encoder,
+            k,
+            seed,
+        } => {
+            let device = sits_tasks::device(&cli.device)?;
+            let out = output_dir(&io.out, &[&io.input])?;
+            let e = embeddings(&io, encoder.as_deref(), cli.quiet, &device)?;
+            let cfg = ClusterConfig {
+                k,
+                seed,
+                ..ClusterConfig::default()
+            };
+            let c = cluster(&e.rows, &e.grid, &cfg)?;
+            let ow = if_exists(io.overwrite);
+            write_map(&out, &cluster_map(&c, &e.grid, "clusters")?, ow)?;
+            if let Some(t) = &c.trajectory {
+                write_map(&out, &trajectory_map(t, &e.grid, "trajectory_clusters")?, ow)?;
+            }
+            println!(
+                "k-means (k = {k}) on {} pixel-periods: cluster sizes {:?}; maps in {}",
+                e.rows.len(),
+                c.sizes,
+                show(&out)
+            );
+            let ari = c.ari.map_or("none".into(), |a| format!("{a:.4}"));
+            println!(
+                "result: k={k} pixel_periods={} inertia={:.1} ari={ari} trajectories={} seconds={:.1}",
+                e.rows.len(),
+                c.inertia,
+                c.trajectory.as_ref().map_or(0, Vec::len),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Changes { io, encoder } => {
+            let device = sits_tasks::device(&cli.device)?;
+            let out = output_dir(&io.out, &[&io.input])?;
+            let e = embeddings(&io, encoder.as_deref(), cli.quiet, &device)?;
+            let ch = changes(&e.rows, &e.grid, Distance::Cosine)?;
+            write_map(&out, &ch.map(&e.grid, "changes")?, if_exists(io.overwrite))?;
+            for ((a, b), n) in ch.pairs.iter().zip(&ch.labelled_per_pair) {
+                println!("{a}-{b}: {n} labelled pixels in both periods");
+            }
+            let auc = ch.auc()?.map_or("none".into(), |a| format!("{a:.4}"));
+            println!(
+                "result: pairs={} mean_score={:.4} auc={auc} labelled_pairs={} seconds={:.1}",
+                ch.pairs.len(),
+                ch.mean_score(),
+                ch.labelled.len(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Classify {
+            io,
+            encoder,
+            points,
+        } => {
+            let device = sits_tasks::device(&cli.device)?;
+            let enc = SavedEncoder::load(&encoder, &device)?;
+            let out = output_dir(&io.out, &[&io.input])?;
+            // the labelled points are checked before the cube is embedded
+            let pts_set = match &points {
+                Some(p) => Some(labelled_points(&enc, p)?),
+                None => None,
+            };
+            let input = read_cube(&io.input, io.patch)?;
+            let pb = spinner(cli.quiet, "embedding");
+            let (e, _) = embed_cube(&enc, &input, &show(&io.input), &device)?;
+            let pts = match pts_set {
+                Some(set) => {
+                    let rows = embed_series(&enc, &set, &device)?;
+                    Points {
+                        rows,
+                        labels: set.labels().map(<[usize]>::to_vec).unwrap_or_default(),
+                        splits: match set.splits() {
+                            Some(s) => s.iter().map(|&x| Some(x)).collect(),
+                            None => vec![None; set.len()],
+                        },
+                        class_names: set.class_names().to_vec(),
+                    }
+                }
+                None => Points::from_grid(&e.rows, &e.grid),
+            };
+            pb.finish_and_clear();
+            let c = classify(&e.rows, &pts, &ClassifyConfig::default(), &device)?;
+            write_map(&out, &class_map(&c, &e.grid, "classes")?, if_exists(io.overwrite))?;
+            println!(
+                "probe trained on {} points, scored on {} test points; class maps in {}",
+                c.n_train,
+                c.n_test,
+                show(&out)
+            );
+            let f = |x: Option<f64>| x.map_or("none".into(), |v| format!("{v:.4}"));
+            println!(
+                "result: train_points={} test_points={} test_oa={} test_macro_f1={} pixel_periods={} seconds={:.1}",
+                c.n_train,
+                c.n_test,
+                f(c.test_oa),
+                f(c.test_macro_f1),
+                e.rows.len(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        Command::Experiment {
+            data,
+            method,
+            epochs,
+            seed,
+            out,
+        } => {
+            let device = sits_tasks::device(&cli.device)?;
+            let data = data.unwrap_or_else(|| {
+                sits_tasks::bundled_data_dir().join(sits_data::datasets::MATO_GROSSO)
+            });
+            let out = output_dir(&out, &[&data])?;
+            let (train, test) = few_label::labelled_splits(&data)?;
+            let cfg = ExperimentConfig {
+                method,
+                epochs,
+                seed,
+                progress: !cli.quiet,
+                checkpoint_dir: Some(out.join("checkpoints")),
+                checkpoint_every: 5,
+                ..ExperimentConfig::default()
+            };
+            let r = few_label::run(&train, &test, &cfg, &device)?;
+            println!("{}", few_label::table(&r));
+            few_label::write_report(&out, &cli.device, &data, &cfg, &r)?;
+            println!("report: {}", show(&out));
+            println!("{}", few_label::result_line(&cfg, &r));
+        }
+    }
+    Ok(())
+}
+
+fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> Res<()> {
+    let device = sits_tasks::device(device)?;
+    let out = output_dir(&a.out, &[&a.input])?;
+    if !a.overwrite && out.join(sits_tasks::encoder::CARD_FILE).exists() {
+        return Err(format!(
+            "{}: an encoder is already saved here; choose another --out or add --overwrite",
+            show(&out)
+        )
+        .into());
+    }
+    let input = read(&a.input, a.patch)?;
+    let cfg = PretrainConfig {
+        periods: Periods {
+            start_month: a.start_month,
+            dates: a.dates,
+        },
+        pooling: a.pooling,
+        experiment: ExperimentConfig {
+            method: a.method,
+            epochs: a.epochs,
+            seed: a.seed,
+            d_model: a.d_model,
+            layers: a.layers,
+            heads: a.heads,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            progress: !quiet,
+            ..ExperimentConfig::default()
+        },
+        max_series: a.max_series,
+    };
+    let pre = pretrain(&input, &cfg, &show(&a.input), &command_line(), &device)?;
+    SavedEncoder::save(&out, &pre.card, &pre.pretrained.vars, if_exists(a.overwrite))?;
+    let h = pre.history();
+    let first = h.first().map_or(f64::NAN, |r| r.loss);
+    let last = h.last().map_or(f64::NAN, |r| r.loss);
+    println!(
+        "pretrained on {}; {}; saved to {}",
+        pre.card.trained_on,
+        pre.card.date_convention(),
+        show(&out)
+    );
+    println!(
+        "result: encoder={} series={} dates={} bands={} objective={} first_loss={first:.4} last_loss={last:.4} seconds={:.1}",
+        show(&out),
+        pre.series.len(),
+        pre.card.dates(),
+        pre.card.bands.join(","),
+        pre.card.objective,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The embeddings a map command works on: INPUT embedded with `encoder`, or INPUT
+/// read as an embeddings store.
+fn embeddings(io: &MapIo, encoder: Option<&Path>, quiet: bool, device: &Device) -> Res<Embeddings> {
+    Ok(match encoder {
+        Some(dir) => {
+            let enc = SavedEncoder::load(dir, device)?;
+            let input = read_cube(&io.input, io.patch)?;
+            let pb = spinner(quiet, "embedding");
+            let (e, _) = embed_cube(&enc, &input, &show(&io.input), device)?;
+            pb.finish_and_clear();
+            e
+        }
+        None => read_embeddings(&io.input).map_err(|e| match e {
+            TaskError::Input { input, reason } => TaskError::Input {
+                input,
+                reason: format!(
+                    "{reason} (without --encoder, INPUT must be an embeddings store written by \
+                     `sits embed`)"
+                ),
+            },
+            other => other,
+        })?,
+    })
+}
+
+/// A labelled sample set for `classify`, checked against the encoder: labels, its
+/// bands (selected by name), gap-filled, of the encoder's length.
+fn labelled_points(enc: &SavedEncoder, path: &Path) -> Res<sits_data::SampleSet> {
+    let set = sits_data::open::open_samples(path)?;
+    if set.labels().is_none() {
+        return Err(format!("{}: the points have no labels", show(path)).into());
+    }
+    enc.check_input(&show(path), set.bands(), None)?;
+    let names: Vec<&str> = enc.card.bands.iter().map(String::as_str).collect();
+    let set = set.select_bands(&names)?;
+    let (set, _, _) = sits_tasks::pretrain::training_series(
+        &sits_tasks::input::Input::Samples(Box::new(set)),
+        enc.card.periods,
+        true,
+        &show(path),
+    )?;
+    let want = enc.card.dates();
+    if let sits_ssl::embed::Pooling::Flatten { .. } = enc.card.pooling {
+        if set.max_len() != want {
+            return Err(TaskError::Mismatch {
+                input: show(path),
+                encoder: enc.dir.clone(),
+                what: format!(
+                    "the encoder reads series of {want} dates ({}); the points have {}",
+                    enc.card.date_convention(),
+                    set.max_len()
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(set)
+}

@@ -1,0 +1,272 @@
+//! The few-label experiment as a job on a labelled sample set: the checks that can
+//! be made before the long work, the run, its table, its report folder and its
+//! machine-readable result line. The `sits experiment` command and the
+//! `quickstart` example.
+
+use std::path::Path;
+
+use candle_core::Device;
+use sits_data::open::open_samples;
+use sits_data::{SampleSet, Split};
+use sits_ssl::cluster::pca;
+use sits_ssl::metrics::ConfusionMatrix;
+use sits_ssl::probe::FractionResult;
+
+use crate::error::{Result, TaskError};
+use crate::experiment::{few_label_experiment, ExperimentConfig, ExperimentOutput};
+use crate::report::{confusion_chart, line_chart, markdown_table, scatter_chart, write_atomic};
+
+fn json_err(e: serde_json::Error) -> TaskError {
+    TaskError::Settings(format!("serialising the results: {e}"))
+}
+
+/// The header of [`table_rows`].
+pub const TABLE_HEADER: [&str; 6] = ["setting", "labels", "train series", "OA", "macro-F1", "kappa"];
+
+/// The training and test splits of the labelled sample set at `data` (a sample-table
+/// folder or a sample-set Zarr store), refused with the fix when it has no labels or
+/// no split column.
+pub fn labelled_splits(data: &Path) -> Result<(SampleSet, SampleSet)> {
+    let set = open_samples(data)?;
+    if set.labels().is_none() {
+        return Err(TaskError::input(
+            data.display(),
+            "the samples have no labels (no label or label_index column in samples.csv); \
+             the few-label comparison needs labelled series",
+        ));
+    }
+    if set.splits().is_none() {
+        return Err(TaskError::input(
+            data.display(),
+            "samples.csv has no `split` column; mark each row train or test",
+        ));
+    }
+    Ok((set.split(Split::Train)?, set.split(Split::Test)?))
+}
+
+/// Runs the experiment on `train` and `test`.
+pub fn run(
+    train: &SampleSet,
+    test: &SampleSet,
+    cfg: &ExperimentConfig,
+    device: &Device,
+) -> Result<ExperimentOutput> {
+    Ok(few_label_experiment(train, test, cfg, device)?)
+}
+
+/// The results table as Markdown.
+pub fn table(out: &ExperimentOutput) -> String {
+    markdown_table(&TABLE_HEADER, &table_rows(out))
+}
+
+/// The machine-readable last line of a run.
+pub fn result_line(cfg: &ExperimentConfig, out: &ExperimentOutput) -> String {
+    let ft100 = out
+        .finetune
+        .iter()
+        .find(|r| (r.fraction - 1.0).abs() < 1e-9)
+        .map_or(f64::NAN, |r| r.oa);
+    format!(
+        "result: method={} ssl_probe_oa@10={:.4} random_probe_oa@10={:.4} raw_probe_oa@10={:.4} \
+         ssl_probe_oa@100={:.4} random_probe_oa@100={:.4} raw_probe_oa@100={:.4} finetune_oa@100={:.4}",
+        cfg.method,
+        at(&out.ssl, 0.1),
+        at(&out.random, 0.1),
+        at(&out.raw, 0.1),
+        at(&out.ssl, 1.0),
+        at(&out.random, 1.0),
+        at(&out.raw, 1.0),
+        ft100
+    )
+}
+
+fn pct(f: f64) -> String {
+    format!("{} %", (f * 100.0).round())
+}
+
+/// Rows of the results table: one per (setting, fraction): setting, labels, train
+/// series, OA, macro-F1, kappa.
+pub fn table_rows(out: &ExperimentOutput) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let probe_rows = [
+        ("linear probe, raw series", &out.raw),
+        ("linear probe, random-init encoder", &out.random),
+        ("linear probe, SSL encoder", &out.ssl),
+    ];
+    for (name, res) in probe_rows {
+        for r in res.iter() {
+            rows.push(vec![
+                name.to_string(),
+                pct(r.fraction),
+                r.n_train.to_string(),
+                format!("{:.3}", r.oa),
+                format!("{:.3}", r.macro_f1),
+                format!("{:.3}", r.kappa),
+            ]);
+        }
+    }
+    for r in &out.finetune {
+        rows.push(vec![
+            "fine-tuned SSL encoder".to_string(),
+            pct(r.fraction),
+            r.n_train.to_string(),
+            format!("{:.3}", r.oa),
+            format!("{:.3}", r.macro_f1),
+            format!("{:.3}", r.kappa),
+        ]);
+    }
+    rows
+}
+
+/// The overall accuracy at label fraction `f` (NaN if it was not run).
+pub fn at(res: &[FractionResult], f: f64) -> f64 {
+    res.iter()
+        .find(|r| (r.fraction - f).abs() < 1e-9)
+        .map_or(f64::NAN, |r| r.oa)
+}
+
+/// Writes the report of a run into `dir`: `loss.png` (pretraining curve),
+/// `confusion.png` (the best model at 100 % labels), `embeddings.png` (PCA of the
+/// SSL test embeddings), `report.md` and `results.json`. `device` is recorded.
+pub fn write_report(
+    dir: &Path,
+    device: &str,
+    data: &Path,
+    cfg: &ExperimentConfig,
+    out: &ExperimentOutput,
+) -> Result<()> {
+    // training curve: every step and the mean per epoch
+    let steps: Vec<(f64, f64)> = out
+        .history
+        .iter()
+        .map(|r| (r.step as f64, r.loss))
+        .collect();
+    let mut epochs: Vec<(f64, f64)> = Vec::new();
+    let per_epoch = out.history.iter().filter(|r| r.epoch == 0).count().max(1);
+    for e in 0..=out.history.last().map_or(0, |r| r.epoch) {
+        let l: Vec<f64> = out
+            .history
+            .iter()
+            .filter(|r| r.epoch == e)
+            .map(|r| r.loss)
+            .collect();
+        if !l.is_empty() {
+            let x = (e * per_epoch + per_epoch / 2) as f64;
+            epochs.push((x, l.iter().sum::<f64>() / l.len() as f64));
+        }
+    }
+    line_chart(
+        &dir.join("loss.png"),
+        &format!("{} pretraining loss", cfg.method),
+        "step",
+        "loss",
+        &[("per step", &steps), ("epoch mean", &epochs)],
+    )?;
+
+    // the best model at 100 % labels
+    let mut best = ("linear probe, SSL encoder", at(&out.ssl, 1.0), None);
+    for (name, res) in [
+        ("linear probe, raw series", &out.raw),
+        ("linear probe, random-init encoder", &out.random),
+    ] {
+        if at(res, 1.0) > best.1 {
+            best = (name, at(res, 1.0), None);
+        }
+    }
+    let ft_full = out
+        .finetune
+        .iter()
+        .find(|r| (r.fraction - 1.0).abs() < 1e-9);
+    if let Some(ft) = ft_full {
+        if ft.oa > best.1 {
+            best = (
+                "fine-tuned SSL encoder",
+                ft.oa,
+                Some(ft.predictions.clone()),
+            );
+        }
+    }
+    let preds = match best.2.clone() {
+        Some(p) => p,
+        None => {
+            let res = match best.0 {
+                "linear probe, raw series" => &out.raw,
+                "linear probe, random-init encoder" => &out.random,
+                _ => &out.ssl,
+            };
+            res.iter()
+                .find(|r| (r.fraction - 1.0).abs() < 1e-9)
+                .map(|r| r.predictions.clone())
+                .unwrap_or_default()
+        }
+    };
+    let truth: Vec<i64> = out.test_labels.iter().map(|&c| c as i64).collect();
+    let pred: Vec<i64> = preds.iter().map(|&c| c as i64).collect();
+    if !pred.is_empty() {
+        let cm = ConfusionMatrix::from_labels(out.class_names.len(), &truth, &pred, None)?;
+        confusion_chart(
+            &dir.join("confusion.png"),
+            &format!("{}, 100 % labels (test split)", best.0),
+            &cm,
+            &out.class_names,
+        )?;
+    }
+
+    // PCA of the SSL test embeddings
+    let (proj, explained) = pca(&out.test_embeddings, 2)?;
+    let pts: Vec<[f64; 2]> = proj.iter().map(|p| [p[0], p[1]]).collect();
+    scatter_chart(
+        &dir.join("embeddings.png"),
+        &format!(
+            "SSL embeddings of the test series, PCA ({:.0} % + {:.0} % of variance)",
+            100.0 * explained[0],
+            100.0 * explained[1]
+        ),
+        &pts,
+        &out.test_labels,
+        &out.class_names,
+    )?;
+
+    let header = [
+        "setting",
+        "labels",
+        "train series",
+        "OA",
+        "macro-F1",
+        "kappa",
+    ];
+    let table = markdown_table(&header, &table_rows(out));
+    let md = format!(
+        "# sits quickstart report\n\n\
+         Data: `{}` ({} test series). Method: `{}`. Seed: {}. Device: {}.\n\n\
+         Pretraining: {} epochs, {} steps, {:.1} s; whole run {:.1} s.\n\n\
+         {table}\n\
+         Best model at 100 % labels: {} (OA {:.3}), confusion matrix in `confusion.png`.\n\n\
+         ![loss](loss.png)\n\n![confusion](confusion.png)\n\n![embeddings](embeddings.png)\n\n\
+         ## Configuration\n\n```json\n{}\n```\n",
+        data.display(),
+        out.test_labels.len(),
+        cfg.method,
+        cfg.seed,
+        device,
+        cfg.epochs,
+        out.history.len(),
+        out.pretrain_seconds,
+        out.total_seconds,
+        best.0,
+        best.1,
+        serde_json::to_string_pretty(cfg).map_err(json_err)?
+    );
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let json = serde_json::json!({
+        "config": cfg,
+        "raw": out.raw, "random": out.random, "ssl": out.ssl, "finetune": out.finetune,
+        "pretrain_seconds": out.pretrain_seconds, "total_seconds": out.total_seconds,
+    });
+    write_atomic(
+        &dir.join("results.json"),
+        serde_json::to_string_pretty(&json).map_err(json_err)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
