@@ -46,13 +46,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         periods: Periods {
             start_month: 9,
             dates: Some(23),
+            any_length: false,
         },
         ..PretrainConfig::default()
     };
     cfg.experiment.epochs = args.epochs;
     cfg.experiment.seed = args.seed;
     let dev = candle_core::Device::Cpu;
-    let pre = pretrain(&input, &cfg, &dir.display().to_string(), "changes example", &dev)?;
+    let pre = pretrain(
+        &input,
+        &cfg,
+        &dir.display().to_string(),
+        "changes example",
+        &dev,
+    )?;
     let grid = pre.grid.clone().ok_or("the dtwSat cube gave no grid")?;
     let (h, w) = grid.size;
     println!(

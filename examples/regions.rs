@@ -48,13 +48,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         periods: Periods {
             start_month: 9,
             dates: Some(23),
+            any_length: false,
         },
         ..PretrainConfig::default()
     };
     cfg.experiment.epochs = args.epochs;
     cfg.experiment.seed = args.seed;
     let dev = candle_core::Device::Cpu;
-    let pre = pretrain(&input, &cfg, &dir.display().to_string(), "regions example", &dev)?;
+    let pre = pretrain(
+        &input,
+        &cfg,
+        &dir.display().to_string(),
+        "regions example",
+        &dev,
+    )?;
     let grid = pre.grid.clone().ok_or("the dtwSat cube gave no grid")?;
     let (h, w) = grid.size;
     println!(
@@ -88,9 +95,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         grid.class_names.len()
     );
     // one map per year in the shared taxonomy, and the trajectories over the years
-    write_map(&out, &cluster_map(&ssl, &grid, "clusters")?, IfExists::Replace)?;
+    write_map(
+        &out,
+        &cluster_map(&ssl, &grid, "clusters")?,
+        IfExists::Replace,
+    )?;
     if let Some(traj) = &ssl.trajectory {
-        write_map(&out, &trajectory_map(traj, &grid, "trajectory_clusters")?, IfExists::Replace)?;
+        write_map(
+            &out,
+            &trajectory_map(traj, &grid, "trajectory_clusters")?,
+            IfExists::Replace,
+        )?;
         let mut sizes = vec![0usize; ccfg.k];
         traj.iter().for_each(|&(_, _, c)| sizes[c] += 1);
         println!(

@@ -33,7 +33,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let [input, output] =
         <[PathBuf; 2]>::try_from(paths).map_err(|_| "usage: to_zarr IN OUT.zarr [--overwrite]")?;
     let c = sits::tasks::convert::convert(&input, &output, None, overwrite)?;
-    println!("wrote the {} ({} values) as a {} to {}", c.kind, c.values, c.to, output.display());
+    println!(
+        "wrote the {} ({} values) as a {} to {}",
+        c.kind,
+        c.values,
+        c.to,
+        output.display()
+    );
     if !c.not_converted.is_empty() {
         println!("note: extra layers {:?} are not converted", c.not_converted);
     }

@@ -25,7 +25,9 @@ use sits_core::io::IfExists;
 use sits_tasks::changes::{changes, Distance};
 use sits_tasks::classify::{class_map, classify, ClassifyConfig, Points};
 use sits_tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
-use sits_tasks::embed::{embed_cube, embed_series, read_embeddings, write_embedding_outputs, Embeddings};
+use sits_tasks::embed::{
+    embed_cube, embed_series, read_embeddings, write_embedding_outputs, Embeddings,
+};
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::{ExperimentConfig, Method};
 use sits_tasks::input::{output_dir, read, read_cube, Periods};
@@ -179,6 +181,10 @@ struct PretrainArgs {
     /// Dates per period (default: the most common number).
     #[arg(long)]
     dates: Option<usize>,
+    /// Keep periods of any number of dates (irregular acquisitions; needs
+    /// `--pooling mean`).
+    #[arg(long)]
+    any_length: bool,
     /// flatten (per-date outputs side by side) or mean.
     #[arg(long, default_value = "flatten", value_parser = parse_pooling)]
     pooling: PoolingChoice,
@@ -321,7 +327,11 @@ fn run(cli: Cli) -> Res<()> {
             let ow = if_exists(io.overwrite);
             write_map(&out, &cluster_map(&c, &e.grid, "clusters")?, ow)?;
             if let Some(t) = &c.trajectory {
-                write_map(&out, &trajectory_map(t, &e.grid, "trajectory_clusters")?, ow)?;
+                write_map(
+                    &out,
+                    &trajectory_map(t, &e.grid, "trajectory_clusters")?,
+                    ow,
+                )?;
             }
             println!(
                 "k-means (k = {k}) on {} pixel-periods: cluster sizes {:?}; maps in {}",
@@ -389,7 +399,11 @@ fn run(cli: Cli) -> Res<()> {
             };
             pb.finish_and_clear();
             let c = classify(&e.rows, &pts, &ClassifyConfig::default(), &device)?;
-            write_map(&out, &class_map(&c, &e.grid, "classes")?, if_exists(io.overwrite))?;
+            write_map(
+                &out,
+                &class_map(&c, &e.grid, "classes")?,
+                if_exists(io.overwrite),
+            )?;
             println!(
                 "probe trained on {} points, scored on {} test points; class maps in {}",
                 c.n_train,
@@ -454,6 +468,7 @@ fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> R
         periods: Periods {
             start_month: a.start_month,
             dates: a.dates,
+            any_length: a.any_length,
         },
         pooling: a.pooling,
         experiment: ExperimentConfig {
@@ -471,7 +486,12 @@ fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> R
         max_series: a.max_series,
     };
     let pre = pretrain(&input, &cfg, &show(&a.input), &command_line(), &device)?;
-    SavedEncoder::save(&out, &pre.card, &pre.pretrained.vars, if_exists(a.overwrite))?;
+    SavedEncoder::save(
+        &out,
+        &pre.card,
+        &pre.pretrained.vars,
+        if_exists(a.overwrite),
+    )?;
     let h = pre.history();
     let first = h.first().map_or(f64::NAN, |r| r.loss);
     let last = h.last().map_or(f64::NAN, |r| r.loss);

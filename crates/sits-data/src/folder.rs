@@ -430,9 +430,15 @@ pub fn write_cube_folder(
     let (t, c, h, w) = cube.shape();
     let r = cube.radiometry();
     let mut files = serde_json::Map::new();
-    files.insert("cube.npy".into(), serde_json::json!({ "shape": [t, c, h, w] }));
+    files.insert(
+        "cube.npy".into(),
+        serde_json::json!({ "shape": [t, c, h, w] }),
+    );
     if cube.valid_mask().is_some() {
-        files.insert("valid.npy".into(), serde_json::json!({ "shape": [t, h, w] }));
+        files.insert(
+            "valid.npy".into(),
+            serde_json::json!({ "shape": [t, h, w] }),
+        );
     }
     let mut meta = serde_json::json!({
         "shape": {"time": t, "band": c, "height": h, "width": w},

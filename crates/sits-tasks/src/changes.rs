@@ -73,7 +73,12 @@ impl Changes {
 
     /// The mean score over every pixel of every pair.
     pub fn mean_score(&self) -> f64 {
-        let v: Vec<f32> = self.scores.iter().copied().filter(|x| x.is_finite()).collect();
+        let v: Vec<f32> = self
+            .scores
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
         v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64
     }
 

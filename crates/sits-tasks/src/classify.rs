@@ -78,9 +78,10 @@ pub fn classify(
     cfg: &ClassifyConfig,
     device: &Device,
 ) -> Result<Classification> {
-    let classes = points.class_names.len().max(
-        points.labels.iter().max().map_or(0, |&m| m + 1),
-    );
+    let classes = points
+        .class_names
+        .len()
+        .max(points.labels.iter().max().map_or(0, |&m| m + 1));
     let (mut xtr, mut ytr, mut xte, mut yte) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ((r, &l), s) in points.rows.iter().zip(&points.labels).zip(&points.splits) {
         match s {
@@ -110,8 +111,13 @@ pub fn classify(
             ),
         ));
     }
-    let probe = LinearProbe::fit(&features(&xtr, device).ctx("training features")?, &ytr, classes, cfg.probe)
-        .ctx("training the probe")?;
+    let probe = LinearProbe::fit(
+        &features(&xtr, device).ctx("training features")?,
+        &ytr,
+        classes,
+        cfg.probe,
+    )
+    .ctx("training the probe")?;
     let (test_oa, test_macro_f1) = if xte.is_empty() {
         (None, None)
     } else {

@@ -28,7 +28,12 @@ pub struct Converted {
 /// Converts `input` to `output`: a Zarr store unless the input is a Zarr cube, which
 /// becomes a cube folder. `patch` picks a PASTIS patch. Nothing is read before the
 /// output is checked against the input.
-pub fn convert(input: &Path, output: &Path, patch: Option<u64>, if_exists: IfExists) -> Result<Converted> {
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    patch: Option<u64>,
+    if_exists: IfExists,
+) -> Result<Converted> {
     check_output_outside_input(input, output)?;
     Ok(match open(input)? {
         Opened::Samples(set) => {
@@ -67,7 +72,8 @@ pub fn convert(input: &Path, output: &Path, patch: Option<u64>, if_exists: IfExi
             }
         }
         Opened::Pastis(_) => {
-            let crate::input::Input::Cube { cube, .. } = crate::input::read_cube(input, patch)? else {
+            let crate::input::Input::Cube { cube, .. } = crate::input::read_cube(input, patch)?
+            else {
                 return Err(TaskError::input(input.display(), "not a cube"));
             };
             write_cube(&cube, output, CubeChunks::default(), if_exists)?;

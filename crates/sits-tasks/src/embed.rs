@@ -31,7 +31,12 @@ pub struct Embeddings {
 pub fn embed_series(enc: &SavedEncoder, set: &SampleSet, device: &Device) -> Result<Vec<Vec<f32>>> {
     let mut set = set.clone();
     enc.card.norm.apply_samples(&mut set)?;
-    Ok(embed_rows(&enc.model, &Arc::new(set), enc.card.pooling, device)?)
+    Ok(embed_rows(
+        &enc.model,
+        &Arc::new(set),
+        enc.card.pooling,
+        device,
+    )?)
 }
 
 /// Embeds every pixel of the cube `input` (named `what` in errors) in every period
@@ -56,7 +61,15 @@ pub fn embed_cube(
     };
     enc.check_input(what, cube.bands(), Some(cube.times()))?;
     let cube = select_bands(cube, &enc.card.bands, what, &enc.dir)?;
-    let mut pp = pixel_periods(&cube, labels, class_names, enc.card.periods, what)?;
+    // a mean-pooled encoder reads periods of any number of dates
+    let periods = match enc.card.pooling {
+        sits_ssl::embed::Pooling::Mean => crate::input::Periods {
+            any_length: true,
+            ..enc.card.periods
+        },
+        sits_ssl::embed::Pooling::Flatten { .. } => enc.card.periods,
+    };
+    let mut pp = pixel_periods(&cube, labels, class_names, periods, what)?;
     let rows = embed_series(enc, &pp.set, device)?;
     enc.card.norm.apply_samples(&mut pp.set)?;
     Ok((
@@ -145,7 +158,10 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
         }
     }
     if rows.is_empty() {
-        return Err(TaskError::input(&what, format!("no pixel has finite values in any of the {t} dates")));
+        return Err(TaskError::input(
+            &what,
+            format!("no pixel has finite values in any of the {t} dates"),
+        ));
     }
     Ok(Embeddings {
         grid: Grid {
@@ -263,7 +279,11 @@ pub fn rgb_maps(e: &Embeddings) -> Vec<sits_repr::render::RgbImage> {
 /// Writes the embeddings of `e` into `dir`: `embeddings.zarr` (see
 /// [`write_embeddings`]), `embeddings_{period}.png` and the panel `embeddings.png`
 /// (see [`rgb_maps`]). Returns the paths written.
-pub fn write_embedding_outputs(e: &Embeddings, dir: &Path, if_exists: IfExists) -> Result<Vec<std::path::PathBuf>> {
+pub fn write_embedding_outputs(
+    e: &Embeddings,
+    dir: &Path,
+    if_exists: IfExists,
+) -> Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
     let zarr = dir.join("embeddings.zarr");
     write_embeddings(e, &zarr, if_exists)?;

@@ -218,8 +218,8 @@ impl SavedEncoder {
             &Buffers::new(),
             if_exists,
         )?;
-        let json = serde_json::to_string_pretty(card)
-            .map_err(|e| card_err(&card_path, e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(card).map_err(|e| card_err(&card_path, e.to_string()))?;
         sits_core::io::write_atomic(&card_path, json.as_bytes())
             .map_err(|e| TaskError::io(&card_path, e))?;
         Ok(())

@@ -414,9 +414,9 @@ fn build_objective<'a>(
             SimClr::new(mean_enc, vb.pp("head"), 32, SeriesViews::default(), 0.2)
                 .ctx("building the SimCLR head")?,
         ),
-        Method::Dino => Box::new(
-            Dino::new(mean_enc, teacher_enc, vm, tvm, 256, device).ctx("building DINO")?,
-        ),
+        Method::Dino => {
+            Box::new(Dino::new(mean_enc, teacher_enc, vm, tvm, 256, device).ctx("building DINO")?)
+        }
     })
 }
 
@@ -488,7 +488,16 @@ pub fn few_label_experiment(
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
     let pre_loader = loader(&train, true, cfg.seed, bs, &device)?;
 
-    let mut obj = build_objective(cfg, &model, &mean_enc, &teacher_enc, &vb, &vm, &tvm, &device)?;
+    let mut obj = build_objective(
+        cfg,
+        &model,
+        &mean_enc,
+        &teacher_enc,
+        &vb,
+        &vm,
+        &tvm,
+        &device,
+    )?;
     seeded_init(&vm, 1000 + cfg.seed).ctx("seeding the weights")?;
     seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
 
@@ -613,8 +622,8 @@ pub fn pretrain_encoder(
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
     let mcfg = model_config(cfg, set.bands().len());
-    let model =
-        PixelTransformer::new(&Ctx::new(vb.pp("encoder")), mcfg.clone()).ctx("building the encoder")?;
+    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), mcfg.clone())
+        .ctx("building the encoder")?;
     let tvm = VarMap::new();
     let teacher = PixelTransformer::new(
         &Ctx::new(VarBuilder::from_varmap(&tvm, DType::F32, device).pp("encoder")),
@@ -623,7 +632,16 @@ pub fn pretrain_encoder(
     .ctx("building the teacher")?;
     let mean_enc = PooledPixelEncoder::new(&model, Pooling::Mean);
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
-    let mut obj = build_objective(cfg, &model, &mean_enc, &teacher_enc, &vb, &vars, &tvm, device)?;
+    let mut obj = build_objective(
+        cfg,
+        &model,
+        &mean_enc,
+        &teacher_enc,
+        &vb,
+        &vars,
+        &tvm,
+        device,
+    )?;
     seeded_init(&vars, 1000 + cfg.seed).ctx("seeding the weights")?;
     seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
     let mut trainer = pretrainer(cfg, &vars, obj.as_mut())?;

@@ -21,7 +21,14 @@ fn json_err(e: serde_json::Error) -> TaskError {
 }
 
 /// The header of [`table_rows`].
-pub const TABLE_HEADER: [&str; 6] = ["setting", "labels", "train series", "OA", "macro-F1", "kappa"];
+pub const TABLE_HEADER: [&str; 6] = [
+    "setting",
+    "labels",
+    "train series",
+    "OA",
+    "macro-F1",
+    "kappa",
+];
 
 /// The training and test splits of the labelled sample set at `data` (a sample-table
 /// folder or a sample-set Zarr store), refused with the fix when it has no labels or
@@ -265,8 +272,9 @@ pub fn write_report(
     });
     write_atomic(
         &dir.join("results.json"),
-        serde_json::to_string_pretty(&json).map_err(json_err)?.as_bytes(),
+        serde_json::to_string_pretty(&json)
+            .map_err(json_err)?
+            .as_bytes(),
     )?;
     Ok(())
 }
-

@@ -123,6 +123,11 @@ pub struct Periods {
     /// missing composite, a partial first or last year). `None`: the most common
     /// number among the periods of the input.
     pub dates: Option<usize>,
+    /// Keep every period with at least 2 dates, whatever its number of dates (for
+    /// irregular acquisitions and an encoder that pools over dates by the mean);
+    /// `dates` is then the longest period's.
+    #[serde(default)]
+    pub any_length: bool,
 }
 
 impl Default for Periods {
@@ -130,6 +135,7 @@ impl Default for Periods {
         Self {
             start_month: 1,
             dates: None,
+            any_length: false,
         }
     }
 }
@@ -194,10 +200,7 @@ pub struct PixelPeriods {
 
 /// The number of dates of each period of `times` starting on `start_month`, in
 /// order of the periods.
-pub fn period_lengths(
-    times: &sits_core::dates::Timestamps,
-    start_month: u32,
-) -> Vec<(i32, usize)> {
+pub fn period_lengths(times: &sits_core::dates::Timestamps, start_month: u32) -> Vec<(i32, usize)> {
     use chrono::Datelike;
     let mut out: Vec<(i32, usize)> = Vec::new();
     for d in times.as_slice() {
@@ -236,6 +239,7 @@ pub fn pixel_periods(
     }
     let lengths = period_lengths(cube.times(), periods.start_month);
     let dates = match periods.dates {
+        _ if periods.any_length => lengths.iter().map(|l| l.1).max().unwrap_or(0),
         Some(d) => d,
         None => {
             // the most common length; ties go to the longer periods
@@ -253,7 +257,19 @@ pub fn pixel_periods(
                 .ok_or_else(|| TaskError::input(what, "the cube has no date"))?
         }
     };
-    let chosen = agricultural_years(cube.times(), periods.start_month, dates);
+    let chosen: Vec<(i32, Vec<usize>)> = if periods.any_length {
+        let mut start = 0;
+        let mut all = Vec::with_capacity(lengths.len());
+        for &(y, n) in &lengths {
+            if n >= 2 {
+                all.push((y, (start..start + n).collect()));
+            }
+            start += n;
+        }
+        all
+    } else {
+        agricultural_years(cube.times(), periods.start_month, dates)
+    };
     if chosen.is_empty() || dates < 2 {
         return Err(TaskError::input(
             what,
@@ -337,14 +353,16 @@ fn describe_lengths(lengths: &[(i32, usize)]) -> String {
 /// The cube's bands named `names`, in that order (a cube with more bands, or the
 /// same bands in another order, is fine); a missing band is a [`TaskError::Mismatch`]
 /// naming it and the bands the input has.
-pub fn select_bands(cube: &Datacube, names: &[String], what: &str, encoder: &Path) -> Result<Datacube> {
+pub fn select_bands(
+    cube: &Datacube,
+    names: &[String],
+    what: &str,
+    encoder: &Path,
+) -> Result<Datacube> {
     if cube.bands() == names {
         return Ok(cube.clone());
     }
-    let missing: Vec<&String> = names
-        .iter()
-        .filter(|n| !cube.bands().contains(n))
-        .collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !cube.bands().contains(n)).collect();
     if !missing.is_empty() {
         return Err(TaskError::Mismatch {
             input: what.to_string(),

@@ -60,7 +60,9 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
         Opened::Cube(f) => {
             let (t, c, h, w) = f.cube.shape();
             out.push(format!("kind:   datacube folder"));
-            out.push(format!("shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"));
+            out.push(format!(
+                "shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"
+            ));
             out.push(format!("dates:  {}", dates(f.cube.times())));
             out.push(format!("bands:  {:?}", f.cube.bands()));
             let valid = f.cube.validity();

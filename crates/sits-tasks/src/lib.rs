@@ -17,14 +17,15 @@
 //! | [`classify`] | a linear probe trained on labelled points, applied to every pixel-period |
 //! | [`maps`] | every map written as a PNG and as a Zarr cube |
 //! | [`report`] | PNG charts and Markdown tables |
+//! | [`synthetic`] | a small two-band cube with known types and changes, for tests and trials |
 //!
 //! Errors: [`TaskError`] for the jobs above (the experiment keeps its own
 //! [`experiment::ExperimentError`], the charts [`report::ReportError`]).
 
 pub mod changes;
-pub mod convert;
 pub mod classify;
 pub mod cluster;
+pub mod convert;
 pub mod embed;
 pub mod encoder;
 mod error;
@@ -35,6 +36,7 @@ pub mod inspect;
 pub mod maps;
 pub mod pretrain;
 pub mod report;
+pub mod synthetic;
 
 pub use error::{Result, TaskError};
 
@@ -47,11 +49,11 @@ pub fn device(name: &str) -> Result<candle_core::Device> {
     };
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0).map_err(|e| {
-            err("build with `--features cuda` on a machine with CUDA", e)
-        }),
-        "metal" => Device::new_metal(0)
-            .map_err(|e| err("build with `--features metal` on macOS", e)),
+        "cuda" => Device::new_cuda(0)
+            .map_err(|e| err("build with `--features cuda` on a machine with CUDA", e)),
+        "metal" => {
+            Device::new_metal(0).map_err(|e| err("build with `--features metal` on macOS", e))
+        }
         d => Err(TaskError::Settings(format!(
             "device {d:?}: expected cpu, cuda or metal"
         ))),

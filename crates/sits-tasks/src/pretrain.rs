@@ -148,11 +148,7 @@ pub fn training_series(
                 })?;
             }
             let len = set.series().first().map_or(0, |s| s.len());
-            if let Some(s) = set
-                .series()
-                .iter()
-                .find(|s| one_length && s.len() != len)
-            {
+            if let Some(s) = set.series().iter().find(|s| one_length && s.len() != len) {
                 return Err(TaskError::input(
                     what,
                     format!(
@@ -178,6 +174,13 @@ pub fn pretrain(
     device: &Device,
 ) -> Result<PretrainOutput> {
     let flatten = cfg.pooling == PoolingChoice::Flatten;
+    if flatten && cfg.periods.any_length {
+        return Err(TaskError::Settings(
+            "periods of any length need the mean pooling (the flatten pooling reads a fixed \
+             number of dates)"
+                .into(),
+        ));
+    }
     let (mut set, periods, mut grid) = training_series(input, cfg.periods, flatten, what)?;
     if let Some(max) = cfg.max_series {
         if max == 0 {
@@ -210,7 +213,11 @@ pub fn pretrain(
         objective: cfg.experiment.method.to_string(),
         epochs: cfg.experiment.epochs,
         seed: cfg.experiment.seed,
-        trained_on: format!("{what} ({} {} series of {dates} dates)", set.len(), input.kind()),
+        trained_on: format!(
+            "{what} ({} {} series of {dates} dates)",
+            set.len(),
+            input.kind()
+        ),
         made_by: made_by.to_string(),
     };
     Ok(PretrainOutput {

@@ -2,8 +2,8 @@
 //! setting reports sane metrics, a seed reproduces the run exactly, bad input is
 //! refused with a message naming the problem.
 
-use sits_tasks::experiment::{few_label_experiment, ExperimentConfig, ExperimentError, Method};
 use sits_data::{datasets, SampleSet, Split};
+use sits_tasks::experiment::{few_label_experiment, ExperimentConfig, ExperimentError, Method};
 
 fn slice() -> (SampleSet, SampleSet) {
     let set = datasets::mato_grosso(&sits_tasks::bundled_data_dir().join(datasets::MATO_GROSSO))

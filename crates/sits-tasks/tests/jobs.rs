@@ -1,0 +1,207 @@
+//! The jobs on a cube they were not written for (synthetic: two bands, 15 irregular
+//! dates a year, calendar years, clouds): pretrain, save, load, embed, cluster,
+//! change scores; bands matched by name; a band or date mismatch with a saved
+//! encoder is an error naming what differs.
+
+use candle_core::Device;
+use sits_core::io::IfExists;
+use sits_tasks::changes::{changes, Distance};
+use sits_tasks::cluster::{cluster, ClusterConfig};
+use sits_tasks::embed::{embed_cube, read_embeddings, write_embedding_outputs};
+use sits_tasks::encoder::SavedEncoder;
+use sits_tasks::experiment::ExperimentConfig;
+use sits_tasks::input::{read, Input, Periods};
+use sits_tasks::pretrain::{pretrain, PretrainConfig};
+use sits_tasks::synthetic::{cube, SyntheticCube};
+use sits_tasks::TaskError;
+
+fn tiny() -> PretrainConfig {
+    PretrainConfig {
+        periods: Periods::default(),
+        experiment: ExperimentConfig {
+            epochs: 3,
+            d_model: 16,
+            heads: 2,
+            layers: 1,
+            batch_size: 32,
+            progress: false,
+            ..ExperimentConfig::default()
+        },
+        ..PretrainConfig::default()
+    }
+}
+
+fn write_folder(s: &SyntheticCube, dir: &std::path::Path) -> std::path::PathBuf {
+    let c = cube(s).expect("synthetic cube");
+    let p = dir.join(format!("cube_{}", s.bands.join("_")));
+    sits_data::folder::write_cube_folder(&c, &p, IfExists::Refuse).expect("write cube folder");
+    p
+}
+
+#[test]
+fn unseen_two_band_cube_goes_through_pretrain_embed_cluster_changes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Device::Cpu;
+    let spec = SyntheticCube::default();
+    let folder = write_folder(&spec, tmp.path());
+    let input = read(&folder, None).expect("read the cube folder");
+    assert!(matches!(input, Input::Cube { .. }));
+
+    let pre = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain");
+    assert_eq!(pre.card.bands, ["red", "nir"]);
+    assert_eq!(pre.card.periods.dates, Some(15));
+    assert_eq!(pre.series.len(), 3 * 12 * 10);
+    let enc_dir = tmp.path().join("encoder");
+    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    // a second save into the same folder is refused
+    assert!(
+        SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).is_err()
+    );
+    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    assert_eq!(enc.card, pre.card);
+
+    // the loaded encoder embeds the training series exactly as the trained one
+    let (e, pp) = embed_cube(&enc, &input, "synthetic", &dev).expect("embed");
+    let direct = pre.embed_training_series(&dev).expect("embed in memory");
+    assert_eq!(
+        e.rows, direct,
+        "saved and reloaded weights embed differently"
+    );
+    assert_eq!(pp.skipped, 0);
+    assert_eq!(e.grid.periods, [2019, 2020, 2021]);
+    assert_eq!(e.rows[0].len(), 15 * 16);
+
+    // the same cube as a Zarr store, with its bands in another order and one more:
+    // bands are matched by name, so the embeddings are the same
+    let mut shuffled = spec.clone();
+    shuffled.bands = vec!["red".into(), "nir".into(), "swir".into()];
+    let c3 = cube(&shuffled).expect("cube");
+    let c3 = c3.select_bands(&["swir", "nir", "red"]).expect("reorder");
+    let zarr = tmp.path().join("shuffled.zarr");
+    sits_data::zarr::write_cube(&c3, &zarr, Default::default(), IfExists::Refuse).expect("zarr");
+    let (e3, _) =
+        embed_cube(&enc, &read(&zarr, None).expect("read zarr"), "zarr", &dev).expect("embed zarr");
+    assert_eq!(
+        e3.rows, e.rows,
+        "band order or layout changed the embeddings"
+    );
+
+    // outputs round-trip
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    write_embedding_outputs(&e, &out, IfExists::Refuse).expect("write embeddings");
+    assert!(out.join("embeddings.png").is_file() && out.join("embeddings_2021.png").is_file());
+    let back = read_embeddings(&out.join("embeddings.zarr")).expect("read embeddings");
+    assert_eq!(back.rows, e.rows);
+    assert_eq!(back.grid.index, e.grid.index);
+
+    // clusters: three types in stripes; the clusters of the first year follow them
+    let cl = cluster(
+        &e.rows,
+        &e.grid,
+        &ClusterConfig {
+            k: 3,
+            ..ClusterConfig::default()
+        },
+    )
+    .expect("cluster");
+    assert_eq!(cl.assignment.len(), e.rows.len());
+    let traj = cl.trajectory.as_ref().expect("trajectories");
+    assert_eq!(traj.len(), 120, "every pixel is present in every year");
+    let (a, b): (Vec<usize>, Vec<usize>) = e
+        .grid
+        .index
+        .iter()
+        .zip(&cl.assignment)
+        .filter(|(p, _)| p.period == 2019)
+        .map(|(p, &k)| (k, spec.kind(p.row, p.col, 0)))
+        .unzip();
+    let ari = sits_ssl::cluster::adjusted_rand_index(&a, &b).expect("ari");
+    assert!(
+        ari > 0.5,
+        "clusters of 2019 against the known types: ARI {ari}"
+    );
+
+    // change scores: the block that changes type in 2021 scores higher than the rest
+    let ch = changes(&e.rows, &e.grid, Distance::Cosine).expect("changes");
+    assert_eq!(ch.pairs, [(2019, 2020), (2020, 2021)]);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for r in 0..12 {
+        for c in 0..10 {
+            let s = ch.scores[[1, r, c]] as f64;
+            if spec.changed(r, c) {
+                on.push(s)
+            } else {
+                off.push(s)
+            }
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        mean(&on) > 2.0 * mean(&off),
+        "changed pixels {:.4} vs unchanged {:.4}",
+        mean(&on),
+        mean(&off)
+    );
+
+    // mismatches with the saved encoder are errors that name what differs
+    let mut other = spec.clone();
+    other.bands = vec!["red".into(), "swir".into()];
+    let f = write_folder(&other, tmp.path());
+    let err = embed_cube(&enc, &read(&f, None).expect("read"), "other bands", &dev)
+        .expect_err("band mismatch");
+    let msg = err.to_string();
+    assert!(matches!(err, TaskError::Mismatch { .. }), "{msg}");
+    assert!(
+        msg.contains("lacks [\"nir\"]") && msg.contains("other bands"),
+        "{msg}"
+    );
+
+    let mut fewer = spec.clone();
+    fewer.dates_per_year = 12;
+    let f = write_folder(&fewer, tmp.path().join("fewer").as_path());
+    let err = embed_cube(&enc, &read(&f, None).expect("read"), "12 dates", &dev)
+        .expect_err("date mismatch");
+    let msg = err.to_string();
+    assert!(matches!(err, TaskError::Mismatch { .. }), "{msg}");
+    assert!(
+        msg.contains("15 dates") && msg.contains("2019: 12"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_damaged_encoder_folder_is_refused_with_the_file_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Device::Cpu;
+    let err = SavedEncoder::load(tmp.path(), &dev).expect_err("empty folder");
+    assert!(err.to_string().contains("encoder.json"), "{err}");
+    std::fs::write(tmp.path().join("encoder.json"), "{\"format\": 1}").expect("write");
+    let err = SavedEncoder::load(tmp.path(), &dev).expect_err("bad card");
+    assert!(err.to_string().contains("not an encoder card"), "{err}");
+}
+
+#[test]
+fn periods_without_enough_dates_are_refused_before_training() {
+    let spec = SyntheticCube::default();
+    let c = cube(&spec).expect("cube");
+    let input = Input::Cube {
+        cube: Box::new(c),
+        labels: Vec::new(),
+        class_names: Vec::new(),
+    };
+    let mut cfg = tiny();
+    cfg.periods.dates = Some(20);
+    let err =
+        pretrain(&input, &cfg, "synthetic", "test", &Device::Cpu).expect_err("no period of 20");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("has 20 dates") && msg.contains("2019: 15 dates"),
+        "{msg}"
+    );
+    cfg.periods = Periods {
+        start_month: 13,
+        ..Periods::default()
+    };
+    assert!(pretrain(&input, &cfg, "synthetic", "test", &Device::Cpu).is_err());
+}
