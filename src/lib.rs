@@ -42,4 +42,6 @@ pub mod guide {
     pub mod dates {}
     #[doc = include_str!("../docs/data-formats.md")]
     pub mod formats {}
+    #[doc = include_str!("../docs/cli.md")]
+    pub mod cli {}
 }
