@@ -227,8 +227,12 @@ fn if_exists(overwrite: bool) -> IfExists {
     }
 }
 
+/// The command as typed, with the program named `sits` whatever its path.
 fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    std::iter::once("sits".to_string())
+        .chain(std::env::args().skip(1).filter(|a| a != "--quiet"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn spinner(quiet: bool, msg: &str) -> indicatif::ProgressBar {
