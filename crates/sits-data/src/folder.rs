@@ -412,7 +412,8 @@ pub fn write_cube_folder(
             .next()
             .is_none();
         let is_cube = dir.join("metadata.json").is_file();
-        if !empty && !(is_cube && if_exists == IfExists::Replace) {
+        let replaceable = is_cube && if_exists == IfExists::Replace;
+        if !(empty || replaceable) {
             return Err(DataError::Exists {
                 path: dir.to_path_buf(),
                 reason: if is_cube {

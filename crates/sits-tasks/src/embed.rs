@@ -130,7 +130,7 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
     let periods: Vec<i32> = times
         .as_slice()
         .iter()
-        .map(|d| chrono::Datelike::year(d))
+        .map(chrono::Datelike::year)
         .collect();
     if periods.windows(2).any(|p| p[1] <= p[0]) {
         return Err(TaskError::input(

@@ -59,7 +59,7 @@ pub enum TaskError {
     Repr(#[from] sits_repr::ReprError),
     /// The few-label experiment or its pretraining failed.
     #[error(transparent)]
-    Experiment(#[from] crate::experiment::ExperimentError),
+    Experiment(Box<crate::experiment::ExperimentError>),
     /// Drawing a chart failed.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
@@ -71,6 +71,12 @@ pub enum TaskError {
         /// The error.
         source: candle_core::Error,
     },
+}
+
+impl From<crate::experiment::ExperimentError> for TaskError {
+    fn from(e: crate::experiment::ExperimentError) -> Self {
+        Self::Experiment(Box::new(e))
+    }
 }
 
 /// Result of the jobs.

@@ -32,7 +32,7 @@ fn print_samples(out: &mut Vec<String>, set: &SampleSet) {
     let first = set.series().iter().filter_map(|s| s.times.first()).min();
     let last = set.series().iter().filter_map(|s| s.times.last()).max();
     let min_len = set.series().iter().map(|s| s.len()).min().unwrap_or(0);
-    out.push(format!("kind:   pixel sample set"));
+    out.push("kind:   pixel sample set".to_string());
     out.push(format!(
         "shape:  {} series x {}..{} dates x {} bands",
         set.len(),
@@ -47,7 +47,7 @@ fn print_samples(out: &mut Vec<String>, set: &SampleSet) {
     if set.labels().is_some() {
         print_classes(out, set.class_names(), &set.class_counts());
     } else {
-        out.push(format!("labels: none"));
+        out.push("labels: none".to_string());
     }
 }
 
@@ -55,11 +55,11 @@ fn print_samples(out: &mut Vec<String>, set: &SampleSet) {
 pub fn describe(path: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     out.push(format!("path:   {}", path.display()));
-    match open(&path)? {
+    match open(path)? {
         Opened::Samples(set) => print_samples(&mut out, &set),
         Opened::Cube(f) => {
             let (t, c, h, w) = f.cube.shape();
-            out.push(format!("kind:   datacube folder"));
+            out.push("kind:   datacube folder".to_string());
             out.push(format!(
                 "shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"
             ));
@@ -85,7 +85,7 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
                 .find(|n| f.layers.contains_key(*n))
             {
                 let (by_id, unlabelled) = layer_value_counts(&f, layer)?;
-                out.push(format!("pixel labels:"));
+                out.push("pixel labels:".to_string());
                 for (id, n) in &by_id {
                     let name = usize::try_from(*id)
                         .ok()
@@ -100,7 +100,7 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
         }
         Opened::ZarrCube(z) => {
             let [t, c, h, w] = z.shape();
-            out.push(format!("kind:   datacube Zarr store"));
+            out.push("kind:   datacube Zarr store".to_string());
             out.push(format!(
                 "shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W), chunks {:?}",
                 z.chunk_shape()?
@@ -109,7 +109,7 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
             out.push(format!("bands:  {:?}", z.bands()));
         }
         Opened::Pastis(p) => {
-            out.push(format!("kind:   PASTIS folder"));
+            out.push("kind:   PASTIS folder".to_string());
             out.push(format!("patches: {}", p.patches().len()));
             for fold in 1..=5u8 {
                 out.push(format!(
