@@ -15,6 +15,7 @@
 //! | [`cluster`] | k-means on one period's or all periods' embeddings, and on trajectories over periods |
 //! | [`changes`] | change scores between consecutive periods |
 //! | [`classify`] | a linear probe trained on labelled points, applied to every pixel-period |
+//! | [`segment`] | segmentation with per-pixel labels: self-supervised U-BARN + head, U-TAE, raw probe |
 //! | [`maps`] | every map written as a PNG and as a Zarr cube |
 //! | [`report`] | PNG charts and Markdown tables |
 //! | [`synthetic`] | a small two-band cube with known types and changes, for tests and trials |
@@ -36,6 +37,7 @@ pub mod inspect;
 pub mod maps;
 pub mod pretrain;
 pub mod report;
+pub mod segment;
 pub mod synthetic;
 
 pub use error::{Result, TaskError};

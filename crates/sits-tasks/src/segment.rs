@@ -1,0 +1,726 @@
+//! Segmentation of a cube with per-pixel labels and a train/test split, by three
+//! models scored on the test pixels (OA, mIoU, IoU per class):
+//!
+//! 1. **U-BARN, self-supervised**: the U-Net + transformer encoder is pretrained
+//!    with masked reconstruction on random patches of the whole cube (every pixel
+//!    and date, no label: whole dates of a patch are replaced by other dates and
+//!    their clear pixels predicted), frozen, and a small head (1x1 projection of the
+//!    concatenated per-date features, 3x3 and 1x1 convolutions) is trained on the
+//!    train pixels with full-image steps. The same head on the encoder at its
+//!    seeded initialisation is the control.
+//! 2. **U-TAE from scratch** on labelled patches of the train pixels.
+//! 3. **A per-pixel linear probe** on the raw series (gap-filled).
+//!
+//! Dates with less than `min_clear` of the image cloud-free are dropped; values are
+//! standardised over the clear observations. Everything is seeded: a run repeats
+//! exactly. The `segmentation` example and `sits segment` call [`segment`] and
+//! [`write_outputs`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use ndarray::{Array2, Array3, Array4};
+use serde::{Deserialize, Serialize};
+use sits_core::io::IfExists;
+use sits_core::{Augmentation, ObjectiveOutput, SitsBatch};
+use sits_data::augment::{Compose, DateMasking, FlipRotate, ResampleDates};
+use sits_data::gapfill::fill_cube;
+use sits_data::loader::{CubePatches, Sample};
+use sits_data::norm::NormStats;
+use sits_data::{Datacube, Loader, LoaderConfig};
+use sits_models::io::{load_weights, save_safetensors};
+use sits_models::nn::{linear, seeded_init, Conv2d, PaddingMode};
+use sits_models::utae::Norm;
+use sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
+use sits_repr::render::{label_color, RgbImage};
+use sits_ssl::bert::Corruption;
+use sits_ssl::finetune::cross_entropy_ignore;
+use sits_ssl::metrics::ConfusionMatrix;
+use sits_ssl::optim::AdamW;
+use sits_ssl::probe::{features, LinearProbe, ProbeConfig};
+use sits_ssl::train::{FnObjective, StepRecord, TrainConfig, Trainer};
+use sits_ssl::ubarn::CubeMaskedReconstruction;
+
+use crate::error::{Context, Result, TaskError};
+use crate::report::{line_chart, markdown_table, write_atomic};
+
+/// A cube with per-pixel classes and a split.
+#[derive(Debug, Clone)]
+pub struct SegmentationInput {
+    /// The cube (values as read; the job normalises them).
+    pub cube: Datacube,
+    /// Class index of each pixel `(H, W)`, -1 for none.
+    pub labels: Array2<i64>,
+    /// Split of each pixel `(H, W)`: 0 unused, 1 train, 2 test.
+    pub split: Array2<u8>,
+    /// Class names by class index.
+    pub class_names: Vec<String>,
+    /// Colour of each class in the maps (empty: the default palette).
+    pub colors: Vec<[u8; 3]>,
+}
+
+/// Settings of [`segment`]; the defaults are those of the `segmentation` example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentConfig {
+    /// U-BARN pretraining epochs (one epoch = every patch of the grid once).
+    pub epochs: usize,
+    /// U-TAE training epochs on the labelled patches.
+    pub utae_epochs: usize,
+    /// Full-image steps of the segmentation head on the frozen U-BARN.
+    pub head_steps: usize,
+    /// Patch side of U-BARN pretraining (a multiple of 4).
+    pub pretrain_patch: usize,
+    /// Patch side of U-TAE training (a multiple of 8).
+    pub patch: usize,
+    /// Random subset of dates per patch while training (inference uses every kept
+    /// date).
+    pub train_dates: usize,
+    /// Keep the dates where at least this fraction of the image is cloud-free.
+    pub min_clear: f64,
+    /// Load the pretrained U-BARN from this safetensors file instead of pretraining.
+    pub encoder: Option<PathBuf>,
+    /// Write the pretrained U-BARN here (safetensors, variables and BatchNorm
+    /// statistics).
+    pub save_encoder: Option<PathBuf>,
+    /// The U-BARN encoder.
+    pub ubarn: UbarnConfig,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for SegmentConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            utae_epochs: 12,
+            head_steps: 150,
+            pretrain_patch: 16,
+            patch: 32,
+            train_dates: 16,
+            min_clear: 0.05,
+            encoder: None,
+            save_encoder: None,
+            ubarn: UbarnConfig {
+                input_dim: 1,
+                encoder_widths: vec![16, 32, 32],
+                decoder_widths: vec![16, 32, 32],
+                d_model: 32,
+                layers: 2,
+                heads: 4,
+                d_ff: 64,
+                dropout: 0.0,
+                period: 1000.0,
+                pool_heads: 4,
+            },
+            seed: 0,
+        }
+    }
+}
+
+/// One model's prediction and scores on the test pixels.
+#[derive(Debug, Clone)]
+pub struct ModelResult {
+    /// The model.
+    pub name: String,
+    /// Predicted class of every pixel `(H, W)`.
+    pub prediction: Array2<i64>,
+    /// Confusion matrix on the test pixels.
+    pub confusion: ConfusionMatrix,
+    /// Wall-clock seconds (training and inference).
+    pub seconds: f64,
+}
+
+/// What [`segment`] measured.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// Dates kept (clear enough), of all dates.
+    pub dates_kept: (usize, usize),
+    /// Train and test pixels.
+    pub pixels: (usize, usize),
+    /// U-BARN SSL + head, U-BARN random init + head, U-TAE from scratch, raw probe.
+    pub models: Vec<ModelResult>,
+    /// U-BARN pretraining loss, epoch means (empty when loaded).
+    pub pretrain_curve: Vec<(f64, f64)>,
+    /// U-TAE loss, epoch means.
+    pub utae_curve: Vec<(f64, f64)>,
+    /// Head loss per step (on the pretrained U-BARN).
+    pub head_losses: Vec<f64>,
+    /// Wall-clock seconds in all.
+    pub seconds: f64,
+}
+
+impl Segmentation {
+    /// The model named `name`.
+    pub fn model(&self, name: &str) -> Option<&ModelResult> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The machine-readable last line.
+    pub fn result_line(&self) -> String {
+        let m = |n: &str| self.model(n).map_or(f64::NAN, |r| r.confusion.miou());
+        format!(
+            "result: ubarn_miou={:.4} utae_miou={:.4} raw_miou={:.4}",
+            m(UBARN),
+            m(UTAE),
+            m(RAW)
+        )
+    }
+}
+
+/// Name of the self-supervised U-BARN model in [`Segmentation::models`].
+pub const UBARN: &str = "U-BARN SSL + head";
+/// Name of the random-init control.
+pub const UBARN_RANDOM: &str = "U-BARN random init + head";
+/// Name of U-TAE.
+pub const UTAE: &str = "U-TAE from scratch";
+/// Name of the raw probe.
+pub const RAW: &str = "raw per-pixel probe";
+
+/// The cube with rows and columns repeated at the bottom and right edges up to
+/// `hp x wp` (the models need sides divisible by their down-sampling factor).
+fn pad_edges(cube: &Datacube, hp: usize, wp: usize) -> Result<Datacube> {
+    let (t, c, h, w) = cube.shape();
+    let v = cube.values();
+    let values = Array4::from_shape_fn((t, c, hp, wp), |(a, b, y, x)| {
+        v[[a, b, y.min(h - 1), x.min(w - 1)]]
+    });
+    let valid = cube.validity();
+    let valid = Array3::from_shape_fn((t, hp, wp), |(a, y, x)| {
+        valid[[a, y.min(h - 1), x.min(w - 1)]]
+    });
+    Ok(Datacube::new(values, cube.times().clone(), cube.bands().to_vec())?.with_valid(valid)?)
+}
+
+/// Argmax over classes of logits `(1, K, Hp, Wp)`, cropped to `h x w`.
+fn argmax_map(logits: &Tensor, h: usize, w: usize) -> Result<Array2<i64>> {
+    let (_, _, hp, wp) = logits.dims4().ctx("logits")?;
+    if h > hp || w > wp {
+        return Err(TaskError::Settings(format!(
+            "logits {hp} x {wp} smaller than the image {h} x {w}"
+        )));
+    }
+    let am: Vec<u32> = logits
+        .argmax(1)
+        .and_then(|a| a.flatten_all())
+        .and_then(|a| a.to_vec1())
+        .ctx("argmax of the logits")?;
+    Ok(Array2::from_shape_fn((h, w), |(y, x)| am[y * wp + x] as i64))
+}
+
+/// A segmentation head on frozen per-date maps `(1, T, d, H, W)`: the `T` per-date
+/// representations of a pixel concatenated (a mean over dates would wash out the
+/// timing of the phenology), projected to 64 channels by a 1x1 convolution (one
+/// matmul), a 3x3 convolution with ReLU and a 1x1 convolution to the classes,
+/// without batch normalisation (every step sees the same single image). Trained
+/// with full-image steps; returns the logits of the image and the loss per step.
+fn train_head(
+    per_date: &Tensor,
+    train_labels: &Tensor,
+    classes: usize,
+    steps: usize,
+    seed: u64,
+) -> candle_core::Result<(Tensor, Vec<f64>)> {
+    let dev = per_date.device();
+    let (b, t, d, h, w) = per_date.dims5()?;
+    let rows = per_date
+        .permute((0, 3, 4, 1, 2))?
+        .reshape((b * h * w, t * d))?
+        .contiguous()?;
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, dev));
+    let proj = linear(t * d, 64, ctx.vb.pp("proj"))?;
+    let conv = Conv2d::new(ctx.vb.pp("conv"), 64, 32, 3, 1, 1, PaddingMode::Reflect)?;
+    let out = Conv2d::new(ctx.vb.pp("out"), 32, classes, 1, 1, 0, PaddingMode::Zeros)?;
+    seeded_init(&vm, seed)?;
+    let mut opt = AdamW::from_varmap(&vm, 1e-2)?;
+    let forward = || -> candle_core::Result<Tensor> {
+        let maps = proj
+            .forward(&rows)?
+            .relu()?
+            .reshape((b, h, w, 64))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        out.forward(&conv.forward(&maps)?.relu()?)
+    };
+    let mut losses = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let (loss, _) = cross_entropy_ignore(&forward()?, train_labels)?;
+        opt.backward_step(&loss, 3e-3)?;
+        losses.push(loss.to_scalar::<f32>()? as f64);
+    }
+    Ok((forward()?, losses))
+}
+
+/// Shuffled patches with random flips and rotations and a random subset of `dates`
+/// dates per patch.
+fn loader(
+    source: CubePatches,
+    batch_size: usize,
+    dates: usize,
+    seed: u64,
+    cube: &Datacube,
+) -> Result<Loader> {
+    let cfg = LoaderConfig {
+        batch_size,
+        shuffle: true,
+        seed,
+        reference: cube.times().as_slice()[0].date(),
+        ..LoaderConfig::default()
+    };
+    let augment: Arc<dyn Augmentation<Sample>> = Arc::new(Compose::new(vec![
+        Arc::new(ResampleDates { len: dates }),
+        Arc::new(FlipRotate),
+    ]));
+    Ok(Loader::new(Arc::new(source), cfg, Device::Cpu)?.with_augmentation(augment))
+}
+
+fn epoch_means(history: &[StepRecord], per_epoch: usize) -> Vec<(f64, f64)> {
+    history
+        .chunks(per_epoch.max(1))
+        .enumerate()
+        .map(|(e, c)| {
+            (
+                (e + 1) as f64,
+                c.iter().map(|r| r.loss).sum::<f64>() / c.len() as f64,
+            )
+        })
+        .collect()
+}
+
+fn check(input: &SegmentationInput, cfg: &SegmentConfig) -> Result<usize> {
+    if cfg.patch == 0 || !cfg.patch.is_multiple_of(8) {
+        return Err(TaskError::Settings(format!(
+            "the U-TAE patch side {} must be a positive multiple of 8",
+            cfg.patch
+        )));
+    }
+    if cfg.pretrain_patch == 0 || !cfg.pretrain_patch.is_multiple_of(4) {
+        return Err(TaskError::Settings(format!(
+            "the pretraining patch side {} must be a positive multiple of 4",
+            cfg.pretrain_patch
+        )));
+    }
+    let (_, c, h, w) = input.cube.shape();
+    if input.labels.dim() != (h, w) || input.split.dim() != (h, w) {
+        return Err(TaskError::input(
+            "segmentation labels",
+            format!(
+                "labels {:?} and split {:?} must have the cube's size ({h}, {w})",
+                input.labels.dim(),
+                input.split.dim()
+            ),
+        ));
+    }
+    if c != cfg.ubarn.input_dim {
+        return Err(TaskError::Settings(format!(
+            "the cube has {c} bands, the U-BARN configuration reads {}",
+            cfg.ubarn.input_dim
+        )));
+    }
+    let classes = input
+        .class_names
+        .len()
+        .max(input.labels.iter().copied().max().map_or(0, |m| (m + 1).max(0) as usize));
+    let count = |s: u8| {
+        input
+            .labels
+            .iter()
+            .zip(&input.split)
+            .filter(|(&l, &sp)| l >= 0 && sp == s)
+            .count()
+    };
+    if count(1) == 0 || count(2) == 0 || classes < 2 {
+        return Err(TaskError::input(
+            "segmentation labels",
+            format!(
+                "{} train and {} test labelled pixels of {classes} classes; the job needs \
+                 both splits and at least 2 classes",
+                count(1),
+                count(2)
+            ),
+        ));
+    }
+    Ok(classes)
+}
+
+/// Runs the three models on `input` (see the module docs).
+pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> Result<Segmentation> {
+    let classes = check(input, cfg)?;
+    let total = Instant::now();
+    let (t_all, _, h, w) = input.cube.shape();
+    let validity = input.cube.validity();
+    let keep: Vec<usize> = (0..t_all)
+        .filter(|&t| {
+            let clear = validity
+                .index_axis(ndarray::Axis(0), t)
+                .iter()
+                .filter(|&&v| v)
+                .count();
+            clear as f64 >= cfg.min_clear * (h * w) as f64
+        })
+        .collect();
+    if keep.is_empty() {
+        return Err(TaskError::input(
+            "segmentation cube",
+            format!("no date is at least {} cloud-free", cfg.min_clear),
+        ));
+    }
+    let mut cube = input.cube.select_times(&keep)?;
+    NormStats::of_cube(&cube, 1e-4)?.apply_cube(&mut cube)?;
+    let t = keep.len();
+
+    let only = |which: u8| {
+        Array2::from_shape_fn((h, w), |(y, x)| {
+            if input.split[[y, x]] == which {
+                input.labels[[y, x]]
+            } else {
+                -1
+            }
+        })
+    };
+    let (train_map, test_map) = (only(1), only(2));
+    let count = |m: &Array2<i64>| m.iter().filter(|&&c| c >= 0).count();
+    let score = |name: &str, pred: Array2<i64>, seconds: f64| -> Result<ModelResult> {
+        let tr: Vec<i64> = test_map.iter().copied().collect();
+        let p: Vec<i64> = pred.iter().copied().collect();
+        Ok(ModelResult {
+            name: name.to_string(),
+            confusion: ConfusionMatrix::from_labels(classes, &tr, &p, Some(-1))?,
+            prediction: pred,
+            seconds,
+        })
+    };
+
+    // The whole image, padded to sides divisible by 8, for inference and the head.
+    let (hp, wp) = (h.div_ceil(8) * 8, w.div_ceil(8) * 8);
+    let reference = cube.times().as_slice()[0].date();
+    let full = pad_edges(&cube, hp, wp)?.to_batch(reference, dev)?;
+    let v: Vec<i64> = (0..hp * wp)
+        .map(|k| {
+            let (y, x) = (k / wp, k % wp);
+            if y < h && x < w {
+                train_map[[y, x]]
+            } else {
+                -1
+            }
+        })
+        .collect();
+    let train_full = Tensor::from_vec(v, (1, hp, wp), dev).ctx("train labels")?;
+
+    // 1. U-BARN: masked-reconstruction pretraining on every pixel, no label.
+    let build_ubarn = |vm: &VarMap| -> Result<(Ubarn, Ctx<'static>)> {
+        let ctx = Ctx::new(VarBuilder::from_varmap(vm, DType::F32, dev));
+        let model = Ubarn::new(&ctx.pp("encoder"), cfg.ubarn.clone()).ctx("building U-BARN")?;
+        Ok((model, ctx))
+    };
+    let masking = DateMasking {
+        ratio: 0.3,
+        contiguous: false,
+    };
+    let vm = VarMap::new();
+    let (ubarn, ctx) = build_ubarn(&vm)?;
+    let mut obj =
+        CubeMaskedReconstruction::new(&ubarn, ctx.vb.pp("pretext"), masking, Corruption::Permute)
+            .ctx("building the pretext decoder")?;
+    seeded_init(&vm, cfg.seed).ctx("seeding U-BARN")?;
+    let pre_patches = CubePatches::new(cube.clone(), None, cfg.pretrain_patch, cfg.pretrain_patch / 2)?;
+    let pre_ld = loader(pre_patches, 8, cfg.train_dates, cfg.seed, &cube)?;
+    let start = Instant::now();
+    let mut pretrain_curve = Vec::new();
+    if let Some(path) = &cfg.encoder {
+        // variables and BatchNorm statistics (of the U-Net decoder) alike
+        load_weights(path, &vm, &ctx.buffers)?;
+    } else {
+        let mut tr = Trainer::new(
+            TrainConfig {
+                epochs: cfg.epochs,
+                lr: 2e-3,
+                min_lr: 1e-5,
+                warmup_steps: 10,
+                seed: cfg.seed,
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
+            &vm,
+            &ctx.buffers,
+            None,
+        )
+        .ctx("U-BARN pretraining")?;
+        tr.fit(&pre_ld, &mut obj).ctx("U-BARN pretraining")?;
+        pretrain_curve = epoch_means(tr.history(), pre_ld.num_batches());
+        if let Some(path) = &cfg.save_encoder {
+            save_safetensors(path, &vm, &ctx.buffers, IfExists::Replace)?;
+        }
+    }
+    let pretrain_s = start.elapsed().as_secs_f64();
+
+    let ubarn_map = |model: &Ubarn, seed: u64| -> Result<(Array2<i64>, Vec<f64>, f64)> {
+        let start = Instant::now();
+        // in chunks of 8 dates (U-Net) and 1,024 pixels (transformer), without a
+        // graph: a whole-image `forward` keeps every activation
+        let doy = full.doy().ctx("day of year")?;
+        let out = model
+            .infer(full.values(), &doy, full.pad_mask(), 8, 1024)
+            .ctx("U-BARN inference")?;
+        let (logits, losses) = train_head(&out.per_date, &train_full, classes, cfg.head_steps, seed)
+            .ctx("training the head")?;
+        Ok((argmax_map(&logits, h, w)?, losses, start.elapsed().as_secs_f64()))
+    };
+    let (ubarn_pred, head_losses, head_s) = ubarn_map(&ubarn, cfg.seed + 10)?;
+    let ubarn_result = score(UBARN, ubarn_pred, pretrain_s + head_s)?;
+
+    // Control: the same head on the same encoder at its (seeded) initialisation.
+    let vm0 = VarMap::new();
+    let (ubarn0, ctx0) = build_ubarn(&vm0)?;
+    let _decoder0 =
+        CubeMaskedReconstruction::new(&ubarn0, ctx0.vb.pp("pretext"), masking, Corruption::Permute)
+            .ctx("building the control's decoder")?;
+    seeded_init(&vm0, cfg.seed).ctx("seeding the control")?;
+    let (random_pred, _, random_s) = ubarn_map(&ubarn0, cfg.seed + 10)?;
+    let random_result = score(UBARN_RANDOM, random_pred, random_s)?;
+
+    // 2. U-TAE from scratch on labelled patches of the train pixels.
+    let uvm = VarMap::new();
+    let uctx = Ctx::new(VarBuilder::from_varmap(&uvm, DType::F32, dev));
+    let utae = Utae::new(
+        &uctx.pp("utae"),
+        UtaeConfig {
+            input_dim: cfg.ubarn.input_dim,
+            encoder_widths: vec![16, 32, 32, 64],
+            decoder_widths: vec![16, 32, 32, 64],
+            out_conv: vec![32, classes],
+            encoder_norm: Norm::Group,
+            n_head: 8,
+            d_model: 64,
+            d_k: 4,
+            ..UtaeConfig::pastis()
+        },
+    )
+    .ctx("building U-TAE")?;
+    seeded_init(&uvm, cfg.seed + 20).ctx("seeding U-TAE")?;
+    let seg_ld = loader(
+        CubePatches::new(cube.clone(), Some(train_map.clone()), cfg.patch, cfg.patch / 4)?,
+        4,
+        cfg.train_dates,
+        cfg.seed,
+        &cube,
+    )?;
+    let start = Instant::now();
+    let mut utr = Trainer::new(
+        TrainConfig {
+            epochs: cfg.utae_epochs,
+            lr: 2e-3,
+            min_lr: 1e-5,
+            warmup_steps: 10,
+            seed: cfg.seed,
+            checkpoint_every: 0,
+            ..TrainConfig::default()
+        },
+        &uvm,
+        &uctx.buffers,
+        None,
+    )
+    .ctx("U-TAE training")?;
+    // U-TAE's forward gives class logits directly (its own head): a loss in place
+    let mut seg = FnObjective::new("utae-segmentation", |b: &SitsBatch, step, _rng| {
+        let labels = b
+            .labels()
+            .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
+        let (logits, _) = utae.forward(b.values(), b.days(), step.train)?;
+        let (loss, accuracy) = cross_entropy_ignore(&logits, labels)?;
+        Ok(ObjectiveOutput {
+            loss,
+            metrics: vec![("accuracy".into(), accuracy)],
+        })
+    });
+    utr.fit(&seg_ld, &mut seg).ctx("U-TAE training")?;
+    let (logits, _) = utae
+        .forward(full.values(), full.days(), false)
+        .ctx("U-TAE inference")?;
+    let utae_pred = argmax_map(&logits, h, w)?;
+    let utae_result = score(UTAE, utae_pred, start.elapsed().as_secs_f64())?;
+    let utae_curve = epoch_means(utr.history(), seg_ld.num_batches());
+
+    // 3. Linear probe on each pixel's raw (gap-filled) series.
+    let start = Instant::now();
+    let mut filled = cube.clone();
+    fill_cube(&mut filled)?;
+    let c = filled.bands().len();
+    let v = filled.values();
+    let rows: Vec<Vec<f32>> = (0..h * w)
+        .map(|k| {
+            (0..t)
+                .flat_map(|ti| (0..c).map(move |ci| (ti, ci)))
+                .map(|(ti, ci)| v[[ti, ci, k / w, k % w]])
+                .collect()
+        })
+        .collect();
+    let train_idx: Vec<usize> = (0..h * w)
+        .filter(|&k| train_map[[k / w, k % w]] >= 0)
+        .collect();
+    let xtr = features(
+        &train_idx.iter().map(|&k| rows[k].clone()).collect::<Vec<_>>(),
+        dev,
+    )
+    .ctx("raw features")?;
+    let ytr: Vec<usize> = train_idx
+        .iter()
+        .map(|&k| train_map[[k / w, k % w]] as usize)
+        .collect();
+    let probe =
+        LinearProbe::fit(&xtr, &ytr, classes, ProbeConfig::default()).ctx("raw probe")?;
+    let all = probe
+        .predict(&features(&rows, dev).ctx("raw features")?)
+        .ctx("raw probe")?;
+    let raw_pred = Array2::from_shape_fn((h, w), |(y, x)| all[y * w + x] as i64);
+    let raw_result = score(RAW, raw_pred, start.elapsed().as_secs_f64())?;
+
+    Ok(Segmentation {
+        dates_kept: (t, t_all),
+        pixels: (count(&train_map), count(&test_map)),
+        models: vec![ubarn_result, random_result, utae_result, raw_result],
+        pretrain_curve,
+        utae_curve,
+        head_losses,
+        seconds: total.elapsed().as_secs_f64(),
+    })
+}
+
+/// The results table (OA, mIoU, IoU per class, seconds) as Markdown.
+pub fn table(s: &Segmentation, class_names: &[String]) -> String {
+    let mut header = vec!["model", "test OA", "test mIoU"];
+    header.extend(class_names.iter().map(String::as_str));
+    header.push("seconds");
+    let rows: Vec<Vec<String>> = s
+        .models
+        .iter()
+        .map(|m| {
+            let mut r = vec![
+                m.name.clone(),
+                format!("{:.4}", m.confusion.overall_accuracy()),
+                format!("{:.4}", m.confusion.miou()),
+            ];
+            r.extend(m.confusion.iou_per_class().iter().map(|v| format!("{v:.4}")));
+            r.push(format!("{:.0}", m.seconds));
+            r
+        })
+        .collect();
+    markdown_table(&header, &rows)
+}
+
+fn label_image(map: &Array2<i64>, colors: &[[u8; 3]]) -> RgbImage {
+    let (h, w) = map.dim();
+    let mut img = RgbImage::new(w, h);
+    for ((y, x), &c) in map.indexed_iter() {
+        let rgb = match usize::try_from(c) {
+            Ok(i) if i < colors.len() => colors[i],
+            Ok(_) => label_color(c),
+            Err(_) => [0, 0, 0],
+        };
+        img.set(x, y, rgb);
+    }
+    img.upscale(3)
+}
+
+/// Writes into `dir`: `maps.png` (reference, U-BARN, U-TAE, raw, split),
+/// `loss.png`, `report.md`, `results.json`, and each model's class map as
+/// `<model>.zarr` (one date, band `class`). `notes` go into the report.
+pub fn write_outputs(
+    dir: &Path,
+    input: &SegmentationInput,
+    cfg: &SegmentConfig,
+    s: &Segmentation,
+    notes: &str,
+) -> Result<()> {
+    let (h, w) = input.labels.dim();
+    let split_img = Array2::from_shape_fn((h, w), |(y, x)| match input.split[[y, x]] {
+        1 => 1,
+        2 => 3,
+        _ => -1,
+    });
+    let split_colors = [[0, 0, 0], [174, 213, 129], [0, 0, 0], [211, 47, 47]];
+    let reference = Array2::from_shape_fn((h, w), |(y, x)| {
+        if input.split[[y, x]] == 0 {
+            -1
+        } else {
+            input.labels[[y, x]]
+        }
+    });
+    let colors = &input.colors;
+    let pred = |n: &str| s.model(n).map(|m| label_image(&m.prediction, colors));
+    let mut panels = vec![label_image(&reference, colors)];
+    panels.extend([pred(UBARN), pred(UTAE), pred(RAW)].into_iter().flatten());
+    panels.push(label_image(&split_img, &split_colors));
+    RgbImage::hstack(&panels, 6).write_png(&dir.join("maps.png"))?;
+    let head_curve: Vec<(f64, f64)> = s
+        .head_losses
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            (
+                (i + 1) as f64 * cfg.epochs as f64 / cfg.head_steps.max(1) as f64,
+                l,
+            )
+        })
+        .collect();
+    line_chart(
+        &dir.join("loss.png"),
+        "training losses (head steps scaled to epochs)",
+        "epoch",
+        "loss",
+        &[
+            ("U-BARN masked reconstruction (MSE)", &s.pretrain_curve),
+            ("U-TAE cross-entropy", &s.utae_curve),
+            ("U-BARN head cross-entropy", &head_curve),
+        ],
+    )?;
+    let first = input.cube.times().to_iso().into_iter().next().unwrap_or_default();
+    let times = sits_core::dates::Timestamps::parse(&[first], "first date")
+        .map_err(sits_data::DataError::from)?;
+    for m in &s.models {
+        let values = m
+            .prediction
+            .mapv(|c| if c >= 0 { c as f32 } else { f32::NAN })
+            .insert_axis(ndarray::Axis(0))
+            .insert_axis(ndarray::Axis(0));
+        let cube = Datacube::new(values, times.clone(), vec!["class".into()])?;
+        let name = m.name.to_lowercase().replace([' ', '+', '-'], "_").replace("__", "_");
+        sits_data::zarr::write_cube(
+            &cube,
+            &dir.join(format!("{name}.zarr")),
+            Default::default(),
+            IfExists::Replace,
+        )?;
+    }
+    let table = table(s, &input.class_names);
+    let json = serde_json::json!({
+        "dates_kept": s.dates_kept.0,
+        "dates": s.dates_kept.1,
+        "train_pixels": s.pixels.0,
+        "test_pixels": s.pixels.1,
+        "config": cfg,
+        "models": s.models.iter().map(|m| serde_json::json!({
+            "model": m.name,
+            "oa": m.confusion.overall_accuracy(),
+            "miou": m.confusion.miou(),
+            "iou": input.class_names.iter().zip(m.confusion.iou_per_class()).map(|(n, v)| (n.clone(), v)).collect::<std::collections::BTreeMap<_, _>>(),
+            "confusion": m.confusion.rows(),
+            "seconds": m.seconds,
+        })).collect::<Vec<_>>(),
+        "total_seconds": s.seconds,
+    });
+    let text = serde_json::to_string_pretty(&json)
+        .map_err(|e| TaskError::Settings(format!("serialising the results: {e}")))?;
+    write_atomic(&dir.join("results.json"), text.as_bytes())?;
+    let md = format!(
+        "# Segmentation\n\n{} of {} dates kept, {} train and {} test pixels.\n\n{table}\n\n\
+         ![maps](maps.png)\n\nPanels: reference, U-BARN SSL, U-TAE, raw probe, split \
+         (green train, red test).\n\n![loss](loss.png)\n\n{notes}\n",
+        s.dates_kept.0, s.dates_kept.1, s.pixels.0, s.pixels.1
+    );
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    Ok(())
+}
