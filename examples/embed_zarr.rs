@@ -5,11 +5,13 @@
 //!    27 x 37) tiled `--tile` x `--tile` times in space, written to Zarr window by
 //!    window (`CubeWriter`), so the full cube never sits in memory.
 //! 2. Pretrains a pixel transformer (masked reconstruction, a few epochs) on the
-//!    bundled cube's pixel-years and freezes it.
-//! 3. Reads the tiled store `--block` x `--block` pixels at a time (all dates),
-//!    cuts every pixel into its complete agricultural years, gap-fills, normalises,
-//!    embeds (mean over dates, 64 values) and writes the embedding cube
-//!    `(years, 64, H, W)` to `embeddings.zarr`, a block at a time.
+//!    bundled cube's pixel-years and saves it as an encoder folder
+//!    (`sits_tasks::pretrain`).
+//! 3. Streams the tiled store through it with `sits_tasks::embed::embed_to_zarr`
+//!    (what `sits embed` does): `--block` x `--block` pixels at a time (all dates),
+//!    every pixel cut into its complete agricultural years, gap-filled, normalised,
+//!    embedded (mean over dates, 64 values) into the embedding cube
+//!    `(years, 64, H, W)` `embeddings.zarr`, a block at a time.
 //! 4. Prints the input size, the block size and the peak resident memory (VmHWM of
 //!    /proc/self/status) after pretraining and at the end.
 //!
@@ -18,21 +20,18 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::Array4;
-use sits::experiment::{embed_rows, pretrain_encoder, ExperimentConfig};
+use sits::experiment::ExperimentConfig;
 use sits::sits_core::io::IfExists;
-use sits::sits_data::datasets::{self, agricultural_years, DtwsatCube};
-use sits::sits_data::gapfill::fill_series;
+use sits::sits_data::datasets::{self, DtwsatCube};
 use sits::sits_data::io_util::prepare_run_dir;
-use sits::sits_data::norm::NormStats;
-use sits::sits_data::samples::Series;
 use sits::sits_data::zarr::{CubeChunks, CubeWriter, ZarrCube};
-use sits::sits_data::SampleSet;
-use sits::sits_ssl::embed::Pooling;
+use sits::tasks::embed::{embed_to_zarr, CubeSource, StreamOptions};
+use sits::tasks::encoder::SavedEncoder;
+use sits::tasks::input::{Input, Periods};
+use sits::tasks::pretrain::{pretrain, PoolingChoice, PretrainConfig};
 
 /// Embed a tiled Zarr cube block by block.
 #[derive(Parser, Debug)]
@@ -107,105 +106,78 @@ fn run() -> Res<()> {
     );
 
     // 2. a frozen encoder pretrained on the bundled cube's pixel-years
-    let (mut train, _) = d.pixel_years(23)?;
-    for s in train.series_mut() {
-        fill_series(s)?;
-    }
-    let stats = NormStats::of_samples(&train, 1e-4)?;
-    stats.apply_samples(&mut train)?;
-    let cfg = ExperimentConfig {
-        epochs: args.epochs,
-        progress: true,
-        ..ExperimentConfig::default()
+    let bundled = Input::Cube {
+        cube: Box::new(d.cube),
+        labels: Vec::new(),
+        class_names: Vec::new(),
+    };
+    let cfg = PretrainConfig {
+        periods: Periods {
+            start_month: 9,
+            dates: Some(23),
+            any_length: false,
+        },
+        pooling: PoolingChoice::Mean,
+        experiment: ExperimentConfig {
+            epochs: args.epochs,
+            progress: true,
+            ..ExperimentConfig::default()
+        },
+        max_series: None,
     };
     let device = candle_core::Device::Cpu;
-    let pre = pretrain_encoder(&Arc::new(train), &cfg, &device)?;
-    let dim = cfg.d_model;
-    drop(d);
+    let pre = pretrain(&bundled, &cfg, "dtwsat cube", "embed_zarr example", &device)?;
+    let enc_dir = args.out.join("encoder");
+    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Replace)?;
+    let seconds = pre.pretrained.seconds;
+    drop((pre, bundled));
+    let enc = SavedEncoder::load(&enc_dir, &device)?;
     let rss_after_pretraining = peak_rss_mib();
     println!(
-        "encoder: pretrained {} epochs in {:.1} s; peak memory so far {:.0} MiB",
+        "encoder: pretrained {} epochs in {seconds:.1} s, saved to {}; peak memory so far {:.0} MiB",
         args.epochs,
-        pre.seconds,
+        enc_dir.display(),
         rss_after_pretraining.unwrap_or(f64::NAN)
     );
 
     // 3. stream blocks through the encoder
     let src = ZarrCube::open_path(&input)?;
-    let years = agricultural_years(src.times(), 9, 23);
-    if years.is_empty() {
-        return Err("the input has no complete agricultural year of 23 dates".into());
-    }
-    let firsts: Vec<usize> = years.iter().map(|(_, idx)| idx[0]).collect();
-    let out_times = src.times().select(&firsts);
-    let bands: Vec<String> = (0..dim).map(|k| format!("emb{k}")).collect();
     let output = args.out.join("embeddings.zarr");
-    let out_writer = CubeWriter::create(
-        &output,
-        &out_times,
-        bands.clone(),
-        [h, w],
-        CubeChunks {
-            t: years.len(),
-            c: dim,
-            y: args.block,
-            x: args.block,
-        },
-        None,
-        IfExists::Replace,
-    )?;
-    let blocks: Vec<(usize, usize)> = (0..h)
-        .step_by(args.block)
-        .flat_map(|r| (0..w).step_by(args.block).map(move |c| (r, c)))
-        .collect();
-    let bar = ProgressBar::new(blocks.len() as u64);
+    let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} blocks {per_sec} ETA {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = std::time::Instant::now();
     let block_bytes = t * c * args.block * args.block * 4;
-    for &(r, col) in &blocks {
-        let (bh, bw) = (args.block.min(h - r), args.block.min(w - col));
-        let win = src.read(0..t, r..r + bh, col..col + bw)?;
-        let mut series = Vec::with_capacity(years.len() * bh * bw);
-        for (_, idx) in &years {
-            for y in 0..bh {
-                for x in 0..bw {
-                    let px = win.pixel_series(y, x)?;
-                    let values = px.values.select(ndarray::Axis(0), idx);
-                    let valid = idx.iter().map(|&k| px.valid[k]).collect();
-                    let mut s = Series::new(values, px.times.select(idx), Some(valid))?;
-                    fill_series(&mut s)?;
-                    series.push(s);
-                }
-            }
-        }
-        let mut set = SampleSet::new(series, src.bands().to_vec(), None, Vec::new(), None)?;
-        stats.apply_samples(&mut set)?;
-        let z = embed_rows(&pre.model, &Arc::new(set), Pooling::Mean, &device)?;
-        let mut out = Array4::<f32>::zeros((years.len(), dim, bh, bw));
-        for (k, row) in z.iter().enumerate() {
-            let (yi, p) = (k / (bh * bw), k % (bh * bw));
-            for (e, &v) in row.iter().enumerate() {
-                out[[yi, e, p / bw, p % bw]] = v;
-            }
-        }
-        out_writer.write_window(r, col, out.view())?;
-        bar.inc(1);
-    }
+    let done = embed_to_zarr(
+        &enc,
+        &CubeSource::Zarr(&src),
+        &input.display().to_string(),
+        &output,
+        StreamOptions {
+            block: args.block,
+            if_exists: IfExists::Replace,
+        },
+        &device,
+        &mut |i, n| {
+            bar.set_length(n as u64);
+            bar.set_position(i as u64);
+        },
+    )?;
     bar.finish_and_clear();
-    out_writer.finish()?;
     let secs = start.elapsed().as_secs_f64();
     let back = ZarrCube::open_path(&output)?;
+    let pixel_years = done.periods.len() * h * w;
     println!(
-        "output: {} ({} years x {dim} x {h} x {w}), {} blocks of {}x{} pixels in {secs:.1} s ({:.0} pixel-years/s)",
+        "output: {} ({} years x {} x {h} x {w}), {} blocks of {}x{} pixels in {secs:.1} s ({:.0} pixel-years/s)",
         output.display(),
         back.shape()[0],
-        blocks.len(),
+        done.dims,
+        done.blocks,
         args.block,
         args.block,
-        (years.len() * h * w) as f64 / secs
+        pixel_years as f64 / secs
     );
     let peak = peak_rss_mib();
     println!(
@@ -220,7 +192,7 @@ fn run() -> Res<()> {
         mib(input_bytes),
         mib(block_bytes),
         peak.unwrap_or(f64::NAN),
-        years.len() * h * w
+        pixel_years
     );
     Ok(())
 }

@@ -128,7 +128,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         s.pixels.0,
         s.pixels.1
     );
-    println!("\ntest blocks (IoU per class):\n{}", table(&s, &input.class_names));
+    println!(
+        "\ntest blocks (IoU per class):\n{}",
+        table(&s, &input.class_names)
+    );
     write_outputs(
         &args.out,
         &input,

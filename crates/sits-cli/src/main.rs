@@ -26,11 +26,12 @@ use sits_tasks::changes::{changes, Distance};
 use sits_tasks::classify::{class_map, classify, ClassifyConfig, Points};
 use sits_tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
 use sits_tasks::embed::{
-    embed_cube, embed_series, read_embeddings, write_embedding_outputs, Embeddings,
+    embed_cube, embed_series, embed_to_zarr, read_embeddings, write_embedding_pngs, CubeSource,
+    Embeddings, StreamOptions,
 };
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::{ExperimentConfig, Method};
-use sits_tasks::input::{output_dir, read, read_cube, Periods};
+use sits_tasks::input::{output_dir, read, read_cube, Input, Periods};
 use sits_tasks::maps::write_map;
 use sits_tasks::pretrain::{pretrain, PoolingChoice, PretrainConfig};
 use sits_tasks::{few_label, TaskError};
@@ -81,6 +82,9 @@ enum Command {
         /// The encoder folder (from `sits pretrain`, or a shipped one in data/encoders).
         #[arg(long)]
         encoder: PathBuf,
+        /// Pixels per side of a processing block (memory is bounded by one block).
+        #[arg(long, default_value_t = 64)]
+        block: usize,
     },
     /// K-means on pixel-period embeddings and on trajectories: maps as PNG and Zarr.
     Cluster {
@@ -118,6 +122,10 @@ enum Command {
         #[arg(long)]
         points: Option<PathBuf>,
     },
+    /// Segmentation of a cube folder with a per-pixel label layer and a split layer:
+    /// self-supervised U-BARN + head, its random-init control, U-TAE from scratch and
+    /// a raw per-pixel probe, scored on the test pixels.
+    Segment(SegmentArgs),
     /// The few-label experiment: pretrain, probe at 1/5/10/100 % of the labels
     /// against raw series and a random encoder, fine-tune.
     Experiment {
@@ -138,6 +146,37 @@ enum Command {
         #[arg(long, default_value = "out/experiment")]
         out: PathBuf,
     },
+}
+
+#[derive(Args, Debug)]
+struct SegmentArgs {
+    /// A cube folder holding the label and split layers (`.npy`, height x width).
+    input: PathBuf,
+    /// The output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// The layer of per-pixel class ids (for example `lulc` for lulc.npy).
+    #[arg(long)]
+    labels: String,
+    /// The layer of per-pixel splits: 1 train, 2 test, anything else unused.
+    #[arg(long)]
+    split: String,
+    /// The class ids to evaluate, in class order (comma-separated); other ids are
+    /// ignored. Default: every id >= 0, named from metadata.json.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<i64>>,
+    /// U-BARN pretraining epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// U-TAE training epochs.
+    #[arg(long, default_value_t = 12)]
+    utae_epochs: usize,
+    /// Keep the dates where at least this fraction of the image is cloud-free.
+    #[arg(long, default_value_t = 0.05)]
+    min_clear: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 /// Input and output of the map commands.
@@ -286,30 +325,63 @@ fn run(cli: Cli) -> Res<()> {
             );
         }
         Command::Pretrain(a) => pretrain_cmd(a, &cli.device, cli.quiet, start)?,
-        Command::Embed { io, encoder } => {
+        Command::Embed { io, encoder, block } => {
             let device = sits_tasks::device(&cli.device)?;
             let enc = SavedEncoder::load(&encoder, &device)?;
             let out = output_dir(&io.out, &[&io.input])?;
-            let input = read_cube(&io.input, io.patch)?;
-            let pb = spinner(cli.quiet, "embedding");
-            let (e, pp) = embed_cube(&enc, &input, &show(&io.input), &device)?;
-            pb.finish_and_clear();
-            write_embedding_outputs(&e, &out, if_exists(io.overwrite))?;
+            let what = show(&io.input);
+            let zarr = out.join("embeddings.zarr");
+            let ow = if_exists(io.overwrite);
+            let opts = StreamOptions {
+                block,
+                if_exists: ow,
+            };
+            let bar = if cli.quiet {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new(0)
+            };
+            let mut tick = |i: usize, n: usize| {
+                bar.set_length(n as u64);
+                bar.set_position(i as u64);
+            };
+            // a Zarr cube is streamed a block at a time; other layouts are read whole
+            let done = match sits_data::open::open(&io.input)? {
+                sits_data::open::Opened::ZarrCube(z) => {
+                    let src = CubeSource::Zarr(&z);
+                    embed_to_zarr(&enc, &src, &what, &zarr, opts, &device, &mut tick)?
+                }
+                _ => {
+                    let Input::Cube { cube, .. } = read_cube(&io.input, io.patch)? else {
+                        return Err("not a cube".into());
+                    };
+                    let src = CubeSource::Memory(&cube);
+                    embed_to_zarr(&enc, &src, &what, &zarr, opts, &device, &mut tick)?
+                }
+            };
+            bar.finish_and_clear();
+            // the PNGs need every embedding in memory: skipped when that is too much
+            match read_embeddings(&zarr) {
+                Ok(e) => {
+                    write_embedding_pngs(&e, &out, ow)?;
+                }
+                Err(e) => println!("note: no PNG ({e})"),
+            }
             println!(
-                "embedded {} pixel-periods ({} x {} pixels, periods {:?}) with {}; wrote {}/embeddings.zarr and embeddings.png",
-                e.rows.len(),
-                e.grid.size.0,
-                e.grid.size.1,
-                e.grid.periods,
+                "embedded {} pixel-periods (periods {:?}) in {} blocks with {}; wrote {}/embeddings.zarr and embeddings.png",
+                done.pixel_periods,
+                done.periods,
+                done.blocks,
                 show(&encoder),
                 show(&out)
             );
             println!(
-                "result: pixel_periods={} periods={} dims={} skipped={} seconds={:.1}",
-                e.rows.len(),
-                e.grid.periods.len(),
-                e.rows.first().map_or(0, Vec::len),
-                pp.skipped,
+                "result: pixel_periods={} periods={} dims={} skipped={} blocks={} seconds={:.1}",
+                done.pixel_periods,
+                done.periods.len(),
+                done.dims,
+                done.skipped,
+                done.blocks,
                 start.elapsed().as_secs_f64()
             );
         }
@@ -425,6 +497,7 @@ fn run(cli: Cli) -> Res<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        Command::Segment(a) => segment_cmd(a, &cli.device)?,
         Command::Experiment {
             data,
             method,
@@ -514,6 +587,81 @@ fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> R
         pre.card.objective,
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn segment_cmd(a: SegmentArgs, device: &str) -> Res<()> {
+    use sits_tasks::segment::{segment, table, write_outputs, SegmentConfig, SegmentationInput};
+    let device = sits_tasks::device(device)?;
+    let out = output_dir(&a.out, &[&a.input])?;
+    let folder = sits_data::folder::CubeFolder::read(&a.input)?;
+    let layer = |name: &str| -> Res<ndarray::Array2<i64>> {
+        let path = a.input.join(format!("{name}.npy"));
+        let arr = folder.layer(name)?.to_i64(&path)?;
+        let (_, _, h, w) = folder.cube.shape();
+        if arr.shape() != [h, w] {
+            return Err(format!(
+                "{}: shape {:?}, expected the cube's (height, width) = ({h}, {w})",
+                path.display(),
+                arr.shape()
+            )
+            .into());
+        }
+        Ok(arr.into_shape_with_order((h, w))?)
+    };
+    let ids = layer(&a.labels)?;
+    let split = layer(&a.split)?.mapv(|s| u8::try_from(s).unwrap_or(0));
+    let (labels, class_names) = match &a.classes {
+        Some(list) => (
+            ids.mapv(|id| list.iter().position(|&c| c == id).map_or(-1, |i| i as i64)),
+            list.iter()
+                .map(|&id| {
+                    usize::try_from(id)
+                        .ok()
+                        .and_then(|i| folder.class_names.get(i))
+                        .filter(|n| !n.is_empty())
+                        .cloned()
+                        .unwrap_or_else(|| format!("class {id}"))
+                })
+                .collect(),
+        ),
+        None => (ids.mapv(|id| id.max(-1)), folder.class_names.clone()),
+    };
+    let cfg = SegmentConfig {
+        epochs: a.epochs,
+        utae_epochs: a.utae_epochs,
+        min_clear: a.min_clear,
+        seed: a.seed,
+        save_encoder: Some(out.join("ubarn_pretrained.safetensors")),
+        ..SegmentConfig::default()
+    };
+    let mut cfg = cfg;
+    cfg.ubarn.input_dim = folder.cube.bands().len();
+    let input = SegmentationInput {
+        cube: folder.cube,
+        labels,
+        split,
+        class_names,
+        colors: Vec::new(),
+    };
+    let s = segment(&input, &cfg, &device)?;
+    println!("{}", table(&s, &input.class_names));
+    write_outputs(
+        &out,
+        &input,
+        &cfg,
+        &s,
+        &format!("Command: `{}`", command_line()),
+    )?;
+    println!(
+        "{} of {} dates kept, {} train and {} test pixels; outputs in {}",
+        s.dates_kept.0,
+        s.dates_kept.1,
+        s.pixels.0,
+        s.pixels.1,
+        show(&out)
+    );
+    println!("{} seconds={:.1}", s.result_line(), s.seconds);
     Ok(())
 }
 

@@ -189,3 +189,97 @@ fn an_output_inside_the_input_is_refused_before_any_work() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("inside the input"));
     assert!(!inside.exists(), "the refused output was created");
 }
+
+#[test]
+fn segment_a_cube_folder_with_label_and_split_layers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec = SyntheticCube {
+        years: 1,
+        dates_per_year: 8,
+        size: (32, 32),
+        ..SyntheticCube::default()
+    };
+    let dir = tmp.path().join("cube");
+    sits_data::folder::write_cube_folder(&cube(&spec).expect("cube"), &dir, IfExists::Refuse)
+        .expect("cube folder");
+    // land-cover ids 10/20/30 for the three stripes, and a block split
+    let ids =
+        ndarray::Array2::from_shape_fn((32, 32), |(r, c)| 10 * (spec.kind(r, c, 0) as i64 + 1));
+    let split =
+        ndarray::Array2::from_shape_fn(
+            (32, 32),
+            |(r, c)| if (r / 8 + c / 8) % 4 == 0 { 2u8 } else { 1 },
+        );
+    sits_data::npy::write_npy(
+        &dir.join("lulc.npy"),
+        &ids.view().into_dyn(),
+        IfExists::Refuse,
+    )
+    .expect("lulc");
+    sits_data::npy::write_npy(
+        &dir.join("split.npy"),
+        &split.view().into_dyn(),
+        IfExists::Refuse,
+    )
+    .expect("split");
+    let meta_path = dir.join("metadata.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("read")).expect("json");
+    meta["files"]["lulc.npy"] = serde_json::json!({"shape": [32, 32]});
+    meta["files"]["split.npy"] = serde_json::json!({"shape": [32, 32]});
+    std::fs::write(&meta_path, meta.to_string()).expect("write");
+
+    let out = tmp.path().join("seg");
+    let r = result(&sits(&[
+        "segment",
+        s(&dir),
+        "--out",
+        s(&out),
+        "--labels",
+        "lulc",
+        "--split",
+        "split",
+        "--classes",
+        "10,20,30",
+        "--epochs",
+        "1",
+        "--utae-epochs",
+        "1",
+    ]));
+    for key in ["ubarn_miou", "utae_miou", "raw_miou"] {
+        let v: f64 = get(&r, key).parse().expect("number");
+        assert!((0.0..=1.0).contains(&v), "{key}={v}");
+    }
+    // clean synthetic stripes: the raw per-pixel probe finds them
+    assert!(get(&r, "raw_miou").parse::<f64>().expect("number") > 0.8);
+    let files: Vec<String> = std::fs::read_dir(&out)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    for f in [
+        "maps.png",
+        "report.md",
+        "results.json",
+        "ubarn_ssl.zarr",
+        "utae.zarr",
+    ] {
+        assert!(files.iter().any(|x| x == f), "{f} missing from {files:?}");
+    }
+    // a layer that is not there is named
+    let o = sits(&[
+        "segment",
+        s(&dir),
+        "--out",
+        s(&tmp.path().join("seg2")),
+        "--labels",
+        "crops",
+        "--split",
+        "split",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("crops"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -61,15 +61,7 @@ pub fn embed_cube(
     };
     enc.check_input(what, cube.bands(), Some(cube.times()))?;
     let cube = select_bands(cube, &enc.card.bands, what, &enc.dir)?;
-    // a mean-pooled encoder reads periods of any number of dates
-    let periods = match enc.card.pooling {
-        sits_ssl::embed::Pooling::Mean => crate::input::Periods {
-            any_length: true,
-            ..enc.card.periods
-        },
-        sits_ssl::embed::Pooling::Flatten { .. } => enc.card.periods,
-    };
-    let mut pp = pixel_periods(&cube, labels, class_names, periods, what)?;
+    let mut pp = pixel_periods(&cube, labels, class_names, enc.card.periods, what)?;
     let rows = embed_series(enc, &pp.set, device)?;
     enc.card.norm.apply_samples(&mut pp.set)?;
     Ok((
@@ -277,17 +269,28 @@ pub fn rgb_maps(e: &Embeddings) -> Vec<sits_repr::render::RgbImage> {
 }
 
 /// Writes the embeddings of `e` into `dir`: `embeddings.zarr` (see
-/// [`write_embeddings`]), `embeddings_{period}.png` and the panel `embeddings.png`
-/// (see [`rgb_maps`]). Returns the paths written.
+/// [`write_embeddings`]) and the PNGs of [`write_embedding_pngs`]. Returns the paths
+/// written.
 pub fn write_embedding_outputs(
     e: &Embeddings,
     dir: &Path,
     if_exists: IfExists,
 ) -> Result<Vec<std::path::PathBuf>> {
-    let mut written = Vec::new();
     let zarr = dir.join("embeddings.zarr");
     write_embeddings(e, &zarr, if_exists)?;
-    written.push(zarr);
+    let mut written = vec![zarr];
+    written.extend(write_embedding_pngs(e, dir, if_exists)?);
+    Ok(written)
+}
+
+/// Writes `embeddings_{period}.png` and the panel `embeddings.png` (see
+/// [`rgb_maps`]) into `dir`. Returns the paths written.
+pub fn write_embedding_pngs(
+    e: &Embeddings,
+    dir: &Path,
+    if_exists: IfExists,
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
     let (h, w) = e.grid.size;
     let scale = crate::maps::png_scale(h, w);
     let images: Vec<_> = rgb_maps(e).into_iter().map(|i| i.upscale(scale)).collect();
@@ -302,4 +305,159 @@ pub fn write_embedding_outputs(
     sits_repr::render::RgbImage::hstack(&images, 6).write_png(&panel)?;
     written.push(panel);
     Ok(written)
+}
+
+/// A cube that can be read a window at a time: a cube in memory or a Zarr store.
+pub enum CubeSource<'a> {
+    /// A cube in memory.
+    Memory(&'a Datacube),
+    /// A Zarr cube store, read a window at a time (only the chunks it touches).
+    Zarr(&'a sits_data::zarr::ZarrCube<zarrs::filesystem::FilesystemStore>),
+}
+
+impl CubeSource<'_> {
+    fn shape(&self) -> [usize; 4] {
+        match self {
+            CubeSource::Memory(c) => {
+                let (t, b, h, w) = c.shape();
+                [t, b, h, w]
+            }
+            CubeSource::Zarr(z) => z.shape(),
+        }
+    }
+
+    fn times(&self) -> &Timestamps {
+        match self {
+            CubeSource::Memory(c) => c.times(),
+            CubeSource::Zarr(z) => z.times(),
+        }
+    }
+
+    fn bands(&self) -> &[String] {
+        match self {
+            CubeSource::Memory(c) => c.bands(),
+            CubeSource::Zarr(z) => z.bands(),
+        }
+    }
+
+    fn window(&self, row: usize, col: usize, h: usize, w: usize) -> Result<Datacube> {
+        Ok(match self {
+            CubeSource::Memory(c) => c.window(row, col, h, w)?,
+            CubeSource::Zarr(z) => {
+                let t = z.shape()[0];
+                z.read(0..t, row..row + h, col..col + w)?
+            }
+        })
+    }
+}
+
+/// How [`embed_to_zarr`] works through a cube.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Pixels per side of a block (memory is bounded by one block).
+    pub block: usize,
+    /// Whether an existing output store may be replaced.
+    pub if_exists: IfExists,
+}
+
+/// What [`embed_to_zarr`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    /// Pixel-periods embedded.
+    pub pixel_periods: usize,
+    /// Pixel-periods left out (no valid observation).
+    pub skipped: usize,
+    /// The periods, in order.
+    pub periods: Vec<i32>,
+    /// Length of one embedding.
+    pub dims: usize,
+    /// Blocks processed.
+    pub blocks: usize,
+}
+
+/// Embeds every pixel of `source` in every period of the encoder's calendar into
+/// the Zarr cube `path` (the layout of [`write_embeddings`]), `block` x `block`
+/// pixels at a time: memory is bounded by one block of input and output, not by the
+/// cube. `opts.block` sets the block side. `on_block` is called after each block (a progress bar, say). Bands are
+/// matched by name; a mismatch is refused before any block is read.
+pub fn embed_to_zarr(
+    enc: &SavedEncoder,
+    source: &CubeSource<'_>,
+    what: &str,
+    path: &Path,
+    opts: StreamOptions,
+    device: &Device,
+    on_block: &mut dyn FnMut(usize, usize),
+) -> Result<Streamed> {
+    let StreamOptions { block, if_exists } = opts;
+    if block == 0 {
+        return Err(TaskError::Settings(
+            "the block side must be at least 1".into(),
+        ));
+    }
+    enc.check_input(what, source.bands(), Some(source.times()))?;
+    let [_, _, h, w] = source.shape();
+    // the periods the encoder will read, found from the dates alone
+    let probe = Datacube::new(
+        Array4::<f32>::zeros((source.times().len(), source.bands().len(), 1, 1)),
+        source.times().clone(),
+        source.bands().to_vec(),
+    )?;
+    let probe = select_bands(&probe, &enc.card.bands, what, &enc.dir)?;
+    let layout = pixel_periods(&probe, &[], &[], enc.card.periods, what)?;
+    let periods = layout.grid.periods.clone();
+    let dims = enc.card.embedding_len();
+    let times = Timestamps::parse(&layout.grid.period_starts, "period starts")
+        .map_err(sits_data::DataError::from)?;
+    let bands: Vec<String> = (0..dims).map(|i| format!("e{i}")).collect();
+    let chunks = CubeChunks {
+        t: 1,
+        c: dims.max(1),
+        y: block.min(h).max(1),
+        x: block.min(w).max(1),
+    };
+    let writer =
+        sits_data::zarr::CubeWriter::create(path, &times, bands, [h, w], chunks, None, if_exists)?;
+    let origins: Vec<(usize, usize)> = (0..h)
+        .step_by(block)
+        .flat_map(|r| (0..w).step_by(block).map(move |c| (r, c)))
+        .collect();
+    let (mut n, mut skipped) = (0usize, 0usize);
+    for (i, &(r, c)) in origins.iter().enumerate() {
+        let (bh, bw) = (block.min(h - r), block.min(w - c));
+        let win = select_bands(
+            &source.window(r, c, bh, bw)?,
+            &enc.card.bands,
+            what,
+            &enc.dir,
+        )?;
+        let mut out = Array4::<f32>::from_elem((periods.len(), dims, bh, bw), f32::NAN);
+        match pixel_periods(&win, &[], &[], enc.card.periods, what) {
+            Ok(pp) => {
+                let rows = embed_series(enc, &pp.set, device)?;
+                for (p, row) in pp.grid.index.iter().zip(&rows) {
+                    if let Some(t) = periods.iter().position(|&y| y == p.period) {
+                        for (j, &v) in row.iter().enumerate() {
+                            out[[t, j, p.row, p.col]] = v;
+                        }
+                    }
+                }
+                n += rows.len();
+                skipped += pp.skipped;
+            }
+            // a block where no pixel has a valid observation stays NaN
+            Err(TaskError::Input { .. }) => skipped += periods.len() * bh * bw,
+            Err(e) => return Err(e),
+        }
+        writer.write_window(r, c, out.view())?;
+        on_block(i + 1, origins.len());
+    }
+    writer.finish()?;
+    Ok(Streamed {
+        pixel_periods: n,
+        skipped,
+        periods,
+        dims,
+        blocks: origins.len(),
+    })
 }

@@ -207,7 +207,9 @@ fn argmax_map(logits: &Tensor, h: usize, w: usize) -> Result<Array2<i64>> {
         .and_then(|a| a.flatten_all())
         .and_then(|a| a.to_vec1())
         .ctx("argmax of the logits")?;
-    Ok(Array2::from_shape_fn((h, w), |(y, x)| am[y * wp + x] as i64))
+    Ok(Array2::from_shape_fn((h, w), |(y, x)| {
+        am[y * wp + x] as i64
+    }))
 }
 
 /// A segmentation head on frozen per-date maps `(1, T, d, H, W)`: the `T` per-date
@@ -291,9 +293,10 @@ fn epoch_means(history: &[StepRecord], per_epoch: usize) -> Vec<(f64, f64)> {
 }
 
 fn check(input: &SegmentationInput, cfg: &SegmentConfig) -> Result<usize> {
-    if cfg.patch == 0 || !cfg.patch.is_multiple_of(8) {
+    if cfg.patch < 16 || !cfg.patch.is_multiple_of(8) {
         return Err(TaskError::Settings(format!(
-            "the U-TAE patch side {} must be a positive multiple of 8",
+            "the U-TAE patch side {} must be a multiple of 8 and at least 16 (its three \
+             down-samplings need 2 pixels left at the deepest level)",
             cfg.patch
         )));
     }
@@ -304,6 +307,15 @@ fn check(input: &SegmentationInput, cfg: &SegmentConfig) -> Result<usize> {
         )));
     }
     let (_, c, h, w) = input.cube.shape();
+    if h < cfg.patch || w < cfg.patch {
+        return Err(TaskError::input(
+            "segmentation cube",
+            format!(
+                "{h} x {w} pixels, smaller than the U-TAE patch side {}",
+                cfg.patch
+            ),
+        ));
+    }
     if input.labels.dim() != (h, w) || input.split.dim() != (h, w) {
         return Err(TaskError::input(
             "segmentation labels",
@@ -320,10 +332,14 @@ fn check(input: &SegmentationInput, cfg: &SegmentConfig) -> Result<usize> {
             cfg.ubarn.input_dim
         )));
     }
-    let classes = input
-        .class_names
-        .len()
-        .max(input.labels.iter().copied().max().map_or(0, |m| (m + 1).max(0) as usize));
+    let classes = input.class_names.len().max(
+        input
+            .labels
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| (m + 1).max(0) as usize),
+    );
     let count = |s: u8| {
         input
             .labels
@@ -347,7 +363,11 @@ fn check(input: &SegmentationInput, cfg: &SegmentConfig) -> Result<usize> {
 }
 
 /// Runs the three models on `input` (see the module docs).
-pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> Result<Segmentation> {
+pub fn segment(
+    input: &SegmentationInput,
+    cfg: &SegmentConfig,
+    dev: &Device,
+) -> Result<Segmentation> {
     let classes = check(input, cfg)?;
     let total = Instant::now();
     let (t_all, _, h, w) = input.cube.shape();
@@ -426,7 +446,12 @@ pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> 
         CubeMaskedReconstruction::new(&ubarn, ctx.vb.pp("pretext"), masking, Corruption::Permute)
             .ctx("building the pretext decoder")?;
     seeded_init(&vm, cfg.seed).ctx("seeding U-BARN")?;
-    let pre_patches = CubePatches::new(cube.clone(), None, cfg.pretrain_patch, cfg.pretrain_patch / 2)?;
+    let pre_patches = CubePatches::new(
+        cube.clone(),
+        None,
+        cfg.pretrain_patch,
+        cfg.pretrain_patch / 2,
+    )?;
     let pre_ld = loader(pre_patches, 8, cfg.train_dates, cfg.seed, &cube)?;
     let start = Instant::now();
     let mut pretrain_curve = Vec::new();
@@ -465,9 +490,14 @@ pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> 
         let out = model
             .infer(full.values(), &doy, full.pad_mask(), 8, 1024)
             .ctx("U-BARN inference")?;
-        let (logits, losses) = train_head(&out.per_date, &train_full, classes, cfg.head_steps, seed)
-            .ctx("training the head")?;
-        Ok((argmax_map(&logits, h, w)?, losses, start.elapsed().as_secs_f64()))
+        let (logits, losses) =
+            train_head(&out.per_date, &train_full, classes, cfg.head_steps, seed)
+                .ctx("training the head")?;
+        Ok((
+            argmax_map(&logits, h, w)?,
+            losses,
+            start.elapsed().as_secs_f64(),
+        ))
     };
     let (ubarn_pred, head_losses, head_s) = ubarn_map(&ubarn, cfg.seed + 10)?;
     let ubarn_result = score(UBARN, ubarn_pred, pretrain_s + head_s)?;
@@ -502,7 +532,12 @@ pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> 
     .ctx("building U-TAE")?;
     seeded_init(&uvm, cfg.seed + 20).ctx("seeding U-TAE")?;
     let seg_ld = loader(
-        CubePatches::new(cube.clone(), Some(train_map.clone()), cfg.patch, cfg.patch / 4)?,
+        CubePatches::new(
+            cube.clone(),
+            Some(train_map.clone()),
+            cfg.patch,
+            cfg.patch / 4,
+        )?,
         4,
         cfg.train_dates,
         cfg.seed,
@@ -562,7 +597,10 @@ pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> 
         .filter(|&k| train_map[[k / w, k % w]] >= 0)
         .collect();
     let xtr = features(
-        &train_idx.iter().map(|&k| rows[k].clone()).collect::<Vec<_>>(),
+        &train_idx
+            .iter()
+            .map(|&k| rows[k].clone())
+            .collect::<Vec<_>>(),
         dev,
     )
     .ctx("raw features")?;
@@ -570,8 +608,7 @@ pub fn segment(input: &SegmentationInput, cfg: &SegmentConfig, dev: &Device) -> 
         .iter()
         .map(|&k| train_map[[k / w, k % w]] as usize)
         .collect();
-    let probe =
-        LinearProbe::fit(&xtr, &ytr, classes, ProbeConfig::default()).ctx("raw probe")?;
+    let probe = LinearProbe::fit(&xtr, &ytr, classes, ProbeConfig::default()).ctx("raw probe")?;
     let all = probe
         .predict(&features(&rows, dev).ctx("raw features")?)
         .ctx("raw probe")?;
@@ -603,7 +640,12 @@ pub fn table(s: &Segmentation, class_names: &[String]) -> String {
                 format!("{:.4}", m.confusion.overall_accuracy()),
                 format!("{:.4}", m.confusion.miou()),
             ];
-            r.extend(m.confusion.iou_per_class().iter().map(|v| format!("{v:.4}")));
+            r.extend(
+                m.confusion
+                    .iou_per_class()
+                    .iter()
+                    .map(|v| format!("{v:.4}")),
+            );
             r.push(format!("{:.0}", m.seconds));
             r
         })
@@ -626,8 +668,9 @@ fn label_image(map: &Array2<i64>, colors: &[[u8; 3]]) -> RgbImage {
 }
 
 /// Writes into `dir`: `maps.png` (reference, U-BARN, U-TAE, raw, split),
-/// `loss.png`, `report.md`, `results.json`, and each model's class map as
-/// `<model>.zarr` (one date, band `class`). `notes` go into the report.
+/// `loss.png`, `report.md`, `results.json`, and each model's class map as a Zarr
+/// store (one date, band `class`): `ubarn_ssl.zarr`, `ubarn_random_init.zarr`,
+/// `utae.zarr`, `raw_probe.zarr`. `notes` go into the report.
 pub fn write_outputs(
     dir: &Path,
     input: &SegmentationInput,
@@ -677,7 +720,13 @@ pub fn write_outputs(
             ("U-BARN head cross-entropy", &head_curve),
         ],
     )?;
-    let first = input.cube.times().to_iso().into_iter().next().unwrap_or_default();
+    let first = input
+        .cube
+        .times()
+        .to_iso()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let times = sits_core::dates::Timestamps::parse(&[first], "first date")
         .map_err(sits_data::DataError::from)?;
     for m in &s.models {
@@ -687,7 +736,12 @@ pub fn write_outputs(
             .insert_axis(ndarray::Axis(0))
             .insert_axis(ndarray::Axis(0));
         let cube = Datacube::new(values, times.clone(), vec!["class".into()])?;
-        let name = m.name.to_lowercase().replace([' ', '+', '-'], "_").replace("__", "_");
+        let name = match m.name.as_str() {
+            UBARN => "ubarn_ssl",
+            UBARN_RANDOM => "ubarn_random_init",
+            UTAE => "utae",
+            _ => "raw_probe",
+        };
         sits_data::zarr::write_cube(
             &cube,
             &dir.join(format!("{name}.zarr")),

@@ -7,7 +7,9 @@ use candle_core::Device;
 use sits_core::io::IfExists;
 use sits_tasks::changes::{changes, Distance};
 use sits_tasks::cluster::{cluster, ClusterConfig};
-use sits_tasks::embed::{embed_cube, read_embeddings, write_embedding_outputs};
+use sits_tasks::embed::{
+    embed_cube, embed_to_zarr, read_embeddings, write_embedding_outputs, CubeSource, StreamOptions,
+};
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::ExperimentConfig;
 use sits_tasks::input::{read, Input, Periods};
@@ -204,4 +206,77 @@ fn periods_without_enough_dates_are_refused_before_training() {
         ..Periods::default()
     };
     assert!(pretrain(&input, &cfg, "synthetic", "test", &Device::Cpu).is_err());
+}
+
+#[test]
+fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Device::Cpu;
+    let spec = SyntheticCube {
+        size: (11, 13),
+        ..SyntheticCube::default()
+    };
+    let c = cube(&spec).expect("cube");
+    let zarr = tmp.path().join("region.zarr");
+    sits_data::zarr::write_cube(&c, &zarr, Default::default(), IfExists::Refuse).expect("zarr");
+    let input = read(&zarr, None).expect("read");
+    let pre = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain");
+    let enc_dir = tmp.path().join("encoder");
+    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    let (whole, _) = embed_cube(&enc, &input, "whole", &dev).expect("embed in memory");
+
+    let sits_data::open::Opened::ZarrCube(z) = sits_data::open::open(&zarr).expect("open") else {
+        panic!("not a Zarr cube")
+    };
+    let out = tmp.path().join("streamed.zarr");
+    let mut calls = Vec::new();
+    // blocks of 4 x 4: edge blocks of 3 x 1 pixels too
+    let done = embed_to_zarr(
+        &enc,
+        &CubeSource::Zarr(&z),
+        "streamed",
+        &out,
+        StreamOptions {
+            block: 4,
+            if_exists: IfExists::Refuse,
+        },
+        &dev,
+        &mut |i, n| calls.push((i, n)),
+    )
+    .expect("stream");
+    assert_eq!(done.blocks, 3 * 4);
+    assert_eq!(calls.last(), Some(&(12, 12)));
+    assert_eq!(done.pixel_periods, whole.rows.len());
+    let back = read_embeddings(&out).expect("read back");
+    assert_eq!(back.grid.index.len(), whole.grid.index.len());
+    // the same pixel-periods in the same order (period, row, column)
+    for (a, b) in back.grid.index.iter().zip(&whole.grid.index) {
+        assert_eq!((a.row, a.col, a.period), (b.row, b.col, b.period));
+    }
+    // batches of other sizes may change the last float bits of a matmul
+    let worst = back
+        .rows
+        .iter()
+        .zip(&whole.rows)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 1e-5,
+        "streamed and whole-cube embeddings differ by {worst}"
+    );
+    // an existing output is not replaced without asking
+    assert!(embed_to_zarr(
+        &enc,
+        &CubeSource::Zarr(&z),
+        "again",
+        &out,
+        StreamOptions {
+            block: 4,
+            if_exists: IfExists::Refuse,
+        },
+        &dev,
+        &mut |_, _| {}
+    )
+    .is_err());
 }

@@ -1,0 +1,105 @@
+//! The segmentation job on a small synthetic cube with per-pixel classes (three
+//! vegetation types in stripes) and a block split: every model is trained and
+//! scored, a seed repeats the run exactly, and bad labels are refused.
+
+use candle_core::Device;
+use ndarray::Array2;
+use sits_tasks::segment::{
+    segment, write_outputs, SegmentConfig, SegmentationInput, RAW, UBARN, UTAE,
+};
+use sits_tasks::synthetic::{cube, SyntheticCube};
+
+fn input() -> SegmentationInput {
+    let spec = SyntheticCube {
+        years: 1,
+        dates_per_year: 10,
+        size: (16, 16),
+        bands: vec!["ndvi".into(), "nir".into()],
+        ..SyntheticCube::default()
+    };
+    let c = cube(&spec)
+        .expect("cube")
+        .select_bands(&["ndvi"])
+        .expect("one band");
+    let labels = Array2::from_shape_fn((16, 16), |(r, col)| spec.kind(r, col, 0) as i64);
+    // test: the 4 x 4 blocks on the diagonal
+    let split = Array2::from_shape_fn((16, 16), |(r, col)| if r / 4 == col / 4 { 2 } else { 1 });
+    SegmentationInput {
+        cube: c,
+        labels,
+        split,
+        class_names: vec!["a".into(), "b".into(), "c".into()],
+        colors: Vec::new(),
+    }
+}
+
+fn small() -> SegmentConfig {
+    SegmentConfig {
+        epochs: 1,
+        utae_epochs: 1,
+        head_steps: 10,
+        pretrain_patch: 8,
+        patch: 16,
+        train_dates: 6,
+        ..SegmentConfig::default()
+    }
+}
+
+#[test]
+fn every_model_is_trained_scored_and_written() {
+    let dev = Device::Cpu;
+    let inp = input();
+    let s = segment(&inp, &small(), &dev).expect("segment");
+    assert_eq!(s.dates_kept, (10, 10));
+    assert_eq!(s.pixels, (256 - 64, 64));
+    assert_eq!(s.models.len(), 4);
+    for m in &s.models {
+        assert_eq!(m.prediction.dim(), (16, 16));
+        assert_eq!(
+            m.confusion.total(),
+            64,
+            "{} scored on the test pixels only",
+            m.name
+        );
+    }
+    // the raw probe separates the three stripes of clean synthetic phenologies
+    let raw = s.model(RAW).expect("raw").confusion.overall_accuracy();
+    assert!(raw > 0.9, "raw probe OA {raw}");
+    assert!(s.result_line().starts_with("result: ubarn_miou="));
+    assert!(s.model(UBARN).is_some() && s.model(UTAE).is_some());
+    assert_eq!(s.pretrain_curve.len(), 1);
+    assert_eq!(s.head_losses.len(), 10);
+
+    let again = segment(&inp, &small(), &dev).expect("segment again");
+    for (a, b) in s.models.iter().zip(&again.models) {
+        assert_eq!(a.prediction, b.prediction, "{} is not repeatable", a.name);
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_outputs(dir.path(), &inp, &small(), &s, "test").expect("outputs");
+    for f in [
+        "maps.png",
+        "loss.png",
+        "report.md",
+        "results.json",
+        "raw_probe.zarr",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+}
+
+#[test]
+fn labels_of_another_size_or_without_a_test_split_are_refused() {
+    let dev = Device::Cpu;
+    let mut inp = input();
+    inp.labels = Array2::zeros((8, 8));
+    let err = segment(&inp, &small(), &dev).expect_err("size");
+    assert!(err.to_string().contains("cube's size (16, 16)"), "{err}");
+    let mut inp = input();
+    inp.split.fill(1);
+    let err = segment(&inp, &small(), &dev).expect_err("no test pixel");
+    assert!(err.to_string().contains("0 test"), "{err}");
+    let mut cfg = small();
+    cfg.patch = 12;
+    assert!(segment(&input(), &cfg, &dev).is_err());
+}
