@@ -158,6 +158,7 @@ fn run() -> Res<()> {
         StreamOptions {
             block: args.block,
             if_exists: IfExists::Replace,
+            rgb_max_pixels: 0,
         },
         &device,
         &mut |i, n| {

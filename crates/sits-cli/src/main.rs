@@ -26,7 +26,7 @@ use sits_tasks::changes::{changes, Distance};
 use sits_tasks::classify::{class_map, classify, ClassifyConfig, Points};
 use sits_tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
 use sits_tasks::embed::{
-    embed_cube, embed_series, embed_to_zarr, read_embeddings, write_embedding_pngs, CubeSource,
+    embed_cube, embed_series, embed_to_zarr, read_embeddings, write_rgb_pngs, CubeSource,
     Embeddings, StreamOptions,
 };
 use sits_tasks::encoder::SavedEncoder;
@@ -335,6 +335,7 @@ fn run(cli: Cli) -> Res<()> {
             let opts = StreamOptions {
                 block,
                 if_exists: ow,
+                rgb_max_pixels: 64 << 20,
             };
             let bar = if cli.quiet {
                 indicatif::ProgressBar::hidden()
@@ -360,12 +361,11 @@ fn run(cli: Cli) -> Res<()> {
                 }
             };
             bar.finish_and_clear();
-            // the PNGs need every embedding in memory: skipped when that is too much
-            match read_embeddings(&zarr) {
-                Ok(e) => {
-                    write_embedding_pngs(&e, &out, ow)?;
+            match &done.rgb {
+                Some(images) => {
+                    write_rgb_pngs(images, &done.periods, &out, ow)?;
                 }
-                Err(e) => println!("note: no PNG ({e})"),
+                None => println!("note: no PNG (more than 64 M pixels in all periods)"),
             }
             println!(
                 "embedded {} pixel-periods (periods {:?}) in {} blocks with {}; wrote {}/embeddings.zarr and embeddings.png",

@@ -215,54 +215,80 @@ pub fn principal_axes(rows: &[Vec<f32>], k: usize, iters: usize) -> (Vec<f64>, V
     (mean, axes)
 }
 
-/// One RGB image per period: the first three principal components of the
-/// embeddings (axes fitted on at most 2,000 rows spread over the input) as red,
-/// green and blue, each stretched between its 2nd and 98th percentiles; black
+/// Colours for embeddings: their first three principal components as red, green
+/// and blue, each stretched between its 2nd and 98th percentiles over the rows it
+/// was fitted on.
+#[derive(Debug, Clone)]
+pub struct RgbProjector {
+    mean: Vec<f64>,
+    axes: Vec<Vec<f64>>,
+    lo: [f64; 3],
+    hi: [f64; 3],
+}
+
+impl RgbProjector {
+    /// Fits the axes and the stretch on at most 2,000 of `rows`, spread over them.
+    pub fn fit(rows: &[Vec<f32>]) -> Self {
+        let step = rows.len().div_ceil(2000).max(1);
+        let sample: Vec<Vec<f32>> = rows.iter().step_by(step).cloned().collect();
+        let (mean, axes) = principal_axes(&sample, 3, 200);
+        let mut me = Self {
+            mean,
+            axes,
+            lo: [0.0; 3],
+            hi: [1.0; 3],
+        };
+        let proj: Vec<[f64; 3]> = sample.iter().map(|r| me.components(r)).collect();
+        for c in 0..3 {
+            let mut v: Vec<f64> = proj.iter().map(|p| p[c]).collect();
+            v.sort_by(f64::total_cmp);
+            if let (Some(&a), Some(&b)) = (v.get(v.len() * 2 / 100), v.get(v.len() * 98 / 100)) {
+                me.lo[c] = a;
+                me.hi[c] = if b > a { b } else { a + 1.0 };
+            }
+        }
+        me
+    }
+
+    fn components(&self, r: &[f32]) -> [f64; 3] {
+        let mut p = [0.0; 3];
+        for (pc, ax) in p.iter_mut().zip(&self.axes) {
+            *pc = r
+                .iter()
+                .zip(&self.mean)
+                .zip(ax)
+                .map(|((&v, m), a)| (v as f64 - m) * a)
+                .sum();
+        }
+        p
+    }
+
+    /// The colour of one embedding.
+    pub fn color(&self, r: &[f32]) -> [u8; 3] {
+        let q = self.components(r);
+        let mut rgb = [0u8; 3];
+        for c in 0..3 {
+            rgb[c] = (255.0 * ((q[c] - self.lo[c]) / (self.hi[c] - self.lo[c])).clamp(0.0, 1.0))
+                .round() as u8;
+        }
+        rgb
+    }
+}
+
+/// One RGB image per period (see [`RgbProjector`], fitted on all rows); black
 /// where a pixel has no embedding.
 pub fn rgb_maps(e: &Embeddings) -> Vec<sits_repr::render::RgbImage> {
     let (h, w) = e.grid.size;
-    let step = e.rows.len().div_ceil(2000).max(1);
-    let sample: Vec<Vec<f32>> = e.rows.iter().step_by(step).cloned().collect();
-    let (mean, axes) = principal_axes(&sample, 3, 200);
-    let proj: Vec<[f64; 3]> = e
-        .rows
-        .iter()
-        .map(|r| {
-            let mut p = [0.0; 3];
-            for (pc, ax) in p.iter_mut().zip(&axes) {
-                *pc = r
-                    .iter()
-                    .zip(&mean)
-                    .zip(ax)
-                    .map(|((&v, m), a)| (v as f64 - m) * a)
-                    .sum();
-            }
-            p
-        })
-        .collect();
-    let mut lo = [0.0; 3];
-    let mut hi = [1.0; 3];
-    for c in 0..3 {
-        let mut v: Vec<f64> = proj.iter().map(|p| p[c]).collect();
-        v.sort_by(f64::total_cmp);
-        if let (Some(&a), Some(&b)) = (v.get(v.len() * 2 / 100), v.get(v.len() * 98 / 100)) {
-            lo[c] = a;
-            hi[c] = if b > a { b } else { a + 1.0 };
-        }
-    }
+    let proj = RgbProjector::fit(&e.rows);
     let mut images: Vec<sits_repr::render::RgbImage> = e
         .grid
         .periods
         .iter()
         .map(|_| sits_repr::render::RgbImage::new(w, h))
         .collect();
-    for (p, q) in e.grid.index.iter().zip(&proj) {
+    for (p, r) in e.grid.index.iter().zip(&e.rows) {
         if let Some(t) = e.grid.period_index(p.period) {
-            let mut rgb = [0u8; 3];
-            for c in 0..3 {
-                rgb[c] = (255.0 * ((q[c] - lo[c]) / (hi[c] - lo[c])).clamp(0.0, 1.0)).round() as u8;
-            }
-            images[t].set(p.col, p.row, rgb);
+            images[t].set(p.col, p.row, proj.color(r));
         }
     }
     images
@@ -290,11 +316,22 @@ pub fn write_embedding_pngs(
     dir: &Path,
     if_exists: IfExists,
 ) -> Result<Vec<std::path::PathBuf>> {
+    write_rgb_pngs(&rgb_maps(e), &e.grid.periods, dir, if_exists)
+}
+
+/// Writes one image per period as `embeddings_{period}.png` and the panel
+/// `embeddings.png` into `dir`, magnified for small cubes. Returns the paths.
+pub fn write_rgb_pngs(
+    images: &[sits_repr::render::RgbImage],
+    periods: &[i32],
+    dir: &Path,
+    if_exists: IfExists,
+) -> Result<Vec<std::path::PathBuf>> {
     let mut written = Vec::new();
-    let (h, w) = e.grid.size;
+    let (w, h) = images.first().map_or((1, 1), |i| (i.width, i.height));
     let scale = crate::maps::png_scale(h, w);
-    let images: Vec<_> = rgb_maps(e).into_iter().map(|i| i.upscale(scale)).collect();
-    for (img, period) in images.iter().zip(&e.grid.periods) {
+    let images: Vec<_> = images.iter().map(|i| i.upscale(scale)).collect();
+    for (img, period) in images.iter().zip(periods) {
         let p = dir.join(format!("embeddings_{period}.png"));
         sits_data::io_util::check_file_output(&p, if_exists)?;
         img.write_png(&p)?;
@@ -358,6 +395,10 @@ pub struct StreamOptions {
     pub block: usize,
     /// Whether an existing output store may be replaced.
     pub if_exists: IfExists,
+    /// Also draw one RGB image per period (colours fitted on the first block with
+    /// data, see [`RgbProjector`]), when the images hold at most this many pixels
+    /// in all (0: never).
+    pub rgb_max_pixels: usize,
 }
 
 /// What [`embed_to_zarr`] wrote.
@@ -373,6 +414,8 @@ pub struct Streamed {
     pub dims: usize,
     /// Blocks processed.
     pub blocks: usize,
+    /// One RGB image per period, when asked for and small enough.
+    pub rgb: Option<Vec<sits_repr::render::RgbImage>>,
 }
 
 /// Embeds every pixel of `source` in every period of the encoder's calendar into
@@ -389,7 +432,11 @@ pub fn embed_to_zarr(
     device: &Device,
     on_block: &mut dyn FnMut(usize, usize),
 ) -> Result<Streamed> {
-    let StreamOptions { block, if_exists } = opts;
+    let StreamOptions {
+        block,
+        if_exists,
+        rgb_max_pixels,
+    } = opts;
     if block == 0 {
         return Err(TaskError::Settings(
             "the block side must be at least 1".into(),
@@ -410,8 +457,9 @@ pub fn embed_to_zarr(
     let times = Timestamps::parse(&layout.grid.period_starts, "period starts")
         .map_err(sits_data::DataError::from)?;
     let bands: Vec<String> = (0..dims).map(|i| format!("e{i}")).collect();
+    // one chunk per block holds every period: a block is written in one piece
     let chunks = CubeChunks {
-        t: 1,
+        t: periods.len().max(1),
         c: dims.max(1),
         y: block.min(h).max(1),
         x: block.min(w).max(1),
@@ -423,6 +471,14 @@ pub fn embed_to_zarr(
         .flat_map(|r| (0..w).step_by(block).map(move |c| (r, c)))
         .collect();
     let (mut n, mut skipped) = (0usize, 0usize);
+    let mut rgb: Option<Vec<sits_repr::render::RgbImage>> =
+        (periods.len().saturating_mul(h).saturating_mul(w) <= rgb_max_pixels).then(|| {
+            periods
+                .iter()
+                .map(|_| sits_repr::render::RgbImage::new(w, h))
+                .collect()
+        });
+    let mut colors: Option<RgbProjector> = None;
     for (i, &(r, c)) in origins.iter().enumerate() {
         let (bh, bw) = (block.min(h - r), block.min(w - c));
         let win = select_bands(
@@ -435,10 +491,16 @@ pub fn embed_to_zarr(
         match pixel_periods(&win, &[], &[], enc.card.periods, what) {
             Ok(pp) => {
                 let rows = embed_series(enc, &pp.set, device)?;
+                if rgb.is_some() && colors.is_none() && rows.len() >= 2 {
+                    colors = Some(RgbProjector::fit(&rows));
+                }
                 for (p, row) in pp.grid.index.iter().zip(&rows) {
                     if let Some(t) = periods.iter().position(|&y| y == p.period) {
                         for (j, &v) in row.iter().enumerate() {
                             out[[t, j, p.row, p.col]] = v;
+                        }
+                        if let (Some(images), Some(proj)) = (rgb.as_mut(), colors.as_ref()) {
+                            images[t].set(c + p.col, r + p.row, proj.color(row));
                         }
                     }
                 }
@@ -459,5 +521,6 @@ pub fn embed_to_zarr(
         periods,
         dims,
         blocks: origins.len(),
+        rgb,
     })
 }

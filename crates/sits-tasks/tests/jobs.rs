@@ -240,12 +240,16 @@ fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube()
         StreamOptions {
             block: 4,
             if_exists: IfExists::Refuse,
+            rgb_max_pixels: 1 << 20,
         },
         &dev,
         &mut |i, n| calls.push((i, n)),
     )
     .expect("stream");
     assert_eq!(done.blocks, 3 * 4);
+    let rgb = done.rgb.as_ref().expect("RGB images asked for");
+    assert_eq!(rgb.len(), 3);
+    assert_eq!((rgb[0].width, rgb[0].height), (13, 11));
     assert_eq!(calls.last(), Some(&(12, 12)));
     assert_eq!(done.pixel_periods, whole.rows.len());
     let back = read_embeddings(&out).expect("read back");
@@ -274,6 +278,7 @@ fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube()
         StreamOptions {
             block: 4,
             if_exists: IfExists::Refuse,
+            rgb_max_pixels: 1 << 20,
         },
         &dev,
         &mut |_, _| {}
