@@ -35,6 +35,7 @@ pub mod few_label;
 pub mod input;
 pub mod inspect;
 pub mod maps;
+pub mod pimc;
 pub mod planar;
 pub mod pretrain;
 pub mod report;
