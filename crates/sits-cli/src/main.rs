@@ -23,11 +23,11 @@ use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use sits_core::io::IfExists;
 use sits_tasks::changes::{changes, Distance};
-use sits_tasks::classify::{class_map, classify, ClassifyConfig, Points};
+use sits_tasks::classify::{class_map, classify, points_for, ClassifyConfig, Points};
 use sits_tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
 use sits_tasks::embed::{
-    embed_cube, embed_series, embed_to_zarr, read_embeddings, write_rgb_pngs, CubeSource,
-    Embeddings, StreamOptions,
+    embed_cube, embed_to_zarr, read_embeddings, write_rgb_pngs, CubeSource, Embeddings,
+    StreamOptions,
 };
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::{ExperimentConfig, Method};
@@ -452,25 +452,14 @@ fn run(cli: Cli) -> Res<()> {
             let out = output_dir(&io.out, &[&io.input])?;
             // the labelled points are checked before the cube is embedded
             let pts_set = match &points {
-                Some(p) => Some(labelled_points(&enc, p)?),
+                Some(p) => Some(points_for(&enc, p)?),
                 None => None,
             };
             let input = read_cube(&io.input, io.patch)?;
             let pb = spinner(cli.quiet, "embedding");
             let (e, _) = embed_cube(&enc, &input, &show(&io.input), &device)?;
             let pts = match pts_set {
-                Some(set) => {
-                    let rows = embed_series(&enc, &set, &device)?;
-                    Points {
-                        rows,
-                        labels: set.labels().map(<[usize]>::to_vec).unwrap_or_default(),
-                        splits: match set.splits() {
-                            Some(s) => s.iter().map(|&x| Some(x)).collect(),
-                            None => vec![None; set.len()],
-                        },
-                        class_names: set.class_names().to_vec(),
-                    }
-                }
+                Some(set) => Points::from_samples(&enc, &set, &device)?,
                 None => Points::from_grid(&e.rows, &e.grid),
             };
             pb.finish_and_clear();
@@ -688,38 +677,4 @@ fn embeddings(io: &MapIo, encoder: Option<&Path>, quiet: bool, device: &Device) 
             other => other,
         })?,
     })
-}
-
-/// A labelled sample set for `classify`, checked against the encoder: labels, its
-/// bands (selected by name), gap-filled, of the encoder's length.
-fn labelled_points(enc: &SavedEncoder, path: &Path) -> Res<sits_data::SampleSet> {
-    let set = sits_data::open::open_samples(path)?;
-    if set.labels().is_none() {
-        return Err(format!("{}: the points have no labels", show(path)).into());
-    }
-    enc.check_input(&show(path), set.bands(), None)?;
-    let names: Vec<&str> = enc.card.bands.iter().map(String::as_str).collect();
-    let set = set.select_bands(&names)?;
-    let (set, _, _) = sits_tasks::pretrain::training_series(
-        &sits_tasks::input::Input::Samples(Box::new(set)),
-        enc.card.periods,
-        true,
-        &show(path),
-    )?;
-    let want = enc.card.dates();
-    if let sits_ssl::embed::Pooling::Flatten { .. } = enc.card.pooling {
-        if set.max_len() != want {
-            return Err(TaskError::Mismatch {
-                input: show(path),
-                encoder: enc.dir.clone(),
-                what: format!(
-                    "the encoder reads series of {want} dates ({}); the points have {}",
-                    enc.card.date_convention(),
-                    set.max_len()
-                ),
-            }
-            .into());
-        }
-    }
-    Ok(set)
 }

@@ -10,10 +10,19 @@ use sits_data::Split;
 use sits_ssl::metrics::ConfusionMatrix;
 use sits_ssl::probe::{features, LinearProbe, ProbeConfig};
 
+use std::path::Path;
+
+use sits_data::SampleSet;
+use sits_ssl::embed::Pooling;
+
 use crate::cluster::period_times;
+use crate::embed::embed_series;
+use crate::encoder::SavedEncoder;
 use crate::error::{Context, Result, TaskError};
 use crate::input::Grid;
+use crate::input::Input;
 use crate::maps::{MapKind, MapStack};
+use crate::pretrain::training_series;
 
 /// Settings of [`classify`].
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -51,6 +60,57 @@ impl Points {
         }
         p
     }
+}
+
+impl Points {
+    /// The points of a labelled sample set prepared by [`points_for`], embedded by
+    /// `enc`.
+    pub fn from_samples(enc: &SavedEncoder, set: &SampleSet, device: &Device) -> Result<Self> {
+        Ok(Points {
+            rows: embed_series(enc, set, device)?,
+            labels: set.labels().map(<[usize]>::to_vec).unwrap_or_default(),
+            splits: match set.splits() {
+                Some(s) => s.iter().map(|&x| Some(x)).collect(),
+                None => vec![None; set.len()],
+            },
+            class_names: set.class_names().to_vec(),
+        })
+    }
+}
+
+/// The labelled sample set at `path` made ready for `enc`: labels required, the
+/// encoder's bands selected by name, gap-filled, of the encoder's number of dates
+/// (flatten pooling). A mismatch is a [`TaskError::Mismatch`] naming what differs.
+pub fn points_for(enc: &SavedEncoder, path: &Path) -> Result<SampleSet> {
+    let what = path.display().to_string();
+    let set = sits_data::open::open_samples(path)?;
+    if set.labels().is_none() {
+        return Err(TaskError::input(&what, "the points have no labels"));
+    }
+    enc.check_input(&what, set.bands(), None)?;
+    let names: Vec<&str> = enc.card.bands.iter().map(String::as_str).collect();
+    let set = set.select_bands(&names)?;
+    let (set, _, _) = training_series(
+        &Input::Samples(Box::new(set)),
+        enc.card.periods,
+        true,
+        &what,
+    )?;
+    let want = enc.card.dates();
+    if let Pooling::Flatten { .. } = enc.card.pooling {
+        if set.max_len() != want {
+            return Err(TaskError::Mismatch {
+                input: what,
+                encoder: enc.dir.clone(),
+                what: format!(
+                    "the encoder reads series of {want} dates ({}); the points have {}",
+                    enc.card.date_convention(),
+                    set.max_len()
+                ),
+            });
+        }
+    }
+    Ok(set)
 }
 
 /// What [`classify`] found.

@@ -6,6 +6,7 @@
 use candle_core::Device;
 use sits_core::io::IfExists;
 use sits_tasks::changes::{changes, Distance};
+use sits_tasks::classify::{classify, points_for, ClassifyConfig, Points};
 use sits_tasks::cluster::{cluster, ClusterConfig};
 use sits_tasks::embed::{
     embed_cube, embed_to_zarr, read_embeddings, write_embedding_outputs, CubeSource, StreamOptions,
@@ -13,7 +14,7 @@ use sits_tasks::embed::{
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::ExperimentConfig;
 use sits_tasks::input::{read, Input, Periods};
-use sits_tasks::pretrain::{pretrain, PretrainConfig};
+use sits_tasks::pretrain::{pretrain, training_series, PretrainConfig};
 use sits_tasks::synthetic::{cube, SyntheticCube};
 use sits_tasks::TaskError;
 
@@ -144,6 +145,45 @@ fn unseen_two_band_cube_goes_through_pretrain_embed_cluster_changes() {
         "changed pixels {:.4} vs unchanged {:.4}",
         mean(&on),
         mean(&off)
+    );
+
+    // a probe trained on labelled points (a sample set of the first year's pixels,
+    // labelled with their type, every third one a test point) maps every pixel-year
+    let (series, _, _) = training_series(&input, enc.card.periods, true, "points").expect("series");
+    let n = 120;
+    let labels: Vec<usize> = e.grid.index[..n]
+        .iter()
+        .map(|p| spec.kind(p.row, p.col, 0))
+        .collect();
+    let splits: Vec<sits_data::Split> = (0..n)
+        .map(|i| {
+            if i % 3 == 0 {
+                sits_data::Split::Test
+            } else {
+                sits_data::Split::Train
+            }
+        })
+        .collect();
+    let first: Vec<usize> = (0..n).collect();
+    let pts_set = sits_data::SampleSet::new(
+        series.subset(&first).expect("subset").series().to_vec(),
+        series.bands().to_vec(),
+        Some(labels),
+        vec!["a".into(), "b".into(), "c".into()],
+        Some(splits),
+    )
+    .expect("points");
+    let pts_path = tmp.path().join("points.zarr");
+    sits_data::zarr::write_samples(&pts_set, &pts_path, IfExists::Refuse).expect("write points");
+    let ready = points_for(&enc, &pts_path).expect("points for the encoder");
+    let pts = Points::from_samples(&enc, &ready, &dev).expect("embed points");
+    let cls = classify(&e.rows, &pts, &ClassifyConfig::default(), &dev).expect("classify");
+    assert_eq!((cls.n_train, cls.n_test), (80, 40));
+    assert_eq!(cls.predictions.len(), e.rows.len());
+    let oa = cls.test_oa.expect("test points");
+    assert!(
+        oa > 0.8,
+        "probe on the embeddings of the points: test OA {oa}"
     );
 
     // mismatches with the saved encoder are errors that name what differs
