@@ -54,8 +54,13 @@ pub fn write_atomic_with(
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     let mut tmp = builder.tempfile_in(dir)?;
     let tmp_path = tmp.path().to_path_buf();
+    let mode = tmp.as_file().metadata()?.permissions();
     write(tmp.as_file_mut(), &tmp_path)?;
-    tmp.as_file().sync_all()?;
+    // a writer that recreated the file by its path (candle's safetensors writer
+    // does) may have left a private mode: give the file back the one it was made with
+    std::fs::set_permissions(&tmp_path, mode)?;
+    // synced through its path: the handle may be that of a replaced file
+    std::fs::File::open(&tmp_path)?.sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -86,5 +91,25 @@ mod tests {
         assert!(write_atomic(dir.path(), b"x").is_err());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_writer_that_recreates_the_file_privately_does_not_change_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.txt");
+        write_atomic(&plain, b"x").unwrap();
+        let want = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        let p = dir.path().join("b.bin");
+        write_atomic_with(&p, |_, tmp| {
+            std::fs::remove_file(tmp)?;
+            std::fs::write(tmp, b"y")?;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o600))
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"y");
+        let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(got, want, "mode {got:o}, a plain atomic write gives {want:o}");
     }
 }
