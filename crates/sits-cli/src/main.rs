@@ -9,6 +9,7 @@
 //! sits cluster   INPUT [--encoder ENCODER_DIR] --out DIR
 //! sits changes   INPUT [--encoder ENCODER_DIR] --out DIR
 //! sits classify  INPUT --encoder ENCODER_DIR [--points LABELLED] --out DIR
+//! sits segment   CUBE_FOLDER --labels LAYER --split LAYER --out DIR
 //! sits experiment [--data LABELLED] --out DIR
 //! ```
 //!
