@@ -43,11 +43,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let out = output_dir(&args.out, &[&dir])?;
     let input = sits::tasks::input::read(&dir, None)?;
     let mut cfg = PretrainConfig {
-        periods: Periods {
-            start_month: 9,
-            dates: Some(23),
-            any_length: false,
-        },
+        periods: Periods::MOD13Q1_SEPTEMBER,
         ..PretrainConfig::default()
     };
     cfg.experiment.epochs = args.epochs;

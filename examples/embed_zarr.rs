@@ -112,11 +112,7 @@ fn run() -> Res<()> {
         class_names: Vec::new(),
     };
     let cfg = PretrainConfig {
-        periods: Periods {
-            start_month: 9,
-            dates: Some(23),
-            any_length: false,
-        },
+        periods: Periods::MOD13Q1_SEPTEMBER,
         pooling: PoolingChoice::Mean,
         experiment: ExperimentConfig {
             epochs: args.epochs,

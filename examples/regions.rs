@@ -45,11 +45,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let input = sits::tasks::input::read(&dir, None)?;
     // MOD13Q1 agricultural years: September to August, 23 composites
     let mut cfg = PretrainConfig {
-        periods: Periods {
-            start_month: 9,
-            dates: Some(23),
-            any_length: false,
-        },
+        periods: Periods::MOD13Q1_SEPTEMBER,
         ..PretrainConfig::default()
     };
     cfg.experiment.epochs = args.epochs;

@@ -110,6 +110,9 @@ mod tests {
         .unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"y");
         let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(got, want, "mode {got:o}, a plain atomic write gives {want:o}");
+        assert_eq!(
+            got, want,
+            "mode {got:o}, a plain atomic write gives {want:o}"
+        );
     }
 }

@@ -167,54 +167,6 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
     })
 }
 
-/// Mean and the first `k` principal axes of `rows` (power iteration with deflation,
-/// at most `iters` iterations per axis, fixed start vectors: deterministic).
-pub fn principal_axes(rows: &[Vec<f32>], k: usize, iters: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let n = rows.len().max(1) as f64;
-    let d = rows.first().map_or(0, Vec::len);
-    let mut mean = vec![0f64; d];
-    for r in rows {
-        for (m, &v) in mean.iter_mut().zip(r) {
-            *m += v as f64 / n;
-        }
-    }
-    let x: Vec<Vec<f64>> = rows
-        .iter()
-        .map(|r| r.iter().zip(&mean).map(|(&v, m)| v as f64 - m).collect())
-        .collect();
-    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-    let mut axes: Vec<Vec<f64>> = Vec::with_capacity(k);
-    for c in 0..k.min(d) {
-        let mut v: Vec<f64> = (0..d)
-            .map(|j| 1.0 + ((j * 7919 + c * 104_729) % 997) as f64 / 997.0)
-            .collect();
-        for _ in 0..iters {
-            let mut w = vec![0f64; d];
-            for r in &x {
-                let a = dot(r, &v);
-                w.iter_mut().zip(r).for_each(|(wj, rj)| *wj += a * rj);
-            }
-            // deflation: stay orthogonal to the axes found before
-            for u in &axes {
-                let a = dot(&w, u);
-                w.iter_mut().zip(u).for_each(|(wj, uj)| *wj -= a * uj);
-            }
-            let norm = dot(&w, &w).sqrt();
-            if norm == 0.0 {
-                break;
-            }
-            w.iter_mut().for_each(|wj| *wj /= norm);
-            let delta: f64 = w.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
-            v = w;
-            if delta < 1e-8 {
-                break;
-            }
-        }
-        axes.push(v);
-    }
-    (mean, axes)
-}
-
 /// Colours for embeddings: their first three principal components as red, green
 /// and blue, each stretched between its 2nd and 98th percentiles over the rows it
 /// was fitted on.
@@ -231,7 +183,7 @@ impl RgbProjector {
     pub fn fit(rows: &[Vec<f32>]) -> Self {
         let step = rows.len().div_ceil(2000).max(1);
         let sample: Vec<Vec<f32>> = rows.iter().step_by(step).cloned().collect();
-        let (mean, axes) = principal_axes(&sample, 3, 200);
+        let (mean, axes) = sits_ssl::cluster::principal_axes(&sample, 3, 200);
         let mut me = Self {
             mean,
             axes,

@@ -130,6 +130,16 @@ pub struct Periods {
     pub any_length: bool,
 }
 
+impl Periods {
+    /// MODIS MOD13Q1 16-day composites in agricultural years from 1 September: 23
+    /// dates per period (the bundled dtwSat cube and Mato Grosso series).
+    pub const MOD13Q1_SEPTEMBER: Periods = Periods {
+        start_month: 9,
+        dates: Some(23),
+        any_length: false,
+    };
+}
+
 impl Default for Periods {
     fn default() -> Self {
         Self {
