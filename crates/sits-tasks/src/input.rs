@@ -297,6 +297,11 @@ pub fn pixel_periods(
     let mut index = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut skipped = 0;
+    // the first labelled sample of each pixel and first date, as a linear search did
+    let mut by_pixel = std::collections::HashMap::with_capacity(labels.len());
+    for l in labels {
+        by_pixel.entry((l.row, l.col, l.t_start)).or_insert(l);
+    }
     for (year, idx) in &chosen {
         for row in 0..h {
             for col in 0..w {
@@ -309,9 +314,7 @@ pub fn pixel_periods(
                     continue;
                 }
                 series.push(s);
-                let sample = labels
-                    .iter()
-                    .find(|s| s.row == row && s.col == col && s.t_start == idx[0]);
+                let sample = by_pixel.get(&(row, col, idx[0])).copied();
                 index.push(PixelPeriod {
                     row,
                     col,
