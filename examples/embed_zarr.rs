@@ -155,6 +155,7 @@ fn run() -> Res<()> {
             block: args.block,
             if_exists: IfExists::Replace,
             rgb_max_pixels: 0,
+            shard: None,
         },
         &device,
         &mut |i, n| {

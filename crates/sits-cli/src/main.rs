@@ -337,6 +337,7 @@ fn run(cli: Cli) -> Res<()> {
                 block,
                 if_exists: ow,
                 rgb_max_pixels: 64 << 20,
+                shard: None,
             };
             let bar = if cli.quiet {
                 indicatif::ProgressBar::hidden()

@@ -349,8 +349,12 @@ pub struct StreamOptions {
     pub if_exists: IfExists,
     /// Also draw one RGB image per period (colours fitted on the first block with
     /// data, see [`RgbProjector`]), when the images hold at most this many pixels
-    /// in all (0: never).
+    /// in all (0: never; never for a shard).
     pub rgb_max_pixels: usize,
+    /// Write only this shard's blocks into a store shared by every worker (see
+    /// [`sits_data::zarr::SharedCubeWriter`]): blocks already done are skipped, so a
+    /// rerun finishes an interrupted shard. `None`: one process writes a new store.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// What [`embed_to_zarr`] wrote.
@@ -366,8 +370,15 @@ pub struct Streamed {
     pub dims: usize,
     /// Blocks processed.
     pub blocks: usize,
+    /// Blocks of this shard found done and skipped (a rerun).
+    pub blocks_done_before: usize,
     /// One RGB image per period, when asked for and small enough.
     pub rgb: Option<Vec<sits_repr::render::RgbImage>>,
+}
+
+enum Writer {
+    Whole(sits_data::zarr::CubeWriter),
+    Shared(sits_data::zarr::SharedCubeWriter),
 }
 
 /// Embeds every pixel of `source` in every period of the encoder's calendar into
@@ -388,7 +399,9 @@ pub fn embed_to_zarr(
         block,
         if_exists,
         rgb_max_pixels,
+        shard,
     } = opts;
+    let rgb_max_pixels = if shard.is_some() { 0 } else { rgb_max_pixels };
     if block == 0 {
         return Err(TaskError::Settings(
             "the block side must be at least 1".into(),
@@ -416,8 +429,24 @@ pub fn embed_to_zarr(
         y: block.min(h).max(1),
         x: block.min(w).max(1),
     };
-    let writer =
-        sits_data::zarr::CubeWriter::create(path, &times, bands, [h, w], chunks, None, if_exists)?;
+    let writer = match shard {
+        None => Writer::Whole(sits_data::zarr::CubeWriter::create(
+            path,
+            &times,
+            bands,
+            [h, w],
+            chunks,
+            None,
+            if_exists,
+        )?),
+        Some(_) => Writer::Shared(sits_data::zarr::SharedCubeWriter::create_or_open(
+            path,
+            &times,
+            bands,
+            [h, w],
+            chunks,
+        )?),
+    };
     let origins: Vec<(usize, usize)> = (0..h)
         .step_by(block)
         .flat_map(|r| (0..w).step_by(block).map(move |c| (r, c)))
@@ -431,7 +460,18 @@ pub fn embed_to_zarr(
                 .collect()
         });
     let mut colors: Option<RgbProjector> = None;
+    let mut done_before = 0usize;
     for (i, &(r, c)) in origins.iter().enumerate() {
+        if let (Some(s), Writer::Shared(wr)) = (shard, &writer) {
+            if !s.owns(i) {
+                continue;
+            }
+            if wr.is_done(r, c) {
+                done_before += 1;
+                on_block(i + 1, origins.len());
+                continue;
+            }
+        }
         let (bh, bw) = (block.min(h - r), block.min(w - c));
         let win = select_bands(
             &source.window(r, c, bh, bw)?,
@@ -463,16 +503,22 @@ pub fn embed_to_zarr(
             Err(TaskError::Input { .. }) => skipped += periods.len() * bh * bw,
             Err(e) => return Err(e),
         }
-        writer.write_window(r, c, out.view())?;
+        match &writer {
+            Writer::Whole(wr) => wr.write_window(r, c, out.view())?,
+            Writer::Shared(wr) => wr.write_block(r, c, out.view())?,
+        }
         on_block(i + 1, origins.len());
     }
-    writer.finish()?;
+    if let Writer::Whole(wr) = writer {
+        wr.finish()?;
+    }
     Ok(Streamed {
         pixel_periods: n,
         skipped,
         periods,
         dims,
         blocks: origins.len(),
+        blocks_done_before: done_before,
         rgb,
     })
 }

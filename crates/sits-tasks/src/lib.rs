@@ -40,6 +40,7 @@ pub mod planar;
 pub mod pretrain;
 pub mod report;
 pub mod segment;
+pub mod shard;
 pub mod synthetic;
 
 pub use error::{Result, TaskError};

@@ -281,6 +281,7 @@ fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube()
             block: 4,
             if_exists: IfExists::Refuse,
             rgb_max_pixels: 1 << 20,
+            shard: None,
         },
         &dev,
         &mut |i, n| calls.push((i, n)),
@@ -319,9 +320,154 @@ fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube()
             block: 4,
             if_exists: IfExists::Refuse,
             rgb_max_pixels: 1 << 20,
+            shard: None,
         },
         &dev,
         &mut |_, _| {}
     )
     .is_err());
+}
+
+#[test]
+fn three_shards_write_the_store_one_process_writes_and_a_rerun_skips_done_blocks() {
+    use sits_tasks::shard::Shard;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Device::Cpu;
+    let spec = SyntheticCube {
+        size: (10, 14),
+        ..SyntheticCube::default()
+    };
+    let c = cube(&spec).expect("cube");
+    let zarr = tmp.path().join("region.zarr");
+    sits_data::zarr::write_cube(&c, &zarr, Default::default(), IfExists::Refuse).expect("zarr");
+    let input = read(&zarr, None).expect("read");
+    let pre = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain");
+    let enc_dir = tmp.path().join("encoder");
+    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    let sits_data::open::Opened::ZarrCube(z) = sits_data::open::open(&zarr).expect("open") else {
+        panic!("not a Zarr cube")
+    };
+    let opts = |shard| StreamOptions {
+        block: 4,
+        if_exists: IfExists::Refuse,
+        rgb_max_pixels: 0,
+        shard,
+    };
+    let run = |path: &std::path::Path, shard| {
+        embed_to_zarr(
+            &enc,
+            &CubeSource::Zarr(&z),
+            "region",
+            path,
+            opts(shard),
+            &dev,
+            &mut |_, _| {},
+        )
+        .expect("embed")
+    };
+    let one = tmp.path().join("one.zarr");
+    run(&one, None);
+    let shared = tmp.path().join("shared.zarr");
+    let mut written = 0;
+    for i in 0..3 {
+        let s = run(&shared, Some(Shard::new(i, 3).expect("shard")));
+        assert_eq!(s.blocks, 3 * 4);
+        written += s.pixel_periods;
+    }
+    assert_eq!(written, 3 * 10 * 14);
+    let read_all = |p: &std::path::Path| {
+        sits_data::zarr::ZarrCube::open_path(p)
+            .expect("open")
+            .read_all()
+            .expect("read")
+            .values()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<u32>>()
+    };
+    assert_eq!(
+        read_all(&one),
+        read_all(&shared),
+        "3 shards differ from one process"
+    );
+
+    let w = sits_data::zarr::SharedCubeWriter::open(&shared).expect("open shared");
+    assert!(w.missing().is_empty());
+    // a worker killed before its marker: the block is missing, and a rerun of that
+    // shard writes it and nothing else
+    let (r, col) = w.blocks()[4];
+    std::fs::remove_file(
+        shared
+            .join(sits_data::zarr::DONE_DIR)
+            .join(format!("{r}_{col}")),
+    )
+    .expect("rm marker");
+    assert_eq!(w.missing(), vec![(r, col)]);
+    let again = run(&shared, Some(Shard::new(4 % 3, 3).expect("shard")));
+    assert_eq!(
+        again.blocks_done_before, 3,
+        "the shard's other done blocks are skipped"
+    );
+    assert!(w.missing().is_empty());
+    assert_eq!(read_all(&one), read_all(&shared));
+    // a deleted chunk of a done block is caught
+    let chunk = shared.join("values/c/0/0/0/1");
+    std::fs::remove_file(&chunk).expect("rm chunk");
+    assert_eq!(w.missing(), vec![(0, 4)]);
+    // another layout into the same store is refused
+    let err = embed_to_zarr(
+        &enc,
+        &CubeSource::Zarr(&z),
+        "region",
+        &shared,
+        StreamOptions {
+            block: 5,
+            ..opts(Some(Shard::new(0, 2).expect("shard")))
+        },
+        &dev,
+        &mut |_, _| {},
+    )
+    .expect_err("other chunks");
+    assert!(err.to_string().contains("another layout"), "{err}");
+}
+
+#[test]
+fn shards_come_from_the_flag_or_the_scheduler() {
+    use sits_tasks::shard::Shard;
+    assert_eq!(
+        Shard::parse("2/5").expect("parse"),
+        Shard { index: 2, count: 5 }
+    );
+    assert!(
+        Shard::parse("5/5").is_err()
+            && Shard::parse("1-4").is_err()
+            && Shard::parse("0/0").is_err()
+    );
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let slurm = Shard::from_vars(env(&[
+        ("SLURM_ARRAY_TASK_ID", "7"),
+        ("SLURM_ARRAY_TASK_MIN", "5"),
+        ("SLURM_ARRAY_TASK_COUNT", "4"),
+    ]))
+    .expect("slurm");
+    assert_eq!(slurm, Some(Shard { index: 2, count: 4 }));
+    let k8s = Shard::from_vars(env(&[
+        ("JOB_COMPLETION_INDEX", "1"),
+        ("SITS_SHARD_COUNT", "3"),
+    ]))
+    .expect("k8s");
+    assert_eq!(k8s, Some(Shard { index: 1, count: 3 }));
+    assert!(
+        Shard::from_vars(env(&[("JOB_COMPLETION_INDEX", "1")])).is_err(),
+        "a count is needed"
+    );
+    assert_eq!(Shard::from_vars(env(&[])).expect("none"), None);
 }

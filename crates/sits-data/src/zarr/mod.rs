@@ -38,10 +38,12 @@ use zarrs::storage::{ReadableStorageTraits, ReadableWritableListableStorageTrait
 
 mod cube;
 mod samples;
+mod shared;
 mod staged;
 
 pub use cube::{write_cube, write_cube_to, CubeChunks, CubeWriter, ZarrCube};
 pub use samples::{read_samples_from, write_samples, write_samples_to};
+pub use shared::{SharedCubeWriter, DONE_DIR};
 use staged::{write_store_atomic, StagedStore};
 
 use crate::cube::{Datacube, GeoInfo, Radiometry};
