@@ -35,6 +35,7 @@ use sits_tasks::experiment::{ExperimentConfig, Method};
 use sits_tasks::input::{output_dir, read, read_cube, Input, Periods};
 use sits_tasks::maps::write_map;
 use sits_tasks::pretrain::{pretrain, PoolingChoice, PretrainConfig};
+use sits_tasks::shard::Shard;
 use sits_tasks::{few_label, TaskError};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -86,6 +87,17 @@ enum Command {
         /// Pixels per side of a processing block (memory is bounded by one block).
         #[arg(long, default_value_t = 64)]
         block: usize,
+        /// Write only shard i of n (0-based) into a store shared by every worker;
+        /// without it, SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX with
+        /// SITS_SHARD_COUNT pick the shard when set. Done blocks are skipped.
+        #[arg(long)]
+        shard: Option<String>,
+    },
+    /// Checks a store written by sharded workers: the blocks not done yet, and the
+    /// done blocks whose chunks are missing.
+    Verify {
+        /// The shared store (for example OUT/embeddings.zarr).
+        store: PathBuf,
     },
     /// K-means on pixel-period embeddings and on trajectories: maps as PNG and Zarr.
     Cluster {
@@ -326,7 +338,42 @@ fn run(cli: Cli) -> Res<()> {
             );
         }
         Command::Pretrain(a) => pretrain_cmd(a, &cli.device, cli.quiet, start)?,
-        Command::Embed { io, encoder, block } => {
+        Command::Verify { store } => {
+            let w = sits_data::zarr::SharedCubeWriter::open(&store)?;
+            let missing = w.missing();
+            let blocks = w.blocks().len();
+            for (r, c) in missing.iter().take(20) {
+                println!("missing: block at row {r}, col {c}");
+            }
+            if missing.len() > 20 {
+                println!("... and {} more", missing.len() - 20);
+            }
+            println!(
+                "result: store={} blocks={blocks} done={} missing={}",
+                show(&store),
+                blocks - missing.len(),
+                missing.len()
+            );
+            if !missing.is_empty() {
+                return Err(format!(
+                    "{}: {} of {blocks} blocks are missing; rerun the shards that own them \
+                     (done blocks are skipped)",
+                    show(&store),
+                    missing.len()
+                )
+                .into());
+            }
+        }
+        Command::Embed {
+            io,
+            encoder,
+            block,
+            shard,
+        } => {
+            let shard = match &shard {
+                Some(s) => Some(Shard::parse(s)?),
+                None => Shard::from_env()?,
+            };
             let device = sits_tasks::device(&cli.device)?;
             let enc = SavedEncoder::load(&encoder, &device)?;
             let out = output_dir(&io.out, &[&io.input])?;
@@ -337,7 +384,7 @@ fn run(cli: Cli) -> Res<()> {
                 block,
                 if_exists: ow,
                 rgb_max_pixels: 64 << 20,
-                shard: None,
+                shard,
             };
             let bar = if cli.quiet {
                 indicatif::ProgressBar::hidden()
@@ -367,6 +414,7 @@ fn run(cli: Cli) -> Res<()> {
                 Some(images) => {
                     write_rgb_pngs(images, &done.periods, &out, ow)?;
                 }
+                None if shard.is_some() => println!("note: no PNG for a shard"),
                 None => println!("note: no PNG (more than 64 M pixels in all periods)"),
             }
             println!(
@@ -377,13 +425,16 @@ fn run(cli: Cli) -> Res<()> {
                 show(&encoder),
                 show(&out)
             );
+            let shard_txt =
+                shard.map_or("none".to_string(), |s| format!("{}/{}", s.index, s.count));
             println!(
-                "result: pixel_periods={} periods={} dims={} skipped={} blocks={} seconds={:.1}",
+                "result: pixel_periods={} periods={} dims={} skipped={} blocks={} shard={shard_txt} blocks_done_before={} seconds={:.1}",
                 done.pixel_periods,
                 done.periods.len(),
                 done.dims,
                 done.skipped,
                 done.blocks,
+                done.blocks_done_before,
                 start.elapsed().as_secs_f64()
             );
         }

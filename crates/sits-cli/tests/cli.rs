@@ -283,3 +283,130 @@ fn segment_a_cube_folder_with_label_and_split_layers() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn three_worker_processes_fill_one_store_and_verify_checks_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let spec = SyntheticCube {
+        size: (10, 14),
+        ..SyntheticCube::default()
+    };
+    let zarr = t.join("region.zarr");
+    sits_data::zarr::write_cube(
+        &cube(&spec).expect("cube"),
+        &zarr,
+        Default::default(),
+        IfExists::Refuse,
+    )
+    .expect("write zarr");
+    let enc = t.join("encoder");
+    result(&sits(&[
+        "pretrain",
+        s(&zarr),
+        "--out",
+        s(&enc),
+        "--epochs",
+        "1",
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+    ]));
+    // one process
+    let one = t.join("one");
+    result(&sits(&[
+        "embed",
+        s(&zarr),
+        "--encoder",
+        s(&enc),
+        "--out",
+        s(&one),
+        "--block",
+        "4",
+    ]));
+    // three workers at once, the third picking its shard from a Kubernetes-style index
+    let shared = t.join("shared");
+    let spawn = |args: Vec<String>, env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_sits"))
+            .args(&args)
+            .arg("--quiet")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let base: Vec<String> = [
+        "embed",
+        s(&zarr),
+        "--encoder",
+        s(&enc),
+        "--out",
+        s(&shared),
+        "--block",
+        "4",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    let with = |extra: &[&str]| {
+        base.iter()
+            .cloned()
+            .chain(extra.iter().map(|x| x.to_string()))
+            .collect()
+    };
+    let workers = vec![
+        spawn(with(&["--shard", "0/3"]), &[]),
+        spawn(with(&["--shard", "1/3"]), &[]),
+        spawn(
+            with(&[]),
+            &[("JOB_COMPLETION_INDEX", "2"), ("SITS_SHARD_COUNT", "3")],
+        ),
+    ];
+    for w in workers {
+        let o = w.wait_with_output().expect("wait");
+        let r = result(&o);
+        assert!(get(&r, "shard").ends_with("/3"));
+    }
+    let store = shared.join("embeddings.zarr");
+    let r = result(&sits(&["verify", s(&store)]));
+    assert_eq!((get(&r, "blocks"), get(&r, "missing")), ("12", "0"));
+    let bits = |p: &Path| {
+        sits_data::zarr::ZarrCube::open_path(p)
+            .expect("open")
+            .read_all()
+            .expect("read")
+            .values()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<u32>>()
+    };
+    assert_eq!(
+        bits(&one.join("embeddings.zarr")),
+        bits(&store),
+        "three workers differ from one process"
+    );
+    // a deleted chunk is caught, and a rerun of its shard rewrites that block only
+    std::fs::remove_file(store.join("values/c/0/0/2/3")).expect("rm chunk");
+    std::fs::remove_file(store.join(sits_data::zarr::DONE_DIR).join("8_12")).expect("rm marker");
+    let o = sits(&["verify", s(&store)]);
+    assert!(!o.status.success());
+    let last = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.ends_with("missing=1"), "{last}");
+    let r = result(&sits(
+        &with(&["--shard", "2/3"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    assert_eq!(get(&r, "blocks_done_before"), "3");
+    assert_eq!(get(&result(&sits(&["verify", s(&store)])), "missing"), "0");
+    assert_eq!(bits(&one.join("embeddings.zarr")), bits(&store));
+}

@@ -159,10 +159,31 @@ pub fn prepare_run_dir(dir: &Path) -> Result<()> {
         }
         Err(e) => return Err(DataError::io(dir, e)),
     }
-    write_atomic(
-        &dir.join(RUN_MARKER),
-        b"This folder was made by a sits run; a later run may replace the files in it.\n",
-    )
+    // The marker is the folder's first entry, made with `create_new` and never
+    // replaced: several workers preparing the same folder at once (a sharded job)
+    // each see it empty or marked, never holding files without a marker.
+    let marker = dir.join(RUN_MARKER);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+    {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(
+                b"This folder was made by a sits run; a later run may replace the files in it.\n",
+            )
+            .map_err(|e| DataError::io(&marker, e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // an earlier (or concurrent) run's marker: probe that the folder is
+            // writable with a file that has no name in it
+            tempfile::tempfile_in(dir)
+                .map(|_| ())
+                .map_err(|e| DataError::io(dir, e))
+        }
+        Err(e) => Err(DataError::io(&marker, e)),
+    }
 }
 
 /// Checks that `path` is a folder that can be listed, so that a missing path, a file
