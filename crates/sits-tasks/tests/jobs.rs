@@ -248,6 +248,29 @@ fn periods_without_enough_dates_are_refused_before_training() {
     assert!(pretrain(&input, &cfg, "synthetic", "test", &Device::Cpu).is_err());
 }
 
+/// The synthetic cube `spec` as a Zarr store in `dir`, read back, and a tiny
+/// encoder pretrained on it, saved and loaded.
+fn zarr_and_encoder(
+    spec: &SyntheticCube,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, Input, SavedEncoder) {
+    let dev = Device::Cpu;
+    let zarr = dir.join("region.zarr");
+    sits_data::zarr::write_cube(
+        &cube(spec).expect("cube"),
+        &zarr,
+        Default::default(),
+        IfExists::Refuse,
+    )
+    .expect("zarr");
+    let input = read(&zarr, None).expect("read");
+    let pre = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain");
+    let enc_dir = dir.join("encoder");
+    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    (zarr, input, enc)
+}
+
 #[test]
 fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -256,14 +279,7 @@ fn streaming_a_zarr_cube_block_by_block_gives_the_embeddings_of_the_whole_cube()
         size: (11, 13),
         ..SyntheticCube::default()
     };
-    let c = cube(&spec).expect("cube");
-    let zarr = tmp.path().join("region.zarr");
-    sits_data::zarr::write_cube(&c, &zarr, Default::default(), IfExists::Refuse).expect("zarr");
-    let input = read(&zarr, None).expect("read");
-    let pre = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain");
-    let enc_dir = tmp.path().join("encoder");
-    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
-    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    let (zarr, input, enc) = zarr_and_encoder(&spec, tmp.path());
     let (whole, _) = embed_cube(&enc, &input, "whole", &dev).expect("embed in memory");
 
     let sits_data::open::Opened::ZarrCube(z) = sits_data::open::open(&zarr).expect("open") else {
@@ -337,14 +353,7 @@ fn three_shards_write_the_store_one_process_writes_and_a_rerun_skips_done_blocks
         size: (10, 14),
         ..SyntheticCube::default()
     };
-    let c = cube(&spec).expect("cube");
-    let zarr = tmp.path().join("region.zarr");
-    sits_data::zarr::write_cube(&c, &zarr, Default::default(), IfExists::Refuse).expect("zarr");
-    let input = read(&zarr, None).expect("read");
-    let pre = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain");
-    let enc_dir = tmp.path().join("encoder");
-    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
-    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    let (zarr, _, enc) = zarr_and_encoder(&spec, tmp.path());
     let sits_data::open::Opened::ZarrCube(z) = sits_data::open::open(&zarr).expect("open") else {
         panic!("not a Zarr cube")
     };

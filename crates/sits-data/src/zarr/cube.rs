@@ -138,18 +138,7 @@ impl CubeWriter {
                 got: vec![t, c, h, w],
             });
         }
-        let ranges = [
-            0..t as u64,
-            0..c as u64,
-            row as u64..(row + h) as u64,
-            col as u64..(col + w) as u64,
-        ];
-        self.values
-            .store_array_subset(
-                &ranges.as_slice(),
-                values.as_standard_layout().into_owned().into_dyn(),
-            )
-            .map_err(|e| zerr(&self.desc, format!("/values window: {e}")))
+        store_window(&self.values, &self.desc, "window", row, col, values)
     }
 
     /// Renames the finished store into place (replacing an existing datacube store

@@ -120,6 +120,31 @@ fn check_store_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Stores `values` `(T, C, h, w)` at rows `row..row + h`, columns `col..col + w` of
+/// the cube array `array` (every date and band), naming `what` in errors.
+fn store_window(
+    array: &Array<FilesystemStore>,
+    desc: &str,
+    what: &str,
+    row: usize,
+    col: usize,
+    values: ndarray::ArrayView4<'_, f32>,
+) -> Result<()> {
+    let (t, c, h, w) = values.dim();
+    let ranges = [
+        0..t as u64,
+        0..c as u64,
+        row as u64..(row + h) as u64,
+        col as u64..(col + w) as u64,
+    ];
+    array
+        .store_array_subset(
+            &ranges.as_slice(),
+            values.as_standard_layout().into_owned().into_dyn(),
+        )
+        .map_err(|e| zerr(desc, format!("/values {what}: {e}")))
+}
+
 fn new_store(path: &Path) -> Result<Arc<FilesystemStore>> {
     let store = FilesystemStore::new(path).map_err(|e| zerr(&path.display().to_string(), e))?;
     Ok(Arc::new(store))

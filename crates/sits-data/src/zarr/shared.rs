@@ -241,18 +241,7 @@ impl SharedCubeWriter {
                 got: values.shape().to_vec(),
             });
         }
-        let ranges = [
-            0..t as u64,
-            0..c as u64,
-            row as u64..(row + bh) as u64,
-            col as u64..(col + bw) as u64,
-        ];
-        self.values
-            .store_array_subset(
-                &ranges.as_slice(),
-                values.as_standard_layout().into_owned().into_dyn(),
-            )
-            .map_err(|e| zerr(&self.desc, format!("/values block: {e}")))?;
+        store_window(&self.values, &self.desc, "block", row, col, values)?;
         // whether a chunk file must exist: an all-NaN block is not stored by zarrs
         let stored = if values.iter().all(|v| v.is_nan()) {
             "empty"
