@@ -340,7 +340,7 @@ fn run(cli: Cli) -> Res<()> {
         Command::Pretrain(a) => pretrain_cmd(a, &cli.device, cli.quiet, start)?,
         Command::Verify { store } => {
             let w = sits_data::zarr::SharedCubeWriter::open(&store)?;
-            let missing = w.missing();
+            let missing = w.missing()?;
             let blocks = w.blocks().len();
             for (r, c) in missing.iter().take(20) {
                 println!("missing: block at row {r}, col {c}");
@@ -378,12 +378,14 @@ fn run(cli: Cli) -> Res<()> {
             let enc = SavedEncoder::load(&encoder, &device)?;
             let out = output_dir(&io.out, &[&io.input])?;
             let what = show(&io.input);
-            let zarr = out.join("embeddings.zarr");
+            let zarr = sits_data::zarr::store::join(&out, "embeddings.zarr");
+            let remote = sits_data::zarr::is_remote(&out);
             let ow = if_exists(io.overwrite);
             let opts = StreamOptions {
                 block,
                 if_exists: ow,
-                rgb_max_pixels: 64 << 20,
+                // images are written to a local run folder only
+                rgb_max_pixels: if remote { 0 } else { 64 << 20 },
                 shard,
             };
             let bar = if cli.quiet {
@@ -415,15 +417,16 @@ fn run(cli: Cli) -> Res<()> {
                     write_rgb_pngs(images, &done.periods, &out, ow)?;
                 }
                 None if shard.is_some() => println!("note: no PNG for a shard"),
+                None if remote => println!("note: no PNG on object storage"),
                 None => println!("note: no PNG (more than 64 M pixels in all periods)"),
             }
             println!(
-                "embedded {} pixel-periods (periods {:?}) in {} blocks with {}; wrote {}/embeddings.zarr and embeddings.png",
+                "embedded {} pixel-periods (periods {:?}) in {} blocks with {}; wrote {}",
                 done.pixel_periods,
                 done.periods,
                 done.blocks,
                 show(&encoder),
-                show(&out)
+                show(&zarr)
             );
             let shard_txt =
                 shard.map_or("none".to_string(), |s| format!("{}/{}", s.index, s.count));

@@ -391,7 +391,8 @@ fn three_worker_processes_fill_one_store_and_verify_checks_it() {
     );
     // a deleted chunk is caught, and a rerun of its shard rewrites that block only
     std::fs::remove_file(store.join("values/c/0/0/2/3")).expect("rm chunk");
-    std::fs::remove_file(store.join(sits_data::zarr::DONE_DIR).join("8_12")).expect("rm marker");
+    std::fs::remove_file(store.join(sits_data::zarr::DONE_DIR).join("8_12.stored"))
+        .expect("rm marker");
     let o = sits(&["verify", s(&store)]);
     assert!(!o.status.success());
     let last = String::from_utf8_lossy(&o.stdout)

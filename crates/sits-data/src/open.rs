@@ -6,7 +6,6 @@ use crate::error::{DataError, Result};
 use crate::folder::CubeFolder;
 use crate::pastis::Pastis;
 use crate::samples::SampleSet;
-use zarrs::filesystem::FilesystemStore;
 
 use crate::zarr::{self, ZarrContent, ZarrCube};
 
@@ -19,7 +18,7 @@ pub enum Opened {
     /// A cube folder (`metadata.json` + `.npy` arrays).
     Cube(Box<CubeFolder>),
     /// A cube Zarr store (opened; read windows on demand).
-    ZarrCube(Box<ZarrCube<FilesystemStore>>),
+    ZarrCube(Box<ZarrCube<crate::zarr::DynStore>>),
     /// A PASTIS-layout folder.
     Pastis(Pastis),
 }
@@ -50,8 +49,12 @@ impl std::fmt::Display for Layout {
 
 /// Tells the layout of `path` without reading its data. A path that cannot be looked
 /// at (missing, not a folder, no permission) is an error naming it and the cause, not
-/// "unknown layout".
+/// "unknown layout". An object-storage URL (`s3://...`, see
+/// [`zarr::store`](crate::zarr::store)) can only be a Zarr store.
 pub fn detect(path: &Path) -> Result<Layout> {
+    if zarr::is_remote(path) {
+        return Ok(Layout::Zarr);
+    }
     crate::io_util::listable_dir(
         path,
         "a sample-table folder, a cube folder, a PASTIS folder or a Zarr store",

@@ -301,7 +301,7 @@ pub enum CubeSource<'a> {
     /// A cube in memory.
     Memory(&'a Datacube),
     /// A Zarr cube store, read a window at a time (only the chunks it touches).
-    Zarr(&'a sits_data::zarr::ZarrCube<zarrs::filesystem::FilesystemStore>),
+    Zarr(&'a sits_data::zarr::ZarrCube<sits_data::zarr::DynStore>),
 }
 
 impl CubeSource<'_> {
@@ -376,6 +376,8 @@ pub struct Streamed {
     pub rgb: Option<Vec<sits_repr::render::RgbImage>>,
 }
 
+// one writer per run, so the size of the larger variant does not matter
+#[allow(clippy::large_enum_variant)]
 enum Writer {
     Whole(sits_data::zarr::CubeWriter),
     Shared(sits_data::zarr::SharedCubeWriter),
@@ -428,6 +430,11 @@ pub fn embed_to_zarr(
         c: dims.max(1),
         y: block.min(h).max(1),
         x: block.min(w).max(1),
+    };
+    // on object storage the shared writer's done markers make every run resumable
+    let shard = match shard {
+        None if sits_data::zarr::is_remote(path) => Some(crate::shard::Shard::new(0, 1)?),
+        s => s,
     };
     let writer = match shard {
         None => Writer::Whole(sits_data::zarr::CubeWriter::create(

@@ -394,8 +394,24 @@ pub fn select_bands(
 
 /// Makes `dir` ready for a job's outputs: refused when it is, contains or lies in
 /// one of `inputs`, or when it is an existing folder that no run of this library
-/// made (see [`sits_data::io_util::prepare_run_dir`]); created when missing.
+/// made (see [`sits_data::io_util::prepare_run_dir`]); created when missing. An
+/// object-storage prefix (`s3://...`) is taken as it is: each store written under
+/// it checks that its own prefix is empty.
 pub fn output_dir(dir: &Path, inputs: &[&Path]) -> Result<PathBuf> {
+    if let Some(url) = sits_data::zarr::store::url_of(dir) {
+        let url = url.trim_end_matches('/');
+        for i in inputs {
+            let i = i.to_string_lossy();
+            let i = i.trim_end_matches('/');
+            if url == i || url.starts_with(&format!("{i}/")) || i.starts_with(&format!("{url}/")) {
+                return Err(TaskError::Settings(format!(
+                    "the output {url} is, contains or lies in the input {i}: choose another \
+                     prefix"
+                )));
+            }
+        }
+        return Ok(dir.to_path_buf());
+    }
     for i in inputs {
         sits_data::io_util::check_output_outside_input(i, dir)?;
     }

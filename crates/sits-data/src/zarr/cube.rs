@@ -31,21 +31,25 @@ impl Default for CubeChunks {
 /// Writes a cube store (the layout of [`write_cube`], values only) window by window,
 /// so a cube larger than memory can be produced chunk by chunk: create it with its
 /// dates, bands and size, [`write_window`](Self::write_window) every spatial
-/// window (all dates and bands), then [`finish`](Self::finish). The store is built
-/// in a temporary folder next to `path` and renamed into place by `finish`, so an
-/// interrupted run never leaves a half-written store at `path`. Pixels never
-/// written read as NaN.
+/// window (all dates and bands), then [`finish`](Self::finish). On disk the store
+/// is built in a temporary folder next to `path` and renamed into place by
+/// `finish`; on object storage (see [`store`](super::store)) it is written in place
+/// under a prefix that must be empty, and its root metadata, which makes it a
+/// store, is written last by `finish`. Either way an interrupted run never leaves
+/// something at `path` that reads as a cube. Pixels never written read as NaN.
 pub struct CubeWriter {
-    staged: StagedStore,
+    staged: Option<StagedStore>,
+    store: Arc<DynStore>,
+    attrs: StoreAttrs,
     desc: String,
-    values: Array<FilesystemStore>,
+    values: Array<DynStore>,
     shape: [usize; 4],
 }
 
 impl std::fmt::Debug for CubeWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CubeWriter")
-            .field("dest", &self.staged.dest)
+            .field("store", &self.desc)
             .field("shape", &self.shape)
             .finish()
     }
@@ -65,7 +69,6 @@ impl CubeWriter {
         geo: Option<&GeoInfo>,
         if_exists: IfExists,
     ) -> Result<Self> {
-        let staged = StagedStore::new(path, "datacube", if_exists)?;
         let desc = path.display().to_string();
         let shape = [times.len(), bands.len(), height, width];
         if shape.contains(&0) {
@@ -73,7 +76,15 @@ impl CubeWriter {
                 "{desc}: cannot write an empty cube {shape:?} (T, C, H, W)"
             )));
         }
-        let store = new_store(staged.tmp.path())?;
+        let (staged, store): (_, Arc<DynStore>) = if is_remote(path) {
+            let store = store::open(path, true)?;
+            store::check_remote_output(store.as_ref(), &desc, "datacube")?;
+            (None, store)
+        } else {
+            let staged = StagedStore::new(path, "datacube", if_exists)?;
+            let store = new_store(staged.tmp.path())?;
+            (Some(staged), store)
+        };
         let attrs = StoreAttrs {
             kind: "datacube".into(),
             format_version: 1,
@@ -87,7 +98,6 @@ impl CubeWriter {
             class_names: Vec::new(),
             ids: Vec::new(),
         };
-        write_root(&store, &desc, &attrs)?;
         let dims = shape.map(|d| d as u64);
         let ch: Vec<u64> = [chunks.t, chunks.c, chunks.y, chunks.x]
             .iter()
@@ -106,6 +116,8 @@ impl CubeWriter {
             .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
         Ok(Self {
             staged,
+            store,
+            attrs,
             desc,
             values,
             shape,
@@ -145,8 +157,12 @@ impl CubeWriter {
     /// only if `create` was asked to). A writer dropped without `finish` removes its
     /// temporary folder.
     pub fn finish(self) -> Result<()> {
+        write_root(&self.store, &self.desc, &self.attrs)?;
         drop(self.values);
-        self.staged.commit()
+        match self.staged {
+            Some(staged) => staged.commit(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -185,7 +201,6 @@ pub fn write_cube_to<S: ReadableWritableListableStorageTraits + ?Sized + 'static
         class_names: Vec::new(),
         ids: Vec::new(),
     };
-    write_root(store, desc, &attrs)?;
     let ch = vec![
         chunks.t as u64,
         chunks.c as u64,
@@ -216,7 +231,8 @@ pub fn write_cube_to<S: ReadableWritableListableStorageTraits + ?Sized + 'static
             &["time", "y", "x"],
         )?;
     }
-    Ok(())
+    // the root metadata last: a store cut short has none and is not read as a cube
+    write_root(store, desc, &attrs)
 }
 
 /// An opened cube store: metadata in memory, values read on demand.
@@ -239,11 +255,19 @@ impl<S: ?Sized> std::fmt::Debug for ZarrCube<S> {
     }
 }
 
-impl ZarrCube<FilesystemStore> {
-    /// Opens a cube store on the local file system.
+impl ZarrCube<DynStore> {
+    /// Opens a cube store in a local folder or under an object-storage prefix (see
+    /// [`store`](super::store)). A store still being filled by sharded workers
+    /// (see [`SharedCubeWriter`](super::SharedCubeWriter)) is refused until every
+    /// block is done, so that unwritten blocks never read as NaN.
     pub fn open_path(path: &Path) -> Result<Self> {
-        check_store_dir(path)?;
-        Self::open(new_store(path)?, &path.display().to_string())
+        let desc = path.display().to_string();
+        let store = store::open(path, false)?;
+        let cube = Self::open(store.clone(), &desc)?;
+        let chunk: Vec<u64> = cube.chunk_shape()?.iter().map(|&c| c as u64).collect();
+        let chunk: [u64; 4] = chunk.try_into().unwrap_or([1; 4]);
+        super::shared::check_complete(&store, &desc, cube.shape, chunk)?;
+        Ok(cube)
     }
 }
 

@@ -40,11 +40,13 @@ mod cube;
 mod samples;
 mod shared;
 mod staged;
+pub mod store;
 
 pub use cube::{write_cube, write_cube_to, CubeChunks, CubeWriter, ZarrCube};
 pub use samples::{read_samples_from, write_samples, write_samples_to};
 pub use shared::{SharedCubeWriter, DONE_DIR};
 use staged::{write_store_atomic, StagedStore};
+pub use store::{is_remote, DynStore};
 
 use crate::cube::{Datacube, GeoInfo, Radiometry};
 use crate::error::{DataError, Result};
@@ -123,7 +125,7 @@ fn check_store_dir(path: &Path) -> Result<()> {
 /// Stores `values` `(T, C, h, w)` at rows `row..row + h`, columns `col..col + w` of
 /// the cube array `array` (every date and band), naming `what` in errors.
 fn store_window(
-    array: &Array<FilesystemStore>,
+    array: &Array<DynStore>,
     desc: &str,
     what: &str,
     row: usize,
@@ -145,7 +147,7 @@ fn store_window(
         .map_err(|e| zerr(desc, format!("/values {what}: {e}")))
 }
 
-fn new_store(path: &Path) -> Result<Arc<FilesystemStore>> {
+fn new_store(path: &Path) -> Result<Arc<DynStore>> {
     let store = FilesystemStore::new(path).map_err(|e| zerr(&path.display().to_string(), e))?;
     Ok(Arc::new(store))
 }
@@ -344,19 +346,19 @@ fn retrieve_i64<S: ReadableStorageTraits + ?Sized + 'static>(
 #[derive(Debug)]
 pub enum ZarrContent {
     /// A cube store (opened, not read).
-    Cube(Box<ZarrCube<FilesystemStore>>),
+    Cube(Box<ZarrCube<DynStore>>),
     /// A sample-set store (read).
     Samples(SampleSet),
 }
 
-/// Opens a store written in this crate's layout and tells what it holds.
+/// Opens a store written in this crate's layout (a local folder or an
+/// object-storage prefix, see [`store`]) and tells what it holds.
 pub fn open_path(path: &Path) -> Result<ZarrContent> {
-    check_store_dir(path)?;
-    let store = new_store(path)?;
+    let store = store::open(path, false)?;
     let desc = path.display().to_string();
     let attrs = read_attrs(&store, &desc)?;
     match attrs.kind.as_str() {
-        "datacube" => Ok(ZarrContent::Cube(Box::new(ZarrCube::open(store, &desc)?))),
+        "datacube" => Ok(ZarrContent::Cube(Box::new(ZarrCube::open_path(path)?))),
         "samples" => Ok(ZarrContent::Samples(read_samples_from(&store, &desc)?)),
         k => Err(zerr(&desc, format!("unknown sits.kind {k:?}"))),
     }

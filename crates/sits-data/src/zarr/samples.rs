@@ -50,7 +50,6 @@ pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'sta
         class_names: set.class_names().to_vec(),
         ids: set.ids().to_vec(),
     };
-    write_root(store, desc, &attrs)?;
     let nc = 4096u64;
     write_array(
         store,
@@ -102,7 +101,8 @@ pub fn write_samples_to<S: ReadableWritableListableStorageTraits + ?Sized + 'sta
         255u8,
         &["sample"],
     )?;
-    Ok(())
+    // the root metadata last: a store cut short has none and is not read as a set
+    write_root(store, desc, &attrs)
 }
 
 /// Checks that every chunk of `array` is in the store (a missing chunk would read as

@@ -1,34 +1,108 @@
-//! A cube store that several processes fill at once, one chunk-aligned block each:
-//! the store is created once (its metadata built aside and renamed into place, so
-//! a worker that loses the race opens the winner's store), every worker writes only
-//! whole blocks of chunks, and a block counts as done once its marker file exists,
-//! written after its chunks. A rerun skips done blocks; [`SharedCubeWriter::missing`]
-//! lists the blocks still to do, or whose chunks went missing.
+//! A cube store that several processes fill at once, one chunk-aligned block each,
+//! on disk or on object storage (see [`store`](super::store)). The store is created
+//! once: on disk its metadata is built aside and renamed into place, so a worker
+//! that loses the race opens the winner's store; on object storage every worker
+//! writes the same metadata bytes, root last. Every worker writes only whole blocks
+//! of chunks, and a block counts as done once its marker exists, written after its
+//! chunks. A rerun skips done blocks; [`SharedCubeWriter::missing`] lists the blocks
+//! still to do, or whose chunks went missing.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
 
+use zarrs::storage::{StoreKey, StorePrefix};
+
+#[allow(clippy::wildcard_imports)] // the parent module's helpers and imports
 use super::*;
 
-/// Folder of the done markers inside a shared store.
+/// Folder (key prefix) of the done markers inside a shared store: `layout.json`
+/// says the store is shared, `{row}_{col}.stored` (or `.empty` for a block of NaN
+/// only, whose chunks zarrs does not store) that a block is done.
 pub const DONE_DIR: &str = ".sits-done";
+
+const LAYOUT_KEY: &str = ".sits-done/layout.json";
 
 /// A cube store filled block by block by any number of processes.
 pub struct SharedCubeWriter {
     desc: String,
-    path: PathBuf,
-    values: Array<FilesystemStore>,
+    store: Arc<DynStore>,
+    values: Array<DynStore>,
     shape: [usize; 4],
     chunks: [usize; 4],
+    /// Blocks found done when the store was opened.
+    done: HashSet<(usize, usize)>,
 }
 
 impl std::fmt::Debug for SharedCubeWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedCubeWriter")
-            .field("path", &self.path)
+            .field("store", &self.desc)
             .field("shape", &self.shape)
             .field("chunks", &self.chunks)
             .finish()
     }
+}
+
+fn key(desc: &str, k: &str) -> Result<StoreKey> {
+    StoreKey::new(k).map_err(|e| zerr(desc, e))
+}
+
+/// Writes the metadata of a shared cube store: the values array, the layout marker,
+/// and the root group last.
+fn write_shared_metadata(
+    store: &Arc<DynStore>,
+    desc: &str,
+    attrs: &StoreAttrs,
+    shape: [usize; 4],
+    ch: &[u64],
+) -> Result<()> {
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    ArrayBuilder::new(dims, ch.to_vec(), data_type::float32(), f32::NAN)
+        .bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
+            3, false,
+        ))])
+        .dimension_names(Some(["time", "band", "y", "x"].to_vec()))
+        .build(store.clone(), "/values")
+        .and_then(|a| a.store_metadata().map(|_| ()).map_err(Into::into))
+        .map_err(|e| zerr(desc, format!("/values: {e}")))?;
+    let layout = serde_json::json!({ "shape": shape, "chunks": ch });
+    store
+        .set(
+            &key(desc, LAYOUT_KEY)?,
+            layout.to_string().into_bytes().into(),
+        )
+        .map_err(|e| zerr(desc, format!("{LAYOUT_KEY}: {e}")))?;
+    write_root(store, desc, attrs)
+}
+
+/// Whether the store is a shared cube store (a datacube with a layout marker).
+fn is_shared(store: &DynStore, desc: &str) -> Result<bool> {
+    Ok(store::kind_of(store).as_deref() == Some("datacube")
+        && store
+            .size_key(&key(desc, LAYOUT_KEY)?)
+            .map_err(|e| zerr(desc, e))?
+            .is_some())
+}
+
+/// The blocks with a done marker, and whether each was stored (`false`: all NaN).
+fn list_done(store: &DynStore, desc: &str) -> Result<Vec<((usize, usize), bool)>> {
+    let prefix = StorePrefix::new(format!("{DONE_DIR}/")).map_err(|e| zerr(desc, e))?;
+    let keys = store
+        .list_prefix(&prefix)
+        .map_err(|e| zerr(desc, format!("{DONE_DIR}: {e}")))?;
+    Ok(keys
+        .iter()
+        .filter_map(|k| {
+            let name = k.as_str().rsplit('/').next()?;
+            let (block, state) = name.split_once('.')?;
+            let (r, c) = block.split_once('_')?;
+            let stored = match state {
+                "stored" => true,
+                "empty" => false,
+                _ => return None,
+            };
+            Some(((r.parse().ok()?, c.parse().ok()?), stored))
+        })
+        .collect())
 }
 
 impl SharedCubeWriter {
@@ -68,48 +142,68 @@ impl SharedCubeWriter {
             class_names: Vec::new(),
             ids: Vec::new(),
         };
-        if std::fs::symlink_metadata(path).is_err() {
-            let parent = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".sits-shared.")
-                .tempdir_in(parent)
-                .map_err(|e| DataError::io(parent, e))?;
-            let store = new_store(tmp.path())?;
-            write_root(&store, &desc, &attrs)?;
-            let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-            ArrayBuilder::new(dims, ch.clone(), data_type::float32(), f32::NAN)
-                .bytes_to_bytes_codecs(vec![Arc::new(zarrs::array::codec::ZstdCodec::new(
-                    3, false,
-                ))])
-                .dimension_names(Some(["time", "band", "y", "x"].to_vec()))
-                .build(store, "/values")
-                .and_then(|a| a.store_metadata().map(|_| ()).map_err(Into::into))
-                .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
-            let done = tmp.path().join(DONE_DIR);
-            std::fs::create_dir(&done).map_err(|e| DataError::io(&done, e))?;
-            // the rename is atomic; if another worker renamed its store first, ours
-            // is dropped (with the temporary folder this call made) and theirs opened
-            if let Err(e) = std::fs::rename(tmp.path(), path) {
-                if std::fs::symlink_metadata(path).is_err() {
-                    return Err(DataError::io(path, e));
+        let refuse = || DataError::Exists {
+            path: path.to_path_buf(),
+            reason: "something other than a shared sits cube store is there; it is never \
+                     replaced: choose a new output path"
+                .into(),
+        };
+        let store = if is_remote(path) {
+            let store = store::open(path, true)?;
+            if store::kind_of(store.as_ref()).is_none() {
+                // nothing there, or a store being created by another worker (only
+                // names a shared store has); every worker writes the same bytes
+                let listed = store
+                    .list_dir(&StorePrefix::root())
+                    .map_err(|e| zerr(&desc, e))?;
+                let foreign = listed
+                    .keys()
+                    .iter()
+                    .map(|k| k.as_str().to_string())
+                    .chain(
+                        listed
+                            .prefixes()
+                            .iter()
+                            .map(|p| p.as_str().trim_end_matches('/').to_string()),
+                    )
+                    .any(|n| !["zarr.json", "values", DONE_DIR].contains(&n.as_str()));
+                if foreign {
+                    return Err(refuse());
+                }
+                write_shared_metadata(&store, &desc, &attrs, shape, &ch)?;
+            }
+            store
+        } else {
+            if std::fs::symlink_metadata(path).is_err() {
+                let parent = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let tmp = tempfile::Builder::new()
+                    .prefix(".sits-shared.")
+                    .tempdir_in(parent)
+                    .map_err(|e| DataError::io(parent, e))?;
+                write_shared_metadata(&new_store(tmp.path())?, &desc, &attrs, shape, &ch)?;
+                // the rename is atomic; if another worker renamed its store first,
+                // ours is dropped (with the temporary folder this call made) and
+                // theirs opened
+                if let Err(e) = std::fs::rename(tmp.path(), path) {
+                    if std::fs::symlink_metadata(path).is_err() {
+                        return Err(DataError::io(path, e));
+                    }
                 }
             }
+            if store_kind(path).is_none() {
+                return Err(refuse());
+            }
+            new_store(path)?
+        };
+        if !is_shared(store.as_ref(), &desc)? {
+            return Err(refuse());
         }
-        if store_kind(path).as_deref() != Some("datacube") || !path.join(DONE_DIR).is_dir() {
-            return Err(DataError::Exists {
-                path: path.to_path_buf(),
-                reason: "something other than a shared sits cube store is there; it is never \
-                         replaced: choose a new output path"
-                    .into(),
-            });
-        }
-        let store = new_store(path)?;
         let found = read_attrs(&store, &desc)?;
-        let values =
-            Array::open(store, "/values").map_err(|e| zerr(&desc, format!("/values: {e}")))?;
+        let values = Array::open(store.clone(), "/values")
+            .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
         let found_shape: Vec<u64> = values.shape().to_vec();
         let found_chunks: Vec<u64> = values
             .chunk_grid()
@@ -134,9 +228,13 @@ impl SharedCubeWriter {
                 ),
             });
         }
+        let done = list_done(store.as_ref(), &desc)?
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
         Ok(Self {
             desc,
-            path: path.to_path_buf(),
+            store,
             values,
             shape,
             chunks: [
@@ -145,6 +243,7 @@ impl SharedCubeWriter {
                 ch[2] as usize,
                 ch[3] as usize,
             ],
+            done,
         })
     }
 
@@ -152,14 +251,17 @@ impl SharedCubeWriter {
     /// the layout it has (to check it, or to write more blocks of it).
     pub fn open(path: &Path) -> Result<Self> {
         let desc = path.display().to_string();
-        if store_kind(path).as_deref() != Some("datacube") || !path.join(DONE_DIR).is_dir() {
+        let store = store::open(path, false)?;
+        if !is_shared(store.as_ref(), &desc)? {
             return Err(DataError::field(
                 path,
                 "layout",
-                format!("not a shared sits cube store (no {DONE_DIR} folder, or not a cube store)"),
+                format!(
+                    "not a shared sits cube store (no {LAYOUT_KEY}, or not a cube store); \
+                     only stores written by sharded workers can be checked"
+                ),
             ));
         }
-        let store = new_store(path)?;
         let attrs = read_attrs(&store, &desc)?;
         let values =
             Array::open(store, "/values").map_err(|e| zerr(&desc, format!("/values: {e}")))?;
@@ -214,13 +316,9 @@ impl SharedCubeWriter {
         (cy.min(h.saturating_sub(row)), cx.min(w.saturating_sub(col)))
     }
 
-    fn marker(&self, row: usize, col: usize) -> PathBuf {
-        self.path.join(DONE_DIR).join(format!("{row}_{col}"))
-    }
-
-    /// Whether the block at `(row, col)` was written completely.
+    /// Whether the block at `(row, col)` was done when the store was opened.
     pub fn is_done(&self, row: usize, col: usize) -> bool {
-        self.marker(row, col).is_file()
+        self.done.contains(&(row, col))
     }
 
     /// Writes the block at `(row, col)` (its values `(T, C, h, w)`, of
@@ -242,41 +340,80 @@ impl SharedCubeWriter {
             });
         }
         store_window(&self.values, &self.desc, "block", row, col, values)?;
-        // whether a chunk file must exist: an all-NaN block is not stored by zarrs
-        let stored = if values.iter().all(|v| v.is_nan()) {
+        // whether the chunks must exist: an all-NaN block is not stored by zarrs
+        let state = if values.iter().all(|v| v.is_nan()) {
             "empty"
         } else {
             "stored"
         };
-        let m = self.marker(row, col);
-        sits_core::io::write_atomic(&m, stored.as_bytes()).map_err(|e| DataError::io(&m, e))
+        let k = format!("{DONE_DIR}/{row}_{col}.{state}");
+        self.store
+            .set(&key(&self.desc, &k)?, Vec::new().into())
+            .map_err(|e| zerr(&self.desc, format!("{k}: {e}")))
     }
 
-    /// The blocks not done, and the done blocks whose chunk files are missing, in
-    /// row-major order.
-    pub fn missing(&self) -> Vec<(usize, usize)> {
+    /// The blocks not done, and the done blocks whose chunks are missing, in
+    /// row-major order (two listings of the store, whatever its size).
+    pub fn missing(&self) -> Result<Vec<(usize, usize)>> {
         let [t, c, _, _] = self.shape;
         let [ct, cc, cy, cx] = self.chunks;
-        self.blocks()
+        let done: std::collections::HashMap<(usize, usize), bool> =
+            list_done(self.store.as_ref(), &self.desc)?
+                .into_iter()
+                .collect();
+        let prefix = StorePrefix::new("values/c/").map_err(|e| zerr(&self.desc, e))?;
+        let chunks: HashSet<String> = self
+            .store
+            .list_prefix(&prefix)
+            .map_err(|e| zerr(&self.desc, format!("/values: {e}")))?
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect();
+        Ok(self
+            .blocks()
             .into_iter()
-            .filter(|&(r, col)| {
-                let Ok(m) = std::fs::read_to_string(self.marker(r, col)) else {
-                    return true;
-                };
-                if m != "stored" {
-                    return false;
-                }
+            .filter(|&(r, col)| match done.get(&(r, col)) {
+                None => true,
+                Some(false) => false,
                 // every chunk of the block along time and band
-                (0..t.div_ceil(ct)).any(|ti| {
+                Some(true) => (0..t.div_ceil(ct)).any(|ti| {
                     (0..c.div_ceil(cc)).any(|ci| {
-                        !self
-                            .path
-                            .join("values")
-                            .join(format!("c/{ti}/{ci}/{}/{}", r / cy, col / cx))
-                            .is_file()
+                        !chunks.contains(&format!("values/c/{ti}/{ci}/{}/{}", r / cy, col / cx))
                     })
-                })
+                }),
             })
-            .collect()
+            .collect())
     }
+}
+
+/// Checks a shared store before it is read: every block must be done, or the
+/// blocks not yet written would read as NaN. Stores without a layout marker are not
+/// shared and pass.
+pub(super) fn check_complete(
+    store: &Arc<DynStore>,
+    desc: &str,
+    shape: [usize; 4],
+    chunk: [u64; 4],
+) -> Result<()> {
+    if store
+        .size_key(&key(desc, LAYOUT_KEY)?)
+        .map_err(|e| zerr(desc, e))?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let blocks =
+        shape[2].div_ceil(chunk[2].max(1) as usize) * shape[3].div_ceil(chunk[3].max(1) as usize);
+    let done = list_done(store.as_ref(), desc)?.len();
+    if done < blocks {
+        return Err(zerr(
+            desc,
+            format!(
+                "this store is written by sharded workers and {} of its {blocks} blocks are not \
+                 done yet: run the missing shards (`sits verify` lists them) before reading it",
+                blocks - done
+            ),
+        ));
+    }
+    Ok(())
 }

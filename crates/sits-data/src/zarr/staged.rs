@@ -69,13 +69,21 @@ impl StagedStore {
 }
 
 /// Writes `f` into a fresh temporary folder next to `path` and renames it into place, so
-/// that a crash never leaves a half-written store at `path`.
+/// that a crash never leaves a half-written store at `path`. On object storage (see
+/// [`store`](super::store)) the prefix must be empty and `f` writes in place; `f`
+/// writes the root metadata last, so a store cut short is not read as one.
 pub(super) fn write_store_atomic(
     path: &Path,
     kind: &'static str,
     if_exists: IfExists,
-    f: impl FnOnce(Arc<FilesystemStore>, &str) -> Result<()>,
+    f: impl FnOnce(Arc<DynStore>, &str) -> Result<()>,
 ) -> Result<()> {
+    if is_remote(path) {
+        let desc = path.display().to_string();
+        let store = store::open(path, true)?;
+        store::check_remote_output(store.as_ref(), &desc, kind)?;
+        return f(store, &desc);
+    }
     let staged = StagedStore::new(path, kind, if_exists)?;
     let desc = path.display().to_string();
     new_store(staged.tmp.path()).and_then(|s| f(s, &desc))?;
