@@ -232,7 +232,7 @@ impl SharedCubeWriter {
             .into_iter()
             .map(|(b, _)| b)
             .collect();
-        Ok(Self {
+        let mut writer = Self {
             desc,
             store,
             values,
@@ -244,7 +244,12 @@ impl SharedCubeWriter {
                 ch[3] as usize,
             ],
             done,
-        })
+        };
+        // a block marked done whose chunks were deleted since is written again
+        for block in writer.missing()? {
+            writer.done.remove(&block);
+        }
+        Ok(writer)
     }
 
     /// Opens a shared store made by [`create_or_open`](Self::create_or_open), with
@@ -316,7 +321,8 @@ impl SharedCubeWriter {
         (cy.min(h.saturating_sub(row)), cx.min(w.saturating_sub(col)))
     }
 
-    /// Whether the block at `(row, col)` was done when the store was opened.
+    /// Whether the block at `(row, col)` was done when the store was opened: marked
+    /// done, with every chunk it stores present.
     pub fn is_done(&self, row: usize, col: usize) -> bool {
         self.done.contains(&(row, col))
     }
