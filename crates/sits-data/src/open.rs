@@ -50,7 +50,7 @@ impl std::fmt::Display for Layout {
 /// Tells the layout of `path` without reading its data. A path that cannot be looked
 /// at (missing, not a folder, no permission) is an error naming it and the cause, not
 /// "unknown layout". An object-storage URL (`s3://...`, see
-/// [`zarr::store`](crate::zarr::store)) can only be a Zarr store.
+/// [`zarr::store`]) can only be a Zarr store.
 pub fn detect(path: &Path) -> Result<Layout> {
     if zarr::is_remote(path) {
         return Ok(Layout::Zarr);

@@ -2,7 +2,7 @@
 //!
 //! A path that starts with `s3://`, `gs://`, `az://` (also `abfs://`, `azure://`),
 //! `http://` or `https://` names a prefix on object storage, reached through zarrs'
-//! [`object_store`](zarrs_object_store::object_store) adapter; anything else is a
+//! [`object_store`] adapter; anything else is a
 //! local folder. Credentials, region and endpoint come from the usual environment
 //! variables of each service, read by the `object_store` builders:
 //!
