@@ -38,10 +38,8 @@ impl Default for CubeChunks {
 /// store, is written last by `finish`. Either way an interrupted run never leaves
 /// something at `path` that reads as a cube. Pixels never written read as NaN.
 pub struct CubeWriter {
-    staged: Option<StagedStore>,
-    store: Arc<DynStore>,
+    out: NewStore,
     attrs: StoreAttrs,
-    desc: String,
     values: Array<DynStore>,
     shape: [usize; 4],
 }
@@ -49,7 +47,7 @@ pub struct CubeWriter {
 impl std::fmt::Debug for CubeWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CubeWriter")
-            .field("store", &self.desc)
+            .field("store", &self.out.desc)
             .field("shape", &self.shape)
             .finish()
     }
@@ -69,22 +67,15 @@ impl CubeWriter {
         geo: Option<&GeoInfo>,
         if_exists: IfExists,
     ) -> Result<Self> {
-        let desc = path.display().to_string();
         let shape = [times.len(), bands.len(), height, width];
         if shape.contains(&0) {
             return Err(DataError::Argument(format!(
-                "{desc}: cannot write an empty cube {shape:?} (T, C, H, W)"
+                "{}: cannot write an empty cube {shape:?} (T, C, H, W)",
+                path.display()
             )));
         }
-        let (staged, store): (_, Arc<DynStore>) = if is_remote(path) {
-            let store = store::open(path, true)?;
-            store::check_remote_output(store.as_ref(), &desc, "datacube")?;
-            (None, store)
-        } else {
-            let staged = StagedStore::new(path, "datacube", if_exists)?;
-            let store = new_store(staged.tmp.path())?;
-            (Some(staged), store)
-        };
+        let out = NewStore::create(path, "datacube", if_exists)?;
+        let desc = out.desc.clone();
         let attrs = StoreAttrs {
             kind: "datacube".into(),
             format_version: 1,
@@ -109,16 +100,14 @@ impl CubeWriter {
                 3, false,
             ))])
             .dimension_names(Some(["time", "band", "y", "x"].to_vec()))
-            .build(store.clone(), "/values")
+            .build(out.store.clone(), "/values")
             .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
         values
             .store_metadata()
             .map_err(|e| zerr(&desc, format!("/values: {e}")))?;
         Ok(Self {
-            staged,
-            store,
+            out,
             attrs,
-            desc,
             values,
             shape,
         })
@@ -141,7 +130,7 @@ impl CubeWriter {
         let fits = |start: usize, len: usize, size: usize| start.checked_add(len) <= Some(size);
         if t != st || c != sc || !fits(row, h, sh) || !fits(col, w, sw) {
             return Err(DataError::Shape {
-                what: format!("window at row {row}, col {col} of {}", self.desc),
+                what: format!("window at row {row}, col {col} of {}", self.out.desc),
                 expected: format!(
                     "({st}, {sc}, <= {}, <= {})",
                     sh - row.min(sh),
@@ -150,19 +139,16 @@ impl CubeWriter {
                 got: vec![t, c, h, w],
             });
         }
-        store_window(&self.values, &self.desc, "window", row, col, values)
+        store_window(&self.values, &self.out.desc, "window", row, col, values)
     }
 
     /// Renames the finished store into place (replacing an existing datacube store
     /// only if `create` was asked to). A writer dropped without `finish` removes its
     /// temporary folder.
     pub fn finish(self) -> Result<()> {
-        write_root(&self.store, &self.desc, &self.attrs)?;
+        write_root(&self.out.store, &self.out.desc, &self.attrs)?;
         drop(self.values);
-        match self.staged {
-            Some(staged) => staged.commit(),
-            None => Ok(()),
-        }
+        self.out.commit()
     }
 }
 
@@ -261,12 +247,15 @@ impl ZarrCube<DynStore> {
     /// (see [`SharedCubeWriter`](super::SharedCubeWriter)) is refused until every
     /// block is done, so that unwritten blocks never read as NaN.
     pub fn open_path(path: &Path) -> Result<Self> {
-        let desc = path.display().to_string();
-        let store = store::open(path, false)?;
-        let cube = Self::open(store.clone(), &desc)?;
+        Self::open_complete(store::open(path, false)?, &path.display().to_string())
+    }
+
+    /// [`open`](Self::open), refusing a shared store with blocks not done yet.
+    pub(super) fn open_complete(store: Arc<DynStore>, desc: &str) -> Result<Self> {
+        let cube = Self::open(store.clone(), desc)?;
         let chunk: Vec<u64> = cube.chunk_shape()?.iter().map(|&c| c as u64).collect();
         let chunk: [u64; 4] = chunk.try_into().unwrap_or([1; 4]);
-        super::shared::check_complete(&store, &desc, cube.shape, chunk)?;
+        super::shared::check_complete(&store, desc, cube.shape, chunk)?;
         Ok(cube)
     }
 }

@@ -45,7 +45,7 @@ pub mod store;
 pub use cube::{write_cube, write_cube_to, CubeChunks, CubeWriter, ZarrCube};
 pub use samples::{read_samples_from, write_samples, write_samples_to};
 pub use shared::{SharedCubeWriter, DONE_DIR};
-use staged::{write_store_atomic, StagedStore};
+use staged::{write_store_atomic, NewStore};
 pub use store::{is_remote, DynStore};
 
 use crate::cube::{Datacube, GeoInfo, Radiometry};
@@ -187,8 +187,12 @@ fn store_kind(path: &Path) -> Option<String> {
     if !meta.is_dir() {
         return None;
     }
-    let text = std::fs::read_to_string(path.join("zarr.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    kind_in(&std::fs::read(path.join("zarr.json")).ok()?)
+}
+
+/// The `sits.kind` attribute in the bytes of a root `zarr.json`, if there is one.
+fn kind_in(root_json: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(root_json).ok()?;
     v.get("attributes")?
         .get("sits")?
         .get("kind")?
@@ -358,7 +362,9 @@ pub fn open_path(path: &Path) -> Result<ZarrContent> {
     let desc = path.display().to_string();
     let attrs = read_attrs(&store, &desc)?;
     match attrs.kind.as_str() {
-        "datacube" => Ok(ZarrContent::Cube(Box::new(ZarrCube::open_path(path)?))),
+        "datacube" => Ok(ZarrContent::Cube(Box::new(ZarrCube::open_complete(
+            store, &desc,
+        )?))),
         "samples" => Ok(ZarrContent::Samples(read_samples_from(&store, &desc)?)),
         k => Err(zerr(&desc, format!("unknown sits.kind {k:?}"))),
     }

@@ -28,7 +28,7 @@ pub struct SharedCubeWriter {
     values: Array<DynStore>,
     shape: [usize; 4],
     chunks: [usize; 4],
-    /// Blocks found done when the store was opened.
+    /// Blocks found done when the store was opened (see [`is_done`](Self::is_done)).
     done: HashSet<(usize, usize)>,
 }
 
@@ -228,10 +228,6 @@ impl SharedCubeWriter {
                 ),
             });
         }
-        let done = list_done(store.as_ref(), &desc)?
-            .into_iter()
-            .map(|(b, _)| b)
-            .collect();
         let mut writer = Self {
             desc,
             store,
@@ -243,12 +239,16 @@ impl SharedCubeWriter {
                 ch[2] as usize,
                 ch[3] as usize,
             ],
-            done,
+            done: HashSet::new(),
         };
-        // a block marked done whose chunks were deleted since is written again
-        for block in writer.missing()? {
-            writer.done.remove(&block);
-        }
+        // done: marked done with its chunks present (one listing of each); a block
+        // whose chunks were deleted since is written again
+        let missing: HashSet<(usize, usize)> = writer.missing()?.into_iter().collect();
+        writer.done = writer
+            .blocks()
+            .into_iter()
+            .filter(|b| !missing.contains(b))
+            .collect();
         Ok(writer)
     }
 

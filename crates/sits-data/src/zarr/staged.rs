@@ -68,24 +68,52 @@ impl StagedStore {
     }
 }
 
-/// Writes `f` into a fresh temporary folder next to `path` and renames it into place, so
-/// that a crash never leaves a half-written store at `path`. On object storage (see
-/// [`store`](super::store)) the prefix must be empty and `f` writes in place; `f`
-/// writes the root metadata last, so a store cut short is not read as one.
+/// A new store at a path: on disk, a [`StagedStore`] renamed into place by
+/// [`commit`](Self::commit); on object storage (see [`store`](super::store)), the
+/// prefix itself, which must be empty, written in place (the caller writes the root
+/// metadata last, so a store cut short is not read as one).
+pub(super) struct NewStore {
+    pub(super) store: Arc<DynStore>,
+    pub(super) desc: String,
+    staged: Option<StagedStore>,
+}
+
+impl NewStore {
+    pub(super) fn create(path: &Path, kind: &'static str, if_exists: IfExists) -> Result<Self> {
+        let desc = path.display().to_string();
+        if is_remote(path) {
+            let store = store::open(path, true)?;
+            store::check_remote_output(store.as_ref(), &desc, kind)?;
+            return Ok(Self {
+                store,
+                desc,
+                staged: None,
+            });
+        }
+        let staged = StagedStore::new(path, kind, if_exists)?;
+        Ok(Self {
+            store: new_store(staged.tmp.path())?,
+            desc,
+            staged: Some(staged),
+        })
+    }
+
+    /// Moves a staged store into place (nothing to do on object storage).
+    pub(super) fn commit(self) -> Result<()> {
+        drop(self.store);
+        self.staged.map_or(Ok(()), StagedStore::commit)
+    }
+}
+
+/// Writes `f` into a new store at `path` ([`NewStore`]), so that a crash never leaves
+/// something at `path` that reads as a store.
 pub(super) fn write_store_atomic(
     path: &Path,
     kind: &'static str,
     if_exists: IfExists,
     f: impl FnOnce(Arc<DynStore>, &str) -> Result<()>,
 ) -> Result<()> {
-    if is_remote(path) {
-        let desc = path.display().to_string();
-        let store = store::open(path, true)?;
-        store::check_remote_output(store.as_ref(), &desc, kind)?;
-        return f(store, &desc);
-    }
-    let staged = StagedStore::new(path, kind, if_exists)?;
-    let desc = path.display().to_string();
-    new_store(staged.tmp.path()).and_then(|s| f(s, &desc))?;
-    staged.commit()
+    let out = NewStore::create(path, kind, if_exists)?;
+    f(out.store.clone(), &out.desc)?;
+    out.commit()
 }

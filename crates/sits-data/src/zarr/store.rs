@@ -287,21 +287,13 @@ pub fn open(path: &Path, create: bool) -> Result<Arc<DynStore>> {
     if !create {
         super::check_store_dir(path)?;
     }
-    let store = zarrs::filesystem::FilesystemStore::new(path)
-        .map_err(|e| super::zerr(&path.display().to_string(), e))?;
-    Ok(Arc::new(store))
+    super::new_store(path)
 }
 
 /// The `sits.kind` of the store's root group, if it has one.
 pub fn kind_of(store: &DynStore) -> Option<String> {
     let key = zarrs::storage::StoreKey::new("zarr.json").ok()?;
-    let bytes = store.get(&key).ok()??;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("attributes")?
-        .get("sits")?
-        .get("kind")?
-        .as_str()
-        .map(str::to_string)
+    super::kind_in(&store.get(&key).ok()??)
 }
 
 /// Whether anything at all is stored under the store's root (one listing request).
