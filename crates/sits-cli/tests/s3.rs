@@ -8,48 +8,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use sits_core::io::IfExists;
 use sits_tasks::synthetic::{cube, SyntheticCube};
 use sits_testing::S3Server;
 
-fn sits(args: &[&str], env: &[(&'static str, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sits"))
-        .args(args)
-        .arg("--quiet")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("run sits")
-}
-
-/// `key=value` pairs of the last stdout line (`result: ...`) of a successful run.
-fn result(o: &Output) -> Vec<(String, String)> {
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "sits failed: {}\n{stdout}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    last.strip_prefix("result: ")
-        .unwrap_or_else(|| panic!("last line: {last}"))
-        .split(' ')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn get<'a>(r: &'a [(String, String)], key: &str) -> &'a str {
-    r.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no {key} in {r:?}"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+mod common;
+use common::{get, result, s, sits};
 
 fn bits(p: &Path) -> Vec<u32> {
     sits_data::zarr::ZarrCube::open_path(p)
