@@ -24,6 +24,15 @@ fn dist2(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
 }
 
+/// The centroid nearest to `p` (squared Euclidean distance, summed in f64; the first
+/// of equally near ones): the rule [`kmeans`] assigns by, for assigning new points
+/// to centroids fitted elsewhere.
+pub fn nearest(centroids: &[Vec<f32>], p: &[f32]) -> usize {
+    (0..centroids.len())
+        .min_by(|&a, &b| dist2(p, &centroids[a]).total_cmp(&dist2(p, &centroids[b])))
+        .unwrap_or(0)
+}
+
 /// k-means on `points` (rows of equal length): k-means++ seeding from `seed`, then
 /// Lloyd iterations until no assignment changes or `max_iter`. An empty cluster is
 /// re-seeded with the point farthest from its centroid.
@@ -80,9 +89,7 @@ pub fn kmeans(
     loop {
         let mut changed = false;
         for (i, p) in points.iter().enumerate() {
-            let c = (0..k)
-                .min_by(|&a, &b| dist2(p, &centroids[a]).total_cmp(&dist2(p, &centroids[b])))
-                .unwrap_or(0);
+            let c = nearest(&centroids, p);
             if assignment[i] != c {
                 assignment[i] = c;
                 changed = true;

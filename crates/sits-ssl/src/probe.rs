@@ -46,6 +46,20 @@ pub struct LinearProbe {
     scaler: Standardizer,
 }
 
+/// The numbers of a fitted [`LinearProbe`]: weights `(d, classes)` as rows,
+/// biases, and the feature means and standard deviations it standardises with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeParts {
+    /// Weights, one row per feature.
+    pub w: Vec<Vec<f32>>,
+    /// Bias per class.
+    pub b: Vec<f32>,
+    /// Mean of each feature on the training rows.
+    pub mean: Vec<f32>,
+    /// Standard deviation of each feature (1 for a constant one).
+    pub std: Vec<f32>,
+}
+
 /// Probe training settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeConfig {
@@ -112,6 +126,48 @@ impl LinearProbe {
         let logits = xs.matmul(w)?.broadcast_add(b)?;
         let ce = log_softmax(&logits)?.gather(y, 1)?.neg()?.mean_all()?;
         ce + (w.sqr()?.sum_all()? * (l2 / 2.0))?
+    }
+
+    /// The fitted parameters as plain numbers, to store beside a job's output.
+    pub fn parts(&self) -> Result<ProbeParts> {
+        Ok(ProbeParts {
+            w: self.w.to_vec2::<f32>()?,
+            b: self.b.to_vec1::<f32>()?,
+            mean: self.scaler.mean.flatten_all()?.to_vec1::<f32>()?,
+            std: self.scaler.std.flatten_all()?.to_vec1::<f32>()?,
+        })
+    }
+
+    /// The probe of [`parts`](Self::parts), on `device`; parts of inconsistent
+    /// sizes are an error.
+    pub fn from_parts(p: &ProbeParts, device: &Device) -> Result<Self> {
+        let d = p.w.len();
+        let classes = p.b.len();
+        if d == 0 || classes == 0 {
+            candle_core::bail!("probe parts: {d} weight rows and {classes} biases");
+        }
+        if let Some(i) = p.w.iter().position(|r| r.len() != classes) {
+            candle_core::bail!(
+                "probe parts: weight row {i} has {} values, expected {classes}",
+                p.w[i].len()
+            );
+        }
+        if p.mean.len() != d || p.std.len() != d {
+            candle_core::bail!(
+                "probe parts: {} means and {} standard deviations for {d} features",
+                p.mean.len(),
+                p.std.len()
+            );
+        }
+        let flat: Vec<f32> = p.w.iter().flatten().copied().collect();
+        Ok(Self {
+            w: Tensor::from_vec(flat, (d, classes), device)?,
+            b: Tensor::from_vec(p.b.clone(), classes, device)?,
+            scaler: Standardizer {
+                mean: Tensor::from_vec(p.mean.clone(), (1, d), device)?,
+                std: Tensor::from_vec(p.std.clone(), (1, d), device)?,
+            },
+        })
     }
 
     /// Class scores `(N, classes)`.
@@ -270,6 +326,26 @@ mod tests {
             .unwrap();
         assert!(gn < 5e-3, "gradient norm at the solution {gn}");
         assert!(LinearProbe::fit(&x, &y[..5], 3, cfg).is_err());
+    }
+
+    #[test]
+    fn probe_parts_round_trip_and_are_checked() {
+        let (x, y) = blobs(10, 2);
+        let p = LinearProbe::fit(&x, &y, 3, ProbeConfig::default()).unwrap();
+        let parts = p.parts().unwrap();
+        assert_eq!((parts.w.len(), parts.b.len(), parts.mean.len()), (4, 3, 4));
+        let back = LinearProbe::from_parts(&parts, &Device::Cpu).unwrap();
+        let (a, b) = (
+            p.logits(&x).unwrap().to_vec2::<f32>().unwrap(),
+            back.logits(&x).unwrap().to_vec2::<f32>().unwrap(),
+        );
+        assert_eq!(a, b);
+        let mut bad = parts.clone();
+        bad.w[2].pop();
+        assert!(LinearProbe::from_parts(&bad, &Device::Cpu).is_err());
+        let mut bad = parts;
+        bad.std.push(1.0);
+        assert!(LinearProbe::from_parts(&bad, &Device::Cpu).is_err());
     }
 
     #[test]
