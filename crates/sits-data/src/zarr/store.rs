@@ -326,3 +326,79 @@ pub fn check_remote_output(store: &DynStore, url: &str, kind: &str) -> Result<()
         reason,
     })
 }
+
+/// Writes the small file `name` (a fitted model, a report) into `dir`, a local
+/// folder or an object-storage prefix, and returns its path. A local file is
+/// written atomically and replaced only with [`IfExists::Replace`]; an object that
+/// exists is never replaced (nothing on object storage is removed by sits).
+pub fn put_file(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    if_exists: sits_core::io::IfExists,
+) -> Result<std::path::PathBuf> {
+    let path = join(dir, name);
+    let Some(url) = url_of(dir) else {
+        crate::io_util::write_new(&path, bytes, if_exists)?;
+        return Ok(path);
+    };
+    let store = open_remote(url)?;
+    let key = zarrs::storage::StoreKey::new(name).map_err(|e| remote_err(url, e))?;
+    if store
+        .size_key(&key)
+        .map_err(|e| remote_err(url, format!("{name}: {e}")))?
+        .is_some()
+    {
+        return Err(DataError::Exists {
+            path,
+            reason: "the object exists; sits never replaces objects on object storage: \
+                     choose another prefix, or delete it with the storage's tools"
+                .into(),
+        });
+    }
+    store
+        .set(&key, bytes.to_vec().into())
+        .map_err(|e| remote_err(url, format!("{name}: {e}")))?;
+    Ok(path)
+}
+
+/// Reads the small file `name` of `dir` (a local folder or an object-storage
+/// prefix): `None` when it is not there; an error when it holds more than
+/// `max_bytes` (checked before it is read).
+pub fn get_file(dir: &Path, name: &str, max_bytes: u64) -> Result<Option<Vec<u8>>> {
+    let path = join(dir, name);
+    let too_big = |size: u64| {
+        DataError::field(
+            &path,
+            "size",
+            format!("{size} bytes, more than the {max_bytes} expected of this file"),
+        )
+    };
+    let Some(url) = url_of(dir) else {
+        let size = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(DataError::io(&path, e)),
+            Ok(m) => m.len(),
+        };
+        if size > max_bytes {
+            return Err(too_big(size));
+        }
+        return std::fs::read(&path)
+            .map(Some)
+            .map_err(|e| DataError::io(&path, e));
+    };
+    let store = open_remote(url)?;
+    let key = zarrs::storage::StoreKey::new(name).map_err(|e| remote_err(url, e))?;
+    match store
+        .size_key(&key)
+        .map_err(|e| remote_err(url, format!("{name}: {e}")))?
+    {
+        None => return Ok(None),
+        Some(size) if size > max_bytes => return Err(too_big(size)),
+        Some(_) => {}
+    }
+    Ok(store
+        .get(&key)
+        .map_err(|e| remote_err(url, format!("{name}: {e}")))?
+        .map(|b| b.to_vec()))
+}
