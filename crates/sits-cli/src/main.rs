@@ -23,6 +23,7 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use sits_core::io::IfExists;
+use sits_tasks::blockwise;
 use sits_tasks::changes::{changes, Distance};
 use sits_tasks::classify::{class_map, classify, points_for, ClassifyConfig, Points};
 use sits_tasks::cluster::{cluster, cluster_map, trajectory_map, ClusterConfig};
@@ -113,6 +114,19 @@ enum Command {
         /// Seed of k-means.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Fit the centroids once on a sample of the embeddings store INPUT and save
+        /// them as OUT/cluster_model.json, for the shards to assign with.
+        #[arg(long)]
+        fit: bool,
+        /// Pixel-periods in the sample of --fit.
+        #[arg(long, default_value_t = 50_000)]
+        sample: usize,
+        /// Assign shard i of n (0-based) of the embeddings store INPUT to the
+        /// centroids of OUT/cluster_model.json, into OUT/clusters.zarr shared by every
+        /// worker; without it, SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX with
+        /// SITS_SHARD_COUNT pick the shard when set.
+        #[arg(long)]
+        shard: Option<String>,
     },
     /// Change scores between consecutive periods: maps as PNG and Zarr.
     Changes {
@@ -122,18 +136,34 @@ enum Command {
         /// store written by `sits embed`.
         #[arg(long)]
         encoder: Option<PathBuf>,
+        /// Score shard i of n (0-based) of the embeddings store INPUT into
+        /// OUT/changes.zarr shared by every worker; without it, the scheduler's
+        /// variables pick the shard when set (as for `embed`).
+        #[arg(long)]
+        shard: Option<String>,
     },
     /// Class maps from a linear probe trained on labelled points.
     Classify {
         #[command(flatten)]
         io: MapIo,
-        /// The encoder folder.
+        /// The encoder folder (not needed by a shard: the probe is in
+        /// OUT/probe_model.json).
         #[arg(long)]
-        encoder: PathBuf,
+        encoder: Option<PathBuf>,
         /// A labelled sample set (its `split` column marks test points); without it,
         /// the labelled pixels of the cube folder's samples.csv.
         #[arg(long)]
         points: Option<PathBuf>,
+        /// Train the probe once on --points (embedded with --encoder) and save it as
+        /// OUT/probe_model.json, for the shards to predict with; INPUT is the
+        /// embeddings store the shards will read.
+        #[arg(long)]
+        fit: bool,
+        /// Predict shard i of n (0-based) of the embeddings store INPUT with
+        /// OUT/probe_model.json, into OUT/classes.zarr shared by every worker;
+        /// without it, the scheduler's variables pick the shard when set.
+        #[arg(long)]
+        shard: Option<String>,
     },
     /// Segmentation of a cube folder with a per-pixel label layer and a split layer:
     /// self-supervised U-BARN + head, its random-init control, U-TAE from scratch and
@@ -370,10 +400,7 @@ fn run(cli: Cli) -> Res<()> {
             block,
             shard,
         } => {
-            let shard = match &shard {
-                Some(s) => Some(Shard::parse(s)?),
-                None => Shard::from_env()?,
-            };
+            let shard = shard_of(shard.as_deref())?;
             let device = sits_tasks::device(&cli.device)?;
             let enc = SavedEncoder::load(&encoder, &device)?;
             let out = output_dir(&io.out, &[&io.input])?;
@@ -446,15 +473,70 @@ fn run(cli: Cli) -> Res<()> {
             encoder,
             k,
             seed,
+            fit,
+            sample,
+            shard,
         } => {
-            let device = sits_tasks::device(&cli.device)?;
-            let out = output_dir(&io.out, &[&io.input])?;
-            let e = embeddings(&io, encoder.as_deref(), cli.quiet, &device)?;
             let cfg = ClusterConfig {
                 k,
                 seed,
                 ..ClusterConfig::default()
             };
+            if fit {
+                let out = output_dir(&io.out, &[&io.input])?;
+                no_encoder(encoder.as_deref(), "cluster --fit")?;
+                let emb = blockwise::open_embeddings(&io.input)?;
+                let pb = spinner(cli.quiet, "fitting");
+                let m = blockwise::fit_clusters(&emb, &show(&io.input), &cfg, sample)?;
+                pb.finish_and_clear();
+                let p = blockwise::save_model(
+                    &out,
+                    blockwise::CLUSTER_MODEL,
+                    &m,
+                    if_exists(io.overwrite),
+                )?;
+                println!(
+                    "k-means (k = {k}) fitted on {} pixel-periods of {}; the shards assign \
+                     with {}",
+                    m.sample_rows,
+                    show(&io.input),
+                    show(&p)
+                );
+                println!(
+                    "result: k={k} sample_rows={} inertia={:.1} seconds={:.1}",
+                    m.sample_rows,
+                    m.inertia,
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            if let Some(shard) = shard_of(shard.as_deref())? {
+                no_encoder(encoder.as_deref(), "a cluster shard")?;
+                let out = output_dir(&io.out, &[&io.input])?;
+                let fit_cmd = format!(
+                    "sits cluster {} --out {} --k {k} --fit",
+                    show(&io.input),
+                    show(&out)
+                );
+                let m: blockwise::ClusterModel =
+                    blockwise::load_model(&out, blockwise::CLUSTER_MODEL, &fit_cmd)?;
+                let emb = blockwise::open_embeddings(&io.input)?;
+                let store = sits_data::zarr::store::join(&out, "clusters.zarr");
+                let pass = with_bar(cli.quiet, |tick| -> Res<_> {
+                    Ok(blockwise::cluster_pass(
+                        &emb,
+                        &show(&io.input),
+                        &m,
+                        &store,
+                        shard,
+                        tick,
+                    )?)
+                })?;
+                return pass_result(&pass, shard, start);
+            }
+            let device = sits_tasks::device(&cli.device)?;
+            let out = output_dir(&io.out, &[&io.input])?;
+            let e = embeddings(&io, encoder.as_deref(), cli.quiet, &device)?;
             let c = cluster(&e.rows, &e.grid, &cfg)?;
             let ow = if_exists(io.overwrite);
             write_map(&out, &cluster_map(&c, &e.grid, "clusters")?, ow)?;
@@ -480,7 +562,23 @@ fn run(cli: Cli) -> Res<()> {
                 start.elapsed().as_secs_f64()
             );
         }
-        Command::Changes { io, encoder } => {
+        Command::Changes { io, encoder, shard } => {
+            if let Some(shard) = shard_of(shard.as_deref())? {
+                no_encoder(encoder.as_deref(), "a changes shard")?;
+                let out = output_dir(&io.out, &[&io.input])?;
+                let emb = blockwise::open_embeddings(&io.input)?;
+                let store = sits_data::zarr::store::join(&out, "changes.zarr");
+                let pass = with_bar(cli.quiet, |tick| -> Res<_> {
+                    Ok(blockwise::changes_pass(
+                        &emb,
+                        &show(&io.input),
+                        &store,
+                        shard,
+                        tick,
+                    )?)
+                })?;
+                return pass_result(&pass, shard, start);
+            }
             let device = sits_tasks::device(&cli.device)?;
             let out = output_dir(&io.out, &[&io.input])?;
             let e = embeddings(&io, encoder.as_deref(), cli.quiet, &device)?;
@@ -502,9 +600,94 @@ fn run(cli: Cli) -> Res<()> {
             io,
             encoder,
             points,
+            fit,
+            shard,
         } => {
             let device = sits_tasks::device(&cli.device)?;
+            let shard = if fit {
+                None
+            } else {
+                shard_of(shard.as_deref())?
+            };
+            if let Some(shard) = shard {
+                let out = output_dir(&io.out, &[&io.input])?;
+                let fit_cmd = format!(
+                    "sits classify {} --encoder ENC --points SET --out {} --fit",
+                    show(&io.input),
+                    show(&out)
+                );
+                let m: blockwise::ProbeModel =
+                    blockwise::load_model(&out, blockwise::PROBE_MODEL, &fit_cmd)?;
+                let emb = blockwise::open_embeddings(&io.input)?;
+                let store = sits_data::zarr::store::join(&out, "classes.zarr");
+                let pass = with_bar(cli.quiet, |tick| -> Res<_> {
+                    Ok(blockwise::classify_pass(
+                        &emb,
+                        &show(&io.input),
+                        &m,
+                        &store,
+                        shard,
+                        &device,
+                        tick,
+                    )?)
+                })?;
+                return pass_result(&pass, shard, start);
+            }
+            let encoder = encoder.ok_or(
+                "--encoder is needed to embed the cube and the points (only a shard reads the \
+                 probe saved by --fit)",
+            )?;
             let enc = SavedEncoder::load(&encoder, &device)?;
+            if fit {
+                let points = points.ok_or(
+                    "--fit needs --points: a labelled sample set with the encoder's bands",
+                )?;
+                let out = output_dir(&io.out, &[&io.input, &points])?;
+                let emb = blockwise::open_embeddings(&io.input)?;
+                let set = points_for(&enc, &points)?;
+                let pts = Points::from_samples(&enc, &set, &device)?;
+                if emb.shape()[1] != enc.card.embedding_len() {
+                    return Err(format!(
+                        "{}: embeddings of {} dimensions, but the encoder {} makes {}: give \
+                         the encoder that made the store",
+                        show(&io.input),
+                        emb.shape()[1],
+                        show(&encoder),
+                        enc.card.embedding_len()
+                    )
+                    .into());
+                }
+                let m = blockwise::ProbeModel::train(
+                    &pts,
+                    &ClassifyConfig::default(),
+                    &show(&encoder),
+                    &show(&points),
+                    &device,
+                )?;
+                let p = blockwise::save_model(
+                    &out,
+                    blockwise::PROBE_MODEL,
+                    &m,
+                    if_exists(io.overwrite),
+                )?;
+                let f = |x: Option<f64>| x.map_or("none".into(), |v| format!("{v:.4}"));
+                println!(
+                    "probe trained on {} points, scored on {} test points; the shards \
+                     predict with {}",
+                    m.n_train,
+                    m.n_test,
+                    show(&p)
+                );
+                println!(
+                    "result: train_points={} test_points={} test_oa={} test_macro_f1={} seconds={:.1}",
+                    m.n_train,
+                    m.n_test,
+                    f(m.test_oa),
+                    f(m.test_macro_f1),
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
             let out = output_dir(&io.out, &[&io.input])?;
             // the labelled points are checked before the cube is embedded
             let pts_set = match &points {
@@ -707,6 +890,67 @@ fn segment_cmd(a: SegmentArgs, device: &str) -> Res<()> {
         show(&out)
     );
     println!("{} seconds={:.1}", s.result_line(), s.seconds);
+    Ok(())
+}
+
+/// The shard `--shard` names, or the scheduler's (see [`Shard::from_env`]).
+fn shard_of(flag: Option<&str>) -> Res<Option<Shard>> {
+    Ok(match flag {
+        Some(s) => Some(Shard::parse(s)?),
+        None => Shard::from_env()?,
+    })
+}
+
+/// Refuses `--encoder` where the input must be an embeddings store.
+fn no_encoder(encoder: Option<&Path>, what: &str) -> Res<()> {
+    match encoder {
+        Some(e) => Err(format!(
+            "{what} reads an embeddings store, not a cube: drop --encoder {} and give the \
+             store `sits embed --encoder {}` wrote (OUT/embeddings.zarr)",
+            show(e),
+            show(e)
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Runs `f` with a progress bar over blocks (hidden with `--quiet`).
+fn with_bar<T>(quiet: bool, f: impl FnOnce(&mut dyn FnMut(usize, usize)) -> T) -> T {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(0)
+    };
+    let mut tick = |i: usize, n: usize| {
+        bar.set_length(n as u64);
+        bar.set_position(i as u64);
+    };
+    let r = f(&mut tick);
+    bar.finish_and_clear();
+    r
+}
+
+/// The lines a shard of a pass ends with.
+fn pass_result(pass: &blockwise::Pass, shard: Shard, start: Instant) -> Res<()> {
+    println!(
+        "wrote {} blocks of shard {}/{} into {} ({} done before)",
+        pass.blocks_written,
+        shard.index,
+        shard.count,
+        show(&pass.store),
+        pass.blocks_done_before
+    );
+    println!(
+        "result: blocks={} shard={}/{} blocks_written={} blocks_done_before={} values={} seconds={:.1}",
+        pass.blocks,
+        shard.index,
+        shard.count,
+        pass.blocks_written,
+        pass.blocks_done_before,
+        pass.values,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -147,6 +147,102 @@ fn workers_on_object_storage_match_one_local_process() {
         "three workers on S3 differ from one process on disk"
     );
 
+    // the cluster and change passes: centroids fitted once beside the output, then
+    // three cluster workers and two change workers (Kubernetes' variables) on object
+    // storage write the maps of one process reading the local store whole
+    let local_maps = t.join("maps");
+    result(&sits(
+        &[
+            "cluster",
+            s(&one.join("embeddings.zarr")),
+            "--out",
+            s(&local_maps),
+            "--k",
+            "4",
+        ],
+        &env,
+    ));
+    result(&sits(
+        &[
+            "changes",
+            s(&one.join("embeddings.zarr")),
+            "--out",
+            s(&local_maps),
+        ],
+        &env,
+    ));
+    let maps = "s3://eodata/maps";
+    let r = result(&sits(
+        &[
+            "cluster",
+            s(store),
+            "--out",
+            maps,
+            "--k",
+            "4",
+            "--fit",
+            "--sample",
+            "100000",
+        ],
+        &env,
+    ));
+    assert_eq!(get(&r, "k"), "4");
+    let pass = |cmd: &str, vars: &[(&str, String)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sits"));
+        c.args([cmd, s(store), "--out", maps, "--quiet"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn")
+    };
+    let shard = |i: usize| {
+        [
+            ("SLURM_ARRAY_TASK_ID", i.to_string()),
+            ("SLURM_ARRAY_TASK_COUNT", "3".into()),
+        ]
+    };
+    let k8s = |i: usize| {
+        [
+            ("JOB_COMPLETION_INDEX", i.to_string()),
+            ("SITS_SHARD_COUNT", "2".into()),
+        ]
+    };
+    let workers = [
+        pass("cluster", &shard(0)),
+        pass("cluster", &shard(1)),
+        pass("cluster", &shard(2)),
+        pass("changes", &k8s(0)),
+        pass("changes", &k8s(1)),
+    ];
+    for w in workers {
+        let r = result(&w.wait_with_output().expect("wait"));
+        assert_eq!(get(&r, "blocks_done_before"), "0", "{r:?}");
+    }
+    for name in ["clusters.zarr", "changes.zarr"] {
+        let shared = format!("{maps}/{name}");
+        let r = result(&sits(&["verify", &shared], &env));
+        assert_eq!(get(&r, "missing"), "0");
+        assert!(
+            bits(Path::new(&shared)) == bits(&local_maps.join(name)),
+            "{name}: the workers on S3 differ from one process on disk"
+        );
+    }
+    // a cluster worker without the fitted model is refused, naming the command
+    let o = sits(
+        &[
+            "cluster",
+            s(store),
+            "--out",
+            "s3://eodata/nomodel",
+            "--shard",
+            "0/2",
+        ],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--fit"), "{err}");
+
     // a deleted chunk is caught by verify, and a rerun rewrites that block only
     let chunk = root.join("eodata/out/embeddings.zarr/values/c/0/0/0/0");
     std::fs::remove_file(&chunk).expect("delete a chunk");

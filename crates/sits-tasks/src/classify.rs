@@ -130,14 +130,27 @@ pub struct Classification {
     pub class_names: Vec<String>,
 }
 
+/// A linear probe trained on labelled points, with its scores on their test
+/// split.
+#[derive(Debug, Clone)]
+pub struct TrainedProbe {
+    /// The probe.
+    pub probe: LinearProbe,
+    /// Number of classes it scores.
+    pub classes: usize,
+    /// Training points used.
+    pub n_train: usize,
+    /// Test points scored.
+    pub n_test: usize,
+    /// Overall accuracy on the test points, if there are some.
+    pub test_oa: Option<f64>,
+    /// Macro F1 on the test points, if there are some.
+    pub test_macro_f1: Option<f64>,
+}
+
 /// Trains a linear probe on the training points (every point not marked test or
-/// validation), scores it on the test points and predicts every row of `rows`.
-pub fn classify(
-    rows: &[Vec<f32>],
-    points: &Points,
-    cfg: &ClassifyConfig,
-    device: &Device,
-) -> Result<Classification> {
+/// validation) and scores it on the test points.
+pub fn train_probe(points: &Points, cfg: &ClassifyConfig, device: &Device) -> Result<TrainedProbe> {
     let classes = points
         .class_names
         .len()
@@ -189,6 +202,18 @@ pub fn classify(
         let cm = ConfusionMatrix::from_labels(classes, &t, &p, None)?;
         (Some(cm.overall_accuracy()), Some(cm.macro_f1()))
     };
+    Ok(TrainedProbe {
+        probe,
+        classes,
+        n_train: ytr.len(),
+        n_test: yte.len(),
+        test_oa,
+        test_macro_f1,
+    })
+}
+
+/// The predicted class of each of `rows`, 8,192 rows at a time.
+pub fn predict_rows(probe: &LinearProbe, rows: &[Vec<f32>], device: &Device) -> Result<Vec<usize>> {
     let mut predictions = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(8192) {
         predictions.extend(
@@ -197,12 +222,24 @@ pub fn classify(
                 .ctx("predicting the map")?,
         );
     }
+    Ok(predictions)
+}
+
+/// Trains a linear probe on the training points (see [`train_probe`]), scores it
+/// on the test points and predicts every row of `rows`.
+pub fn classify(
+    rows: &[Vec<f32>],
+    points: &Points,
+    cfg: &ClassifyConfig,
+    device: &Device,
+) -> Result<Classification> {
+    let t = train_probe(points, cfg, device)?;
     Ok(Classification {
-        predictions,
-        n_train: ytr.len(),
-        n_test: yte.len(),
-        test_oa,
-        test_macro_f1,
+        predictions: predict_rows(&t.probe, rows, device)?,
+        n_train: t.n_train,
+        n_test: t.n_test,
+        test_oa: t.test_oa,
+        test_macro_f1: t.test_macro_f1,
         class_names: points.class_names.clone(),
     })
 }

@@ -55,30 +55,49 @@ pub struct Clusters {
     pub trajectory: Option<Vec<(usize, usize, usize)>>,
 }
 
+/// Per-column mean and standard deviation of rows (in f64), to scale them to zero
+/// mean and unit variance; a constant column becomes 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardisation {
+    /// Mean of each column.
+    pub mean: Vec<f64>,
+    /// Standard deviation of each column (at least 1e-8).
+    pub sd: Vec<f64>,
+}
+
+impl Standardisation {
+    /// The statistics of `rows` (rows of equal length).
+    pub fn fit(rows: &[Vec<f32>]) -> Self {
+        let d = rows.first().map_or(0, Vec::len);
+        let n = rows.len().max(1) as f64;
+        let mut mean = vec![0f64; d];
+        let mut sq = vec![0f64; d];
+        for r in rows {
+            for (j, &v) in r.iter().enumerate() {
+                mean[j] += v as f64 / n;
+                sq[j] += (v as f64).powi(2) / n;
+            }
+        }
+        let sd = (0..d)
+            .map(|j| (sq[j] - mean[j].powi(2)).max(0.0).sqrt().max(1e-8))
+            .collect();
+        Self { mean, sd }
+    }
+
+    /// `row` scaled.
+    pub fn apply(&self, row: &[f32]) -> Vec<f32> {
+        row.iter()
+            .zip(self.mean.iter().zip(&self.sd))
+            .map(|(&v, (m, s))| ((v as f64 - m) / s) as f32)
+            .collect()
+    }
+}
+
 /// Each column of `rows` scaled to zero mean and unit variance (a constant column
 /// becomes 0).
 pub fn standardise(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    let d = rows.first().map_or(0, Vec::len);
-    let n = rows.len().max(1) as f64;
-    let mut mean = vec![0f64; d];
-    let mut sq = vec![0f64; d];
-    for r in rows {
-        for (j, &v) in r.iter().enumerate() {
-            mean[j] += v as f64 / n;
-            sq[j] += (v as f64).powi(2) / n;
-        }
-    }
-    let sd: Vec<f64> = (0..d)
-        .map(|j| (sq[j] - mean[j].powi(2)).max(0.0).sqrt().max(1e-8))
-        .collect();
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .map(|(j, &v)| ((v as f64 - mean[j]) / sd[j]) as f32)
-                .collect()
-        })
-        .collect()
+    let st = Standardisation::fit(rows);
+    rows.iter().map(|r| st.apply(r)).collect()
 }
 
 /// Adjusted Rand index between `assign` and the labels over the labelled rows;

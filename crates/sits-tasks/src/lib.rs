@@ -15,6 +15,8 @@
 //! | [`cluster`] | k-means on one period's or all periods' embeddings, and on trajectories over periods |
 //! | [`changes`] | change scores between consecutive periods |
 //! | [`classify`] | a linear probe trained on labelled points, applied to every pixel-period |
+//! | [`blockwise`] | cluster, change and class maps of an embeddings store a block at a time, by shards, with models fitted once beside the output |
+//! | [`shard`] | which shard of a job this process does (`--shard i/n`, SLURM, Kubernetes) |
 //! | [`segment`] | segmentation with per-pixel labels: self-supervised U-BARN + head, U-TAE, raw probe |
 //! | [`maps`] | every map written as a PNG and as a Zarr cube |
 //! | [`report`] | PNG charts and Markdown tables |
@@ -23,6 +25,7 @@
 //! Errors: [`TaskError`] for the jobs above (the experiment keeps its own
 //! [`experiment::ExperimentError`], the charts [`report::ReportError`]).
 
+pub mod blockwise;
 pub mod changes;
 pub mod classify;
 pub mod cluster;
