@@ -186,6 +186,55 @@ fn unseen_two_band_cube_goes_through_pretrain_embed_cluster_changes() {
         "probe on the embeddings of the points: test OA {oa}"
     );
 
+    // the same probe trained once and applied by two shards to the embeddings store
+    // gives the same class map
+    let emb_path = tmp.path().join("emb.zarr");
+    sits_tasks::embed::write_embeddings(&e, &emb_path, IfExists::Refuse).expect("write");
+    let emb = sits_tasks::blockwise::open_embeddings(&emb_path).expect("open");
+    let model = sits_tasks::blockwise::ProbeModel::train(
+        &pts,
+        &ClassifyConfig::default(),
+        "enc",
+        "points",
+        &dev,
+    )
+    .expect("train");
+    assert_eq!((model.n_train, model.test_oa), (80, Some(oa)));
+    let classes = tmp.path().join("classes.zarr");
+    for i in 0..2 {
+        sits_tasks::blockwise::classify_pass(
+            &emb,
+            "emb",
+            &model,
+            &classes,
+            sits_tasks::shard::Shard::new(i, 2).expect("shard"),
+            &dev,
+            &mut |_, _| {},
+        )
+        .expect("class pass");
+    }
+    let map = sits_data::zarr::ZarrCube::open_path(&classes)
+        .expect("open")
+        .read_all()
+        .expect("read");
+    let v = map.values();
+    let same = e
+        .grid
+        .index
+        .iter()
+        .zip(&cls.predictions)
+        .filter(|(p, &k)| {
+            let t = e.grid.period_index(p.period).expect("period");
+            v[[t, 0, p.row, p.col]] == k as f32
+        })
+        .count();
+    assert_eq!(same, e.rows.len(), "sharded classes differ from classify");
+    assert_eq!(
+        v.iter().filter(|x| x.is_finite()).count(),
+        e.rows.len(),
+        "a class where there is no embedding"
+    );
+
     // mismatches with the saved encoder are errors that name what differs
     let mut other = spec.clone();
     other.bands = vec!["red".into(), "swir".into()];
