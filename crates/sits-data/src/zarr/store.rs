@@ -329,7 +329,8 @@ pub fn check_remote_output(store: &DynStore, url: &str, kind: &str) -> Result<()
 
 /// Writes the small file `name` (a fitted model, a report) into `dir`, a local
 /// folder or an object-storage prefix, and returns its path. A local file is
-/// written atomically and replaced only with [`IfExists::Replace`]; an object that
+/// written atomically and replaced only with
+/// [`IfExists::Replace`](sits_core::io::IfExists::Replace); an object that
 /// exists is never replaced (nothing on object storage is removed by sits).
 pub fn put_file(
     dir: &Path,
