@@ -512,27 +512,18 @@ fn run(cli: Cli) -> Res<()> {
             }
             if let Some(shard) = shard_of(shard.as_deref())? {
                 no_encoder(encoder.as_deref(), "a cluster shard")?;
-                let out = output_dir(&io.out, &[&io.input])?;
-                let fit_cmd = format!(
-                    "sits cluster {} --out {} --k {k} --fit",
-                    show(&io.input),
-                    show(&out)
-                );
-                let m: blockwise::ClusterModel =
-                    blockwise::load_model(&out, blockwise::CLUSTER_MODEL, &fit_cmd)?;
-                let emb = blockwise::open_embeddings(&io.input)?;
-                let store = sits_data::zarr::store::join(&out, "clusters.zarr");
-                let pass = with_bar(cli.quiet, |tick| -> Res<_> {
+                return shard_pass(&io, "clusters.zarr", shard, cli.quiet, start, |p| {
+                    let fit = format!(
+                        "sits cluster {} --out {} --k {k} --fit",
+                        p.what,
+                        show(p.out)
+                    );
+                    let m: blockwise::ClusterModel =
+                        blockwise::load_model(p.out, blockwise::CLUSTER_MODEL, &fit)?;
                     Ok(blockwise::cluster_pass(
-                        &emb,
-                        &show(&io.input),
-                        &m,
-                        &store,
-                        shard,
-                        tick,
+                        p.emb, p.what, &m, p.store, shard, p.tick,
                     )?)
-                })?;
-                return pass_result(&pass, shard, start);
+                });
             }
             let device = sits_tasks::device(&cli.device)?;
             let out = output_dir(&io.out, &[&io.input])?;
@@ -565,19 +556,11 @@ fn run(cli: Cli) -> Res<()> {
         Command::Changes { io, encoder, shard } => {
             if let Some(shard) = shard_of(shard.as_deref())? {
                 no_encoder(encoder.as_deref(), "a changes shard")?;
-                let out = output_dir(&io.out, &[&io.input])?;
-                let emb = blockwise::open_embeddings(&io.input)?;
-                let store = sits_data::zarr::store::join(&out, "changes.zarr");
-                let pass = with_bar(cli.quiet, |tick| -> Res<_> {
+                return shard_pass(&io, "changes.zarr", shard, cli.quiet, start, |p| {
                     Ok(blockwise::changes_pass(
-                        &emb,
-                        &show(&io.input),
-                        &store,
-                        shard,
-                        tick,
+                        p.emb, p.what, p.store, shard, p.tick,
                     )?)
-                })?;
-                return pass_result(&pass, shard, start);
+                });
             }
             let device = sits_tasks::device(&cli.device)?;
             let out = output_dir(&io.out, &[&io.input])?;
@@ -610,28 +593,18 @@ fn run(cli: Cli) -> Res<()> {
                 shard_of(shard.as_deref())?
             };
             if let Some(shard) = shard {
-                let out = output_dir(&io.out, &[&io.input])?;
-                let fit_cmd = format!(
-                    "sits classify {} --encoder ENC --points SET --out {} --fit",
-                    show(&io.input),
-                    show(&out)
-                );
-                let m: blockwise::ProbeModel =
-                    blockwise::load_model(&out, blockwise::PROBE_MODEL, &fit_cmd)?;
-                let emb = blockwise::open_embeddings(&io.input)?;
-                let store = sits_data::zarr::store::join(&out, "classes.zarr");
-                let pass = with_bar(cli.quiet, |tick| -> Res<_> {
+                return shard_pass(&io, "classes.zarr", shard, cli.quiet, start, |p| {
+                    let fit = format!(
+                        "sits classify {} --encoder ENC --points SET --out {} --fit",
+                        p.what,
+                        show(p.out)
+                    );
+                    let m: blockwise::ProbeModel =
+                        blockwise::load_model(p.out, blockwise::PROBE_MODEL, &fit)?;
                     Ok(blockwise::classify_pass(
-                        &emb,
-                        &show(&io.input),
-                        &m,
-                        &store,
-                        shard,
-                        &device,
-                        tick,
+                        p.emb, p.what, &m, p.store, shard, &device, p.tick,
                     )?)
-                })?;
-                return pass_result(&pass, shard, start);
+                });
             }
             let encoder = encoder.ok_or(
                 "--encoder is needed to embed the cube and the points (only a shard reads the \
@@ -915,8 +888,33 @@ fn no_encoder(encoder: Option<&Path>, what: &str) -> Res<()> {
     }
 }
 
-/// Runs `f` with a progress bar over blocks (hidden with `--quiet`).
-fn with_bar<T>(quiet: bool, f: impl FnOnce(&mut dyn FnMut(usize, usize)) -> T) -> T {
+/// What a shard of a map pass works with.
+struct PassIo<'a> {
+    /// The embeddings store INPUT, opened.
+    emb: &'a sits_data::zarr::ZarrCube<sits_data::zarr::DynStore>,
+    /// INPUT, for messages.
+    what: &'a str,
+    /// The output folder or prefix, where the fitted models are.
+    out: &'a Path,
+    /// The shared output store.
+    store: &'a Path,
+    /// The progress bar's tick.
+    tick: &'a mut dyn FnMut(usize, usize),
+}
+
+/// Runs one shard of a map pass over the embeddings store INPUT into OUT/`name`
+/// (`run` does the pass), with a progress bar, and prints its result line.
+fn shard_pass(
+    io: &MapIo,
+    name: &str,
+    shard: Shard,
+    quiet: bool,
+    start: Instant,
+    run: impl FnOnce(PassIo<'_>) -> Res<blockwise::Pass>,
+) -> Res<()> {
+    let out = output_dir(&io.out, &[&io.input])?;
+    let emb = blockwise::open_embeddings(&io.input)?;
+    let store = sits_data::zarr::store::join(&out, name);
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -926,13 +924,14 @@ fn with_bar<T>(quiet: bool, f: impl FnOnce(&mut dyn FnMut(usize, usize)) -> T) -
         bar.set_length(n as u64);
         bar.set_position(i as u64);
     };
-    let r = f(&mut tick);
+    let pass = run(PassIo {
+        emb: &emb,
+        what: &show(&io.input),
+        out: &out,
+        store: &store,
+        tick: &mut tick,
+    })?;
     bar.finish_and_clear();
-    r
-}
-
-/// The lines a shard of a pass ends with.
-fn pass_result(pass: &blockwise::Pass, shard: Shard, start: Instant) -> Res<()> {
     println!(
         "wrote {} blocks of shard {}/{} into {} ({} done before)",
         pass.blocks_written,
