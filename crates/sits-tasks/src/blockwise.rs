@@ -404,17 +404,22 @@ pub fn changes_pass(
     let times = Timestamps::parse(&emb.times().to_iso()[1..], "second periods of the pairs")
         .map_err(sits_data::DataError::from)?;
     let f = |v: &Array4<f32>| -> Result<Array4<f32>> {
-        let (t, c, h, w) = v.dim();
+        let (t, _, h, w) = v.dim();
         let mut o = Array4::<f32>::from_elem((t - 1, 1, h, w), f32::NAN);
-        let finite = |ti: usize, r: usize, col: usize| -> Option<Vec<f32>> {
-            let row: Vec<f32> = (0..c).map(|ci| v[[ti, ci, r, col]]).collect();
-            row.iter().all(|x| x.is_finite()).then_some(row)
-        };
+        // each pixel-date's row is built once, and read for both pairs it is in
+        let mut at: Vec<Option<Vec<f32>>> = vec![None; t * h * w];
+        for (ti, r, col, row) in block_rows(v) {
+            at[(ti * h + r) * w + col] = Some(row);
+        }
         for ti in 0..t - 1 {
             for r in 0..h {
                 for col in 0..w {
-                    if let (Some(a), Some(b)) = (finite(ti, r, col), finite(ti + 1, r, col)) {
-                        o[[ti, 0, r, col]] = Distance::Cosine.between(&a, &b) as f32;
+                    let (a, b) = (
+                        &at[(ti * h + r) * w + col],
+                        &at[((ti + 1) * h + r) * w + col],
+                    );
+                    if let (Some(a), Some(b)) = (a, b) {
+                        o[[ti, 0, r, col]] = Distance::Cosine.between(a, b) as f32;
                     }
                 }
             }
