@@ -11,6 +11,7 @@
 //! - [`vision`]: small ResNet and ViT for recurrence-plot and planar images.
 //! - [`heads`]: linear, MLP, segmentation, temporal attention pooling, forecasting.
 //! - [`io`]: safetensors and `.pth` loading, atomic safetensors saving.
+//! - [`ops`]: CPU kernels with their own backward passes (convolution).
 //! - [`nn`]: reflect padding, BatchNorm with running statistics as buffers,
 //!   differentiable bilinear resizing, LayerNorm/softmax with gradients.
 //!
@@ -42,6 +43,7 @@ pub mod heads;
 pub mod io;
 pub mod ltae;
 pub mod nn;
+pub mod ops;
 pub mod transformer;
 pub mod tsvit;
 pub mod ubarn;

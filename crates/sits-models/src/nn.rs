@@ -185,25 +185,21 @@ pub enum PaddingMode {
 
 /// `nn.Conv2d` with a padding mode; parameters `weight` `[out, in, k, k]` and `bias`.
 ///
-/// A strided convolution whose window does not land exactly on the last input row or
-/// column (`(size + 2·padding − k) % stride != 0`, e.g. a stride-2 convolution of
-/// an odd-sized image) runs as a stride-1 convolution followed by keeping every
-/// `stride`-th output: candle 0.11's backward pass of such a strided convolution
-/// returns an input gradient of the wrong size. The forward values are the same
-/// either way; the fallback only costs time, and only for those sizes.
+/// Runs [`crate::ops::conv2d`]: on the CPU in `f32`, an im2col convolution with its
+/// own backward pass and the padding folded into the gather; elsewhere candle's
+/// convolution.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
-    inner: candle_nn::Conv2d,
-    /// The same weights at stride 1, for the fallback.
-    unit: candle_nn::Conv2d,
+    weight: Tensor,
+    bias: Option<Tensor>,
     padding: usize,
     mode: PaddingMode,
-    k: usize,
     stride: usize,
 }
 
 impl Conv2d {
-    /// Builds the layer from `vb` (`weight`, `bias`).
+    /// Builds the layer from `vb` (`weight`, `bias`), initialised as candle's
+    /// `conv2d` (PyTorch's default).
     pub fn new(
         vb: VarBuilder,
         c_in: usize,
@@ -213,62 +209,35 @@ impl Conv2d {
         padding: usize,
         mode: PaddingMode,
     ) -> Result<Self> {
-        let cfg = candle_nn::Conv2dConfig {
-            padding: if mode == PaddingMode::Zeros {
-                padding
-            } else {
-                0
-            },
-            stride,
-            ..Default::default()
-        };
-        let inner = candle_nn::conv2d(c_in, c_out, k, cfg, vb)?;
-        let unit = candle_nn::Conv2d::new(
-            inner.weight().clone(),
-            inner.bias().cloned(),
-            candle_nn::Conv2dConfig { stride: 1, ..cfg },
-        );
+        let inner = candle_nn::conv2d(c_in, c_out, k, Default::default(), vb)?;
         Ok(Self {
-            inner,
-            unit,
+            weight: inner.weight().clone(),
+            bias: inner.bias().cloned(),
             padding,
             mode,
-            k,
             stride,
         })
     }
 
-    fn conv(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
-        let pad = if self.mode == PaddingMode::Zeros {
-            self.padding
-        } else {
-            0
-        };
-        let exact = |n: usize| {
-            (n + 2 * pad)
-                .saturating_sub(self.k)
-                .is_multiple_of(self.stride)
-        };
-        if self.stride == 1 || (exact(h) && exact(w)) {
-            return self.inner.forward(x);
+    /// The same layer computed by candle's own operations on any device (see
+    /// [`crate::ops::conv2d_candle`]).
+    pub fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
+        let y = crate::ops::conv2d_candle(x, &self.weight, self.stride, self.padding, self.mode)?;
+        self.add_bias(y)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            None => Ok(y),
         }
-        let y = self.unit.forward(x)?;
-        let (_, _, oh, ow) = y.dims4()?;
-        let rows: Vec<u32> = (0..oh as u32).step_by(self.stride).collect();
-        let cols: Vec<u32> = (0..ow as u32).step_by(self.stride).collect();
-        let (nr, nc) = (rows.len(), cols.len());
-        y.index_select(&Tensor::from_vec(rows, nr, x.device())?, 2)?
-            .index_select(&Tensor::from_vec(cols, nc, x.device())?, 3)
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self.mode {
-            PaddingMode::Reflect if self.padding > 0 => self.conv(&reflect_pad2d(x, self.padding)?),
-            _ => self.conv(x),
-        }
+        let y = crate::ops::conv2d(x, &self.weight, self.stride, self.padding, self.mode)?;
+        self.add_bias(y)
     }
 }
 
@@ -642,10 +611,16 @@ mod conv_shape_tests {
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
         let conv = Conv2d::new(vb, 3, 4, 3, 2, 1, PaddingMode::Zeros).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 11), &Device::Cpu).unwrap();
-        let ours = conv.forward(&x).unwrap();
-        let native = conv.inner.forward(&x).unwrap();
-        let d = (ours - native).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+        let native = x
+            .conv2d(&conv.weight, 1, 2, 1, 1)
+            .unwrap()
+            .broadcast_add(&conv.bias.as_ref().unwrap().reshape((1, 4, 1, 1)).unwrap())
+            .unwrap();
+        assert_eq!(native.dims(), &[2, 4, 5, 6]);
+        for y in [conv.forward(&x).unwrap(), conv.forward_candle(&x).unwrap()] {
+            let d = (y - &native).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+        }
     }
 
     #[test]
