@@ -12,6 +12,9 @@
 //!   sequences).
 //! - `pixel_transformer_fwd`: the pixel transformer (width 128, 3 layers) on 1024
 //!   series of 23 dates with 6 bands (the Mato Grosso shape).
+//! - `conv2d/{ops,candle}_{fwd,fwd_bwd}/...`: one 3x3 reflect-padded convolution of
+//!   U-TAE's first encoder level (60 images of 64 channels, 64x64) by the CPU op of
+//!   `sits_models::ops` and by candle's own operations.
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{DType, Device, Tensor, D};
@@ -158,5 +161,39 @@ fn pixel_transformer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ltae, pixel_transformer, utae);
+fn conv(c: &mut Criterion) {
+    use sits::sits_models::nn::PaddingMode;
+    use sits::sits_models::ops::{conv2d, conv2d_candle};
+    let dev = Device::Cpu;
+    let (n, ch, hw) = (60, 64, 64);
+    let x =
+        candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, ch, hw, hw), &dev).unwrap())
+            .unwrap();
+    let w =
+        candle_core::Var::from_tensor(&Tensor::randn(0f32, 0.05, (ch, ch, 3, 3), &dev).unwrap())
+            .unwrap();
+    type Conv = fn(&Tensor, &Tensor, usize, usize, PaddingMode) -> candle_core::Result<Tensor>;
+    let mut g = c.benchmark_group("conv2d");
+    g.sample_size(10);
+    let shape = format!("{n}x{ch}x{hw}x{hw}_k3_reflect");
+    for (name, f) in [("ops", conv2d as Conv), ("candle", conv2d_candle as Conv)] {
+        g.bench_function(format!("{name}_fwd/{shape}"), |bch| {
+            let (x, w) = (x.as_tensor().detach(), w.as_tensor().detach());
+            bch.iter(|| f(&x, &w, 1, 1, PaddingMode::Reflect).unwrap())
+        });
+        g.bench_function(format!("{name}_fwd_bwd/{shape}"), |bch| {
+            bch.iter(|| {
+                f(x.as_tensor(), w.as_tensor(), 1, 1, PaddingMode::Reflect)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, conv, ltae, pixel_transformer, utae);
 criterion_main!(benches);

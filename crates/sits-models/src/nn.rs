@@ -294,38 +294,34 @@ impl ModuleT for BatchNorm {
             candle_core::bail!("BatchNorm needs (N, C, ...) input, got {:?}", x.dims());
         }
         let shape = self.shape_for(x);
-        let (mean, var) = if train {
+        if train {
             let c = x.dim(1)?;
-            let xt = x.transpose(0, 1)?.flatten_from(1)?; // (C, N·...)
-            let n = xt.dim(1)?;
+            let n = x.elem_count() / c.max(1);
             if n < 2 {
                 candle_core::bail!(
                     "BatchNorm in training needs more than one value per channel, got input {:?}",
                     x.dims()
                 );
             }
-            let mean = xt.mean_keepdim(1)?;
-            let centred = xt.broadcast_sub(&mean)?;
-            let var = centred.sqr()?.mean_keepdim(1)?;
+            let (mean, var) = crate::ops::norm::channel_moments(x)?;
             let m = self.momentum;
-            let unbiased = (var.detach() * (n as f64 / (n as f64 - 1.0)))?;
-            let rm =
-                ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach().reshape(c)? * m)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased.reshape(c)? * m)?)?;
+            let unbiased = (var * (n as f64 / (n as f64 - 1.0)))?;
+            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
             self.running_mean.set(&rm)?;
             self.running_var.set(&rv)?;
             let nb = (self.num_batches_tracked.as_tensor() + 1.0)?;
             self.num_batches_tracked.set(&nb)?;
-            (
-                mean.reshape(shape.as_slice())?,
-                var.reshape(shape.as_slice())?,
-            )
-        } else {
-            (
-                self.running_mean.as_tensor().reshape(shape.as_slice())?,
-                self.running_var.as_tensor().reshape(shape.as_slice())?,
-            )
-        };
+            return crate::ops::norm::normalize(
+                x,
+                &self.weight,
+                &self.bias,
+                crate::ops::norm::Stats::PerChannel,
+                self.eps,
+            );
+        }
+        let mean = self.running_mean.as_tensor().reshape(shape.as_slice())?;
+        let var = self.running_var.as_tensor().reshape(shape.as_slice())?;
         let inv = (var + self.eps)?.sqrt()?.recip()?;
         let scale = self.weight.reshape(shape.as_slice())?.broadcast_mul(&inv)?;
         x.broadcast_sub(&mean)?
@@ -334,28 +330,41 @@ impl ModuleT for BatchNorm {
     }
 }
 
-/// `nn.GroupNorm` (eps 1e-5) accepting `(N, C)` as well as `(N, C, ...)` input.
+/// `nn.GroupNorm` (eps 1e-5) accepting `(N, C)` as well as `(N, C, ...)` input;
+/// parameters `weight`, `bias`. Runs [`crate::ops::norm::normalize`] (one fused op
+/// with its backward pass on the CPU).
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
-    inner: candle_nn::GroupNorm,
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
 }
 
 impl GroupNorm {
     /// Builds the layer (`weight`, `bias`).
     pub fn new(vb: VarBuilder, groups: usize, c: usize) -> Result<Self> {
+        if groups == 0 || !c.is_multiple_of(groups) {
+            candle_core::bail!("GroupNorm: {c} channels cannot be split into {groups} groups");
+        }
         Ok(Self {
-            inner: candle_nn::group_norm(groups, c, 1e-5, vb)?,
+            weight: vb.get_with_hints(c, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(c, "bias", Init::Const(0.0))?,
+            groups,
         })
     }
 }
 
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.rank() == 2 {
-            self.inner.forward(&x.unsqueeze(2)?)?.squeeze(2)
-        } else {
-            self.inner.forward(x)
-        }
+        crate::ops::norm::normalize(
+            x,
+            &self.weight,
+            &self.bias,
+            crate::ops::norm::Stats::PerSample {
+                groups: self.groups,
+            },
+            1e-5,
+        )
     }
 }
 
@@ -540,12 +549,17 @@ impl Module for LayerNorm {
         if !needs_grad && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        // rows of features as (rows, features, 1): one group per row
+        let d = x.dim(D::Minus1)?;
+        let rows = x.elem_count() / d.max(1);
+        crate::ops::norm::normalize(
+            &x.reshape((rows, d, 1))?,
+            &self.weight,
+            &self.bias,
+            crate::ops::norm::Stats::PerSample { groups: 1 },
+            self.eps,
+        )?
+        .reshape(x.shape())
     }
 }
 

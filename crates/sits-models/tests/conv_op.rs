@@ -8,6 +8,8 @@
 //! candle's direct loops), so they agree to a few ulps of the largest term, not
 //! bit for bit.
 
+#![allow(clippy::unwrap_used)]
+
 use candle_core::{DType, Device, Tensor, Var};
 use sits_models::nn::PaddingMode;
 use sits_models::ops::{conv2d, conv2d_candle};

@@ -1,9 +1,5 @@
-//! CPU kernels with their own backward passes, as candle custom ops so that autograd
-//! sees them.
+//! 2D convolution by im2col and matrix products, with its own backward pass.
 //!
-//! [`conv2d`] is a 2D convolution (groups 1, any kernel size and stride, zero or
-//! reflect padding) computed by im2col and one matrix product per band of output
-//! rows, parallel over images:
 //! - forward: `out = W · cols(x)`, the padding folded into the gather (no padded copy
 //!   of the input);
 //! - weight gradient: `dW = Σ_images dOut · cols(x)ᵀ`, one product per band;
@@ -13,15 +9,12 @@
 //! candle 0.11 computes the weight gradient of its convolution as a convolution whose
 //! kernel is the whole output-gradient map, which on CPU runs as a direct loop over
 //! dot products; that pass was the largest share of a U-TAE train step.
-//!
-//! The op is used for `f32` tensors on the CPU. Other devices and dtypes run
-//! [`conv2d_candle`], candle's own operations (cuDNN on CUDA when built with it), so
-//! nothing here depends on a feature.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::f32_slice;
 use crate::nn::{reflect_pad2d, PaddingMode};
 
 /// Largest im2col buffer of one worker, in `f32` values (8 MiB): the output rows of
@@ -256,17 +249,6 @@ fn split(images: usize) -> (usize, Parallelism) {
     (groups, par)
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(d) => d.as_slice(),
-        _ => candle_core::bail!("conv2d: {what} must be f32"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
-}
-
 /// Forward: `(x (N, C, H, W), w (O, C, k, k)) -> (N, O, OH, OW)`.
 #[derive(Debug, Clone, Copy)]
 struct Conv {
@@ -306,8 +288,8 @@ impl CustomOp2 for Conv {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, o, g) = self.geometry(l1.dims(), l2.dims())?;
-        let x = contiguous(s1, l1, "input")?;
-        let wt = contiguous(s2, l2, "weight")?;
+        let x = f32_slice(s1, l1, "conv2d input")?;
+        let wt = f32_slice(s2, l2, "conv2d weight")?;
         let taps = Taps::new(&g);
         let (rows, img_in, img_out) = (g.rows(), g.c * g.h * g.w, o * g.oh * g.ow);
         let band = g.band_rows();
@@ -415,8 +397,8 @@ impl CustomOp2 for InputGrad {
                 [n, o, g.oh, g.ow]
             );
         }
-        let dy = contiguous(s1, l1, "output gradient")?;
-        let wt = contiguous(s2, l2, "weight")?;
+        let dy = f32_slice(s1, l1, "conv2d output gradient")?;
+        let wt = f32_slice(s2, l2, "conv2d weight")?;
         let taps = Taps::new(&g);
         let (rows, img_in, img_out) = (g.rows(), c * h * wd, o * g.oh * g.ow);
         let band = g.band_rows();
@@ -491,8 +473,8 @@ impl CustomOp2 for WeightGrad {
                 [n, o, g.oh, g.ow]
             );
         }
-        let x = contiguous(s1, l1, "input")?;
-        let dy = contiguous(s2, l2, "output gradient")?;
+        let x = f32_slice(s1, l1, "conv2d input")?;
+        let dy = f32_slice(s2, l2, "conv2d output gradient")?;
         let taps = Taps::new(&g);
         let (rows, img_in, img_out) = (g.rows(), g.c * g.h * g.w, o * g.oh * g.ow);
         let band = g.band_rows();
