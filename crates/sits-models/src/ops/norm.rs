@@ -78,32 +78,32 @@ impl Dims {
         }
     }
 
+    /// The values of statistic `k`: `runs` runs of `len` values, the first at
+    /// `start`, each `stride` after the previous one.
+    fn runs(&self, k: usize) -> (usize, usize, usize, usize) {
+        match self.stats {
+            Stats::PerSample { groups } => {
+                let cg = self.c / groups;
+                (
+                    (k / groups * self.c + k % groups * cg) * self.s,
+                    1,
+                    cg * self.s,
+                    0,
+                )
+            }
+            Stats::PerChannel => (k * self.s, self.n, self.s, self.c * self.s),
+        }
+    }
+
     /// Mean and biased variance of every statistic, two passes in `f64`.
     fn moments(&self, x: &[f32]) -> Vec<(f64, f64)> {
-        let (c, s) = (self.c, self.s);
         let len = self.count() as f64;
         let per_key = |k: usize| -> (f64, f64) {
-            // the (sample, channel) runs of S values that make up statistic k
-            let runs: Vec<&[f32]> = match self.stats {
-                Stats::PerSample { groups } => {
-                    let (n, g) = (k / groups, k % groups);
-                    let cg = c / groups;
-                    let start = (n * c + g * cg) * s;
-                    vec![&x[start..start + cg * s]]
-                }
-                Stats::PerChannel => (0..self.n)
-                    .map(|n| &x[(n * c + k) * s..(n * c + k + 1) * s])
-                    .collect(),
-            };
-            let sum: f64 = runs
-                .iter()
-                .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
-                .sum();
-            let mean = sum / len;
-            let ss: f64 = runs
-                .iter()
-                .map(|r| r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
-                .sum();
+            let (start, runs, run, stride) = self.runs(k);
+            let values =
+                || (0..runs).flat_map(move |i| &x[start + i * stride..start + i * stride + run]);
+            let mean = values().map(|&v| v as f64).sum::<f64>() / len;
+            let ss: f64 = values().map(|&v| (v as f64 - mean).powi(2)).sum();
             (mean, ss / len)
         };
         (0..self.keys()).into_par_iter().map(per_key).collect()
@@ -229,70 +229,164 @@ impl CustomOp3 for NormalizeGrad {
             );
         }
         let (mean, rstd) = d.mean_rstd(x, self.0.eps);
-        let plane = (d.c * d.s).max(1);
-        // per (sample, channel): Σ dy and Σ dy·x̂ over the positions
-        let partial: Vec<(f64, f64)> = x
-            .par_chunks(plane)
-            .zip(dy.par_chunks(plane))
-            .enumerate()
-            .flat_map_iter(|(n, (xn, dyn_))| {
-                let (mean, rstd) = (&mean, &rstd);
-                (0..d.c).map(move |ch| {
-                    let k = d.key(n, ch);
-                    let (m, r) = (mean[k], rstd[k]);
-                    let rg = ch * d.s..(ch + 1) * d.s;
-                    let (mut s_dy, mut s_dyx) = (0f64, 0f64);
-                    for (&v, &g) in xn[rg.clone()].iter().zip(&dyn_[rg]) {
-                        s_dy += g as f64;
-                        s_dyx += (g * (v - m) * r) as f64;
-                    }
-                    (s_dy, s_dyx)
-                })
-            })
-            .collect();
-        let mut out = vec![0f32; x.len() + 2 * d.c];
-        // parameter gradients: sums over samples; key sums of dx̂ = dy·gamma and dx̂·x̂
-        let mut dgamma = vec![0f64; d.c];
-        let mut dbeta = vec![0f64; d.c];
-        let mut key_dxh = vec![0f64; d.keys()];
-        let mut key_dxh_xh = vec![0f64; d.keys()];
-        for n in 0..d.n {
-            for ch in 0..d.c {
-                let (s_dy, s_dyx) = partial[n * d.c + ch];
-                dbeta[ch] += s_dy;
-                dgamma[ch] += s_dyx;
-                let k = d.key(n, ch);
-                key_dxh[k] += s_dy * gamma[ch] as f64;
-                key_dxh_xh[k] += s_dyx * gamma[ch] as f64;
+        match d.stats {
+            Stats::PerSample { groups } => {
+                Ok(per_sample_grad(&d, groups, x, gamma, dy, &mean, &rstd))
             }
+            Stats::PerChannel => Ok(per_channel_grad(&d, x, gamma, dy, &mean, &rstd)),
         }
-        let len = d.count() as f64;
-        let (dx, params) = out.split_at_mut(x.len());
-        for (p, v) in params.iter_mut().zip(dgamma.iter().chain(&dbeta)) {
-            *p = *v as f32;
-        }
-        dx.par_chunks_mut(plane)
-            .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))
-            .enumerate()
-            .for_each(|(n, (dxn, (xn, dyn_)))| {
-                for (ch, &g) in gamma.iter().enumerate() {
-                    let k = d.key(n, ch);
+    }
+}
+
+/// Backward of per-sample statistics: each sample is done whole by one worker
+/// (statistics, `dx`, and its share of the parameter gradients), the workers' shares
+/// summed in a fixed order.
+fn per_sample_grad(
+    d: &Dims,
+    groups: usize,
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+) -> (CpuStorage, Shape) {
+    let plane = (d.c * d.s).max(1);
+    let cg = d.c / groups;
+    let len = d.count() as f64;
+    let threads = rayon::current_num_threads().max(1);
+    let per = d.n.div_ceil(threads).max(1);
+    let mut out = vec![0f32; x.len() + 2 * d.c];
+    let (dx, params) = out.split_at_mut(x.len());
+    let shares: Vec<(Vec<f64>, Vec<f64>)> = dx
+        .par_chunks_mut(per * plane)
+        .enumerate()
+        .map(|(ci, dxc)| {
+            let mut dgamma = vec![0f64; d.c];
+            let mut dbeta = vec![0f64; d.c];
+            for (j, dxn) in dxc.chunks_exact_mut(plane).enumerate() {
+                let n = ci * per + j;
+                let xn = &x[n * plane..(n + 1) * plane];
+                let dyn_ = &dy[n * plane..(n + 1) * plane];
+                for g in 0..groups {
+                    let k = n * groups + g;
                     let (m, r) = (mean[k], rstd[k]);
-                    let a = (key_dxh[k] / len) as f32;
-                    let b = (key_dxh_xh[k] / len) as f32;
-                    let rg = ch * d.s..(ch + 1) * d.s;
-                    for ((o, &v), &gy) in dxn[rg.clone()]
-                        .iter_mut()
-                        .zip(&xn[rg.clone()])
-                        .zip(&dyn_[rg])
-                    {
-                        let xh = (v - m) * r;
-                        *o = r * (gy * g - a - xh * b);
+                    let chans = g * cg..(g + 1) * cg;
+                    // Σ dx̂ and Σ dx̂·x̂ over the group, with dx̂ = dy·gamma
+                    let (mut a, mut b) = (0f64, 0f64);
+                    for ch in chans.clone() {
+                        let rg = ch * d.s..(ch + 1) * d.s;
+                        let (mut s_dy, mut s_dyx) = (0f64, 0f64);
+                        for (&v, &gy) in xn[rg.clone()].iter().zip(&dyn_[rg]) {
+                            s_dy += gy as f64;
+                            s_dyx += (gy * (v - m) * r) as f64;
+                        }
+                        dbeta[ch] += s_dy;
+                        dgamma[ch] += s_dyx;
+                        a += s_dy * gamma[ch] as f64;
+                        b += s_dyx * gamma[ch] as f64;
+                    }
+                    let (a, b) = ((a / len) as f32, (b / len) as f32);
+                    for ch in chans {
+                        let gm = gamma[ch];
+                        let rg = ch * d.s..(ch + 1) * d.s;
+                        for ((o, &v), &gy) in dxn[rg.clone()]
+                            .iter_mut()
+                            .zip(&xn[rg.clone()])
+                            .zip(&dyn_[rg])
+                        {
+                            *o = r * (gy * gm - a - (v - m) * r * b);
+                        }
                     }
                 }
-            });
-        Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * d.c)))
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    let mut sums = vec![0f64; 2 * d.c];
+    for (dgamma, dbeta) in &shares {
+        for (s, v) in sums.iter_mut().zip(dgamma.iter().chain(dbeta)) {
+            *s += v;
+        }
     }
+    for (p, v) in params.iter_mut().zip(&sums) {
+        *p = *v as f32;
+    }
+    (CpuStorage::F32(out), Shape::from(x.len() + 2 * d.c))
+}
+
+/// Backward of per-channel statistics: partial sums per (sample, channel), then the
+/// channel sums, then `dx` parallel over samples.
+fn per_channel_grad(
+    d: &Dims,
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+) -> (CpuStorage, Shape) {
+    let plane = (d.c * d.s).max(1);
+    // per (sample, channel): Σ dy and Σ dy·x̂ over the positions
+    let partial: Vec<(f64, f64)> = x
+        .par_chunks(plane)
+        .zip(dy.par_chunks(plane))
+        .enumerate()
+        .flat_map_iter(|(n, (xn, dyn_))| {
+            let (mean, rstd) = (&mean, &rstd);
+            (0..d.c).map(move |ch| {
+                let k = d.key(n, ch);
+                let (m, r) = (mean[k], rstd[k]);
+                let rg = ch * d.s..(ch + 1) * d.s;
+                let (mut s_dy, mut s_dyx) = (0f64, 0f64);
+                for (&v, &g) in xn[rg.clone()].iter().zip(&dyn_[rg]) {
+                    s_dy += g as f64;
+                    s_dyx += (g * (v - m) * r) as f64;
+                }
+                (s_dy, s_dyx)
+            })
+        })
+        .collect();
+    let mut out = vec![0f32; x.len() + 2 * d.c];
+    // parameter gradients: sums over samples; key sums of dx̂ = dy·gamma and dx̂·x̂
+    let mut dgamma = vec![0f64; d.c];
+    let mut dbeta = vec![0f64; d.c];
+    let mut key_dxh = vec![0f64; d.keys()];
+    let mut key_dxh_xh = vec![0f64; d.keys()];
+    for n in 0..d.n {
+        for ch in 0..d.c {
+            let (s_dy, s_dyx) = partial[n * d.c + ch];
+            dbeta[ch] += s_dy;
+            dgamma[ch] += s_dyx;
+            let k = d.key(n, ch);
+            key_dxh[k] += s_dy * gamma[ch] as f64;
+            key_dxh_xh[k] += s_dyx * gamma[ch] as f64;
+        }
+    }
+    let len = d.count() as f64;
+    let (dx, params) = out.split_at_mut(x.len());
+    for (p, v) in params.iter_mut().zip(dgamma.iter().chain(&dbeta)) {
+        *p = *v as f32;
+    }
+    dx.par_chunks_mut(plane)
+        .zip(x.par_chunks(plane).zip(dy.par_chunks(plane)))
+        .enumerate()
+        .for_each(|(n, (dxn, (xn, dyn_)))| {
+            for (ch, &g) in gamma.iter().enumerate() {
+                let k = d.key(n, ch);
+                let (m, r) = (mean[k], rstd[k]);
+                let a = (key_dxh[k] / len) as f32;
+                let b = (key_dxh_xh[k] / len) as f32;
+                let rg = ch * d.s..(ch + 1) * d.s;
+                for ((o, &v), &gy) in dxn[rg.clone()]
+                    .iter_mut()
+                    .zip(&xn[rg.clone()])
+                    .zip(&dyn_[rg])
+                {
+                    let xh = (v - m) * r;
+                    *o = r * (gy * g - a - xh * b);
+                }
+            }
+        });
+    (CpuStorage::F32(out), Shape::from(x.len() + 2 * d.c))
 }
 
 /// Per-channel mean and biased variance of `x (N, C, ...)` over samples and
