@@ -116,15 +116,52 @@ impl Geometry {
 struct Taps {
     rows: Vec<u32>,
     cols: Vec<u32>,
+    /// At stride 1, for each kernel column `kj`: the output columns `lo..hi` whose
+    /// tap is inside the input row (read as one contiguous run from `lo + kj − pad`).
+    inner: Vec<(usize, usize)>,
 }
 
 impl Taps {
     fn new(g: &Geometry) -> Self {
+        let inner = (0..g.k)
+            .map(|kj| {
+                if g.stride != 1 {
+                    return (0, 0);
+                }
+                let lo = g.pad.saturating_sub(kj).min(g.ow);
+                let hi = (g.w + g.pad).saturating_sub(kj).min(g.ow).max(lo);
+                (lo, hi)
+            })
+            .collect();
         Self {
             rows: g.taps(g.h, g.oh),
             cols: g.taps(g.w, g.ow),
+            inner,
         }
     }
+}
+
+thread_local! {
+    /// This worker's column buffer, kept between calls: a fresh buffer of several
+    /// megabytes per call goes back to the OS when freed and is faulted in again
+    /// next time (a fifth of a convolution's time in page faults and TLB flushes
+    /// before it was kept).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a buffer of `len` values (contents unspecified): this thread's kept
+/// buffer, or a fresh one if that is in use (a nested call on the same thread, which
+/// rayon's work stealing can cause).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0f32; len]),
+    })
 }
 
 /// Columns of output rows `oy0..oy1` of one image: `col[r, (oy - oy0)·ow + ox]` with
@@ -146,8 +183,15 @@ fn im2col(x: &[f32], g: &Geometry, t: &Taps, oy0: usize, oy1: usize, col: &mut [
                         continue;
                     }
                     let src = &plane[sy as usize * w..(sy as usize + 1) * w];
-                    for (dv, &sx) in d.iter_mut().zip(ctab) {
-                        *dv = if sx == OUTSIDE { 0.0 } else { src[sx as usize] };
+                    let (lo, hi) = t.inner[kj];
+                    if hi > lo {
+                        // stride 1: one contiguous run, the borders through the table
+                        let off = lo + kj - g.pad;
+                        d[lo..hi].copy_from_slice(&src[off..off + hi - lo]);
+                    }
+                    for ox in (0..lo).chain(hi.max(lo)..ow) {
+                        let sx = ctab[ox];
+                        d[ox] = if sx == OUTSIDE { 0.0 } else { src[sx as usize] };
                     }
                 }
             }
@@ -172,9 +216,17 @@ fn col2im(col: &[f32], g: &Geometry, t: &Taps, oy0: usize, oy1: usize, dx: &mut 
                         continue;
                     }
                     let dst = &mut plane[sy as usize * w..(sy as usize + 1) * w];
-                    for (&v, &sx) in s.iter().zip(ctab) {
+                    let (lo, hi) = t.inner[kj];
+                    if hi > lo {
+                        let off = lo + kj - g.pad;
+                        for (o, &v) in dst[off..off + hi - lo].iter_mut().zip(&s[lo..hi]) {
+                            *o += v;
+                        }
+                    }
+                    for ox in (0..lo).chain(hi.max(lo)..ow) {
+                        let sx = ctab[ox];
                         if sx != OUTSIDE {
-                            dst[sx as usize] += v;
+                            dst[sx as usize] += s[ox];
                         }
                     }
                 }
@@ -299,39 +351,40 @@ impl CustomOp2 for Conv {
         out.par_chunks_mut(per * img_out.max(1))
             .enumerate()
             .for_each(|(gi, chunk)| {
-                let mut col = vec![0f32; rows * band * g.ow];
-                for (j, y) in chunk.chunks_exact_mut(img_out.max(1)).enumerate() {
-                    let i = gi * per + j;
-                    let xi = &x[i * img_in..(i + 1) * img_in];
-                    for oy0 in (0..g.oh).step_by(band) {
-                        let oy1 = (oy0 + band).min(g.oh);
-                        let np = (oy1 - oy0) * g.ow;
-                        im2col(xi, &g, &taps, oy0, oy1, &mut col);
-                        // SAFETY: wt is o x rows, col rows x np, y holds o rows of
-                        // oh·ow values from column oy0·ow on.
-                        unsafe {
-                            matmul(
-                                o,
-                                np,
-                                rows,
-                                y.as_mut_ptr().add(oy0 * g.ow),
-                                g.oh * g.ow,
-                                false,
-                                View {
-                                    ptr: wt.as_ptr(),
-                                    rs: rows as isize,
-                                    cs: 1,
-                                },
-                                View {
-                                    ptr: col.as_ptr(),
-                                    rs: np as isize,
-                                    cs: 1,
-                                },
-                                par,
-                            )
+                with_scratch(rows * band * g.ow, |col| {
+                    for (j, y) in chunk.chunks_exact_mut(img_out.max(1)).enumerate() {
+                        let i = gi * per + j;
+                        let xi = &x[i * img_in..(i + 1) * img_in];
+                        for oy0 in (0..g.oh).step_by(band) {
+                            let oy1 = (oy0 + band).min(g.oh);
+                            let np = (oy1 - oy0) * g.ow;
+                            im2col(xi, &g, &taps, oy0, oy1, col);
+                            // SAFETY: wt is o x rows, col rows x np, y holds o rows of
+                            // oh·ow values from column oy0·ow on.
+                            unsafe {
+                                matmul(
+                                    o,
+                                    np,
+                                    rows,
+                                    y.as_mut_ptr().add(oy0 * g.ow),
+                                    g.oh * g.ow,
+                                    false,
+                                    View {
+                                        ptr: wt.as_ptr(),
+                                        rs: rows as isize,
+                                        cs: 1,
+                                    },
+                                    View {
+                                        ptr: col.as_ptr(),
+                                        rs: np as isize,
+                                        cs: 1,
+                                    },
+                                    par,
+                                )
+                            }
                         }
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(out), Shape::from((n, o, g.oh, g.ow))))
     }
@@ -408,39 +461,40 @@ impl CustomOp2 for InputGrad {
         dx.par_chunks_mut(per * img_in.max(1))
             .enumerate()
             .for_each(|(gi, chunk)| {
-                let mut col = vec![0f32; rows * band * g.ow];
-                for (j, dxi) in chunk.chunks_exact_mut(img_in.max(1)).enumerate() {
-                    let i = gi * per + j;
-                    let dyi = &dy[i * img_out..(i + 1) * img_out];
-                    for oy0 in (0..g.oh).step_by(band) {
-                        let oy1 = (oy0 + band).min(g.oh);
-                        let np = (oy1 - oy0) * g.ow;
-                        // SAFETY: wᵀ is rows x o (read through strides), dyi holds
-                        // o rows of oh·ow values, col rows x np.
-                        unsafe {
-                            matmul(
-                                rows,
-                                np,
-                                o,
-                                col.as_mut_ptr(),
-                                np,
-                                false,
-                                View {
-                                    ptr: wt.as_ptr(),
-                                    rs: 1,
-                                    cs: rows as isize,
-                                },
-                                View {
-                                    ptr: dyi.as_ptr().add(oy0 * g.ow),
-                                    rs: (g.oh * g.ow) as isize,
-                                    cs: 1,
-                                },
-                                par,
-                            )
+                with_scratch(rows * band * g.ow, |col| {
+                    for (j, dxi) in chunk.chunks_exact_mut(img_in.max(1)).enumerate() {
+                        let i = gi * per + j;
+                        let dyi = &dy[i * img_out..(i + 1) * img_out];
+                        for oy0 in (0..g.oh).step_by(band) {
+                            let oy1 = (oy0 + band).min(g.oh);
+                            let np = (oy1 - oy0) * g.ow;
+                            // SAFETY: wᵀ is rows x o (read through strides), dyi holds
+                            // o rows of oh·ow values, col rows x np.
+                            unsafe {
+                                matmul(
+                                    rows,
+                                    np,
+                                    o,
+                                    col.as_mut_ptr(),
+                                    np,
+                                    false,
+                                    View {
+                                        ptr: wt.as_ptr(),
+                                        rs: 1,
+                                        cs: rows as isize,
+                                    },
+                                    View {
+                                        ptr: dyi.as_ptr().add(oy0 * g.ow),
+                                        rs: (g.oh * g.ow) as isize,
+                                        cs: 1,
+                                    },
+                                    par,
+                                )
+                            }
+                            col2im(&col[..rows * np], &g, &taps, oy0, oy1, dxi);
                         }
-                        col2im(&col[..rows * np], &g, &taps, oy0, oy1, dxi);
                     }
-                }
+                });
             });
         Ok((CpuStorage::F32(dx), Shape::from((n, c, h, wd))))
     }
@@ -484,39 +538,40 @@ impl CustomOp2 for WeightGrad {
             .into_par_iter()
             .map(|gi| {
                 let mut dw = vec![0f32; o * rows];
-                let mut col = vec![0f32; rows * band * g.ow];
-                for i in gi * per..((gi + 1) * per).min(n) {
-                    let xi = &x[i * img_in..(i + 1) * img_in];
-                    let dyi = &dy[i * img_out..(i + 1) * img_out];
-                    for oy0 in (0..g.oh).step_by(band) {
-                        let oy1 = (oy0 + band).min(g.oh);
-                        let np = (oy1 - oy0) * g.ow;
-                        im2col(xi, &g, &taps, oy0, oy1, &mut col);
-                        // SAFETY: dyi band is o x np at row stride oh·ow, colᵀ is
-                        // np x rows (read through strides), dw o x rows.
-                        unsafe {
-                            matmul(
-                                o,
-                                rows,
-                                np,
-                                dw.as_mut_ptr(),
-                                rows,
-                                true,
-                                View {
-                                    ptr: dyi.as_ptr().add(oy0 * g.ow),
-                                    rs: (g.oh * g.ow) as isize,
-                                    cs: 1,
-                                },
-                                View {
-                                    ptr: col.as_ptr(),
-                                    rs: 1,
-                                    cs: np as isize,
-                                },
-                                par,
-                            )
+                with_scratch(rows * band * g.ow, |col| {
+                    for i in gi * per..((gi + 1) * per).min(n) {
+                        let xi = &x[i * img_in..(i + 1) * img_in];
+                        let dyi = &dy[i * img_out..(i + 1) * img_out];
+                        for oy0 in (0..g.oh).step_by(band) {
+                            let oy1 = (oy0 + band).min(g.oh);
+                            let np = (oy1 - oy0) * g.ow;
+                            im2col(xi, &g, &taps, oy0, oy1, col);
+                            // SAFETY: dyi band is o x np at row stride oh·ow, colᵀ is
+                            // np x rows (read through strides), dw o x rows.
+                            unsafe {
+                                matmul(
+                                    o,
+                                    rows,
+                                    np,
+                                    dw.as_mut_ptr(),
+                                    rows,
+                                    true,
+                                    View {
+                                        ptr: dyi.as_ptr().add(oy0 * g.ow),
+                                        rs: (g.oh * g.ow) as isize,
+                                        cs: 1,
+                                    },
+                                    View {
+                                        ptr: col.as_ptr(),
+                                        rs: 1,
+                                        cs: np as isize,
+                                    },
+                                    par,
+                                )
+                            }
                         }
                     }
-                }
+                });
                 dw
             })
             .collect();
