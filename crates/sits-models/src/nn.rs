@@ -228,7 +228,7 @@ impl Conv2d {
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            Some(b) => crate::ops::norm::add_channel_bias(&y, b),
             None => Ok(y),
         }
     }

@@ -144,3 +144,42 @@ fn bad_groups_are_errors() {
         .to_string();
     assert!(e.contains("need 6 values"), "{e}");
 }
+
+#[test]
+fn channel_bias_matches_broadcast_add() {
+    use sits_models::ops::norm::add_channel_bias;
+    let dev = Device::Cpu;
+    for dims in [vec![2, 5, 3, 4], vec![1, 3], vec![3, 4, 7]] {
+        let n: usize = dims.iter().product();
+        let c = dims[1];
+        let y = Var::from_tensor(
+            &Tensor::from_vec(values(n, 3, 2.0, 0.5), dims.as_slice(), &dev).unwrap(),
+        )
+        .unwrap();
+        let b =
+            Var::from_tensor(&Tensor::from_vec(values(c, 4, 1.0, 0.0), c, &dev).unwrap()).unwrap();
+        let mut shape = vec![1; dims.len()];
+        shape[1] = c;
+        let ours = add_channel_bias(y.as_tensor(), b.as_tensor()).unwrap();
+        let reference = y
+            .as_tensor()
+            .broadcast_add(&b.as_tensor().reshape(shape).unwrap())
+            .unwrap();
+        close(&ours, &reference, &format!("{dims:?}: output"));
+        let r = Tensor::from_vec(values(n, 5, 1.0, 0.2), dims.as_slice(), &dev).unwrap();
+        let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (reference * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (v, name) in [(&y, "input"), (&b, "bias")] {
+            close(
+                go.get(v).unwrap(),
+                gr.get(v).unwrap(),
+                &format!("{dims:?}: {name} gradient"),
+            );
+        }
+    }
+}

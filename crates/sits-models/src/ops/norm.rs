@@ -10,7 +10,9 @@
 //! about ten full-size temporaries alive for its backward pass; this op keeps none
 //! (the statistics are recomputed in the backward pass) and sums in `f64`.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
 use rayon::prelude::*;
 
 use super::f32_slice;
@@ -482,4 +484,101 @@ pub fn channel_moments(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let mean = rows.mean_keepdim(1)?;
     let var = rows.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
     Ok((mean.reshape(c)?, var.reshape(c)?))
+}
+
+/// `y + b[c]` for `y (N, C, ...)`, whose backward sums the gradient per channel in
+/// one pass (candle's broadcast add reduces over the broadcast dimensions with a
+/// strided reduction, a tenth of a U-TAE train step).
+struct ChannelBias;
+
+impl CustomOp2 for ChannelBias {
+    fn name(&self) -> &'static str {
+        "sits-channel-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(l1.dims(), Stats::PerChannel)?;
+        let y = f32_slice(s1, l1, "bias input")?;
+        let b = f32_slice(s2, l2, "bias")?;
+        if b.len() != d.c {
+            candle_core::bail!("bias of {} values for input {:?}", b.len(), l1.dims());
+        }
+        let plane = (d.c * d.s).max(1);
+        let mut out = vec![0f32; y.len()];
+        out.par_chunks_mut(plane)
+            .zip(y.par_chunks(plane))
+            .for_each(|(on, yn)| {
+                for ((oc, yc), &bc) in on.chunks_mut(d.s.max(1)).zip(yn.chunks(d.s.max(1))).zip(b) {
+                    for (o, &v) in oc.iter_mut().zip(yc) {
+                        *o = v + bc;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        y: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dy = y.track_op().then(|| grad.clone());
+        let db = if b.track_op() {
+            Some(
+                grad.contiguous()?
+                    .apply_op1_no_bwd(&ChannelSum)?
+                    .reshape(b.shape())?,
+            )
+        } else {
+            None
+        };
+        Ok((dy, db))
+    }
+}
+
+/// Sum of `x (N, C, ...)` per channel, in `f64`, in a fixed order.
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "sits-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(l.dims(), Stats::PerChannel)?;
+        let x = f32_slice(s, l, "bias gradient")?;
+        let sums: Vec<f32> = (0..d.c)
+            .into_par_iter()
+            .map(|c| {
+                (0..d.n)
+                    .map(|n| {
+                        let start = (n * d.c + c) * d.s;
+                        x[start..start + d.s].iter().map(|&v| v as f64).sum::<f64>()
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(d.c)))
+    }
+}
+
+/// `y + b` with `b` of `C` values broadcast over `y (N, C, ...)`: the fused op on the
+/// CPU in `f32` (a one-pass per-channel sum in the backward), candle's broadcast add
+/// elsewhere.
+pub fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fused(y, b) {
+        y.contiguous()?.apply_op2(&b.contiguous()?, ChannelBias)
+    } else {
+        let mut shape = vec![1; y.rank()];
+        shape[1] = b.elem_count();
+        y.broadcast_add(&b.reshape(shape)?)
+    }
 }
