@@ -183,3 +183,35 @@ fn channel_bias_matches_broadcast_add() {
         }
     }
 }
+
+#[test]
+fn layer_norm_with_trainable_weights_equals_candles_fused_kernel() {
+    // nn::LayerNorm over a VarMap (weights tracked) runs the op of ops::norm; over
+    // plain tensors, without gradient, candle's fused layer_norm kernel
+    use candle_nn::{Module, VarBuilder, VarMap};
+    use sits_models::nn::LayerNorm;
+    let dev = Device::Cpu;
+    let vm = VarMap::new();
+    let trained = LayerNorm::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), 24, 1e-5).unwrap();
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let n = var.elem_count();
+        let seed = if name.contains("weight") { 1 } else { 2 };
+        var.set(&Tensor::from_vec(values(n, seed, 0.5, 1.0), n, &dev).unwrap())
+            .unwrap();
+    }
+    let plain: std::collections::HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect();
+    let frozen =
+        LayerNorm::new(VarBuilder::from_tensors(plain, DType::F32, &dev), 24, 1e-5).unwrap();
+    let x = Tensor::from_vec(values(5 * 7 * 24, 9, 4.0, 3.0), (5, 7, 24), &dev).unwrap();
+    close(
+        &trained.forward(&x).unwrap(),
+        &frozen.forward(&x).unwrap(),
+        "LayerNorm op vs candle's kernel",
+    );
+}
