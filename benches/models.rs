@@ -46,6 +46,7 @@ fn dates(b: usize, t: usize) -> Tensor {
 }
 
 fn utae(c: &mut Criterion) {
+    sits::sits_core::memory::reuse_large_allocations();
     let dev = Device::Cpu;
     let sizes: Vec<usize> = std::env::var("MODEL_SIZES")
         .ok()
@@ -91,6 +92,7 @@ fn utae(c: &mut Criterion) {
 }
 
 fn ltae(c: &mut Criterion) {
+    sits::sits_core::memory::reuse_large_allocations();
     let dev = Device::Cpu;
     let (b, t, d, h, w) = (1, 30, 128, 64, 64);
     let x = Tensor::randn(0f32, 1.0, (b, t, d, h, w), &dev).unwrap();
@@ -119,6 +121,7 @@ fn ltae(c: &mut Criterion) {
 }
 
 fn pixel_transformer(c: &mut Criterion) {
+    sits::sits_core::memory::reuse_large_allocations();
     let dev = Device::Cpu;
     let (n, t, bands) = (1024, 23, 6);
     let vm = VarMap::new();
@@ -162,6 +165,7 @@ fn pixel_transformer(c: &mut Criterion) {
 }
 
 fn conv(c: &mut Criterion) {
+    sits::sits_core::memory::reuse_large_allocations();
     use sits::sits_models::nn::PaddingMode;
     use sits::sits_models::ops::{conv2d, conv2d_candle};
     let dev = Device::Cpu;

@@ -15,6 +15,7 @@ use sits::sits_ssl::dino::DinoLoss;
 use sits::sits_ssl::simclr::{nt_xent, NtXentReduction};
 
 fn losses(c: &mut Criterion) {
+    sits::sits_core::memory::reuse_large_allocations();
     let dev = Device::Cpu;
     let mut g = c.benchmark_group("ssl_losses");
     g.sample_size(10);

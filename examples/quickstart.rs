@@ -119,6 +119,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
+    sits::sits_core::memory::reuse_large_allocations();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -243,6 +243,7 @@ fn run() -> Res<()> {
 }
 
 fn main() {
+    sits::sits_core::memory::reuse_large_allocations();
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -332,6 +332,8 @@ fn show(p: &Path) -> String {
 }
 
 fn main() {
+    // large activation tensors reuse freed memory (see the function's docs)
+    sits_core::memory::reuse_large_allocations();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e}");

@@ -34,6 +34,7 @@
 pub mod batch;
 pub mod dates;
 pub mod io;
+pub mod memory;
 pub mod random;
 pub mod resize;
 pub mod traits;
