@@ -10,6 +10,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::close;
+
 use candle_core::{DType, Device, Tensor, Var};
 use sits_models::nn::PaddingMode;
 use sits_models::ops::{conv2d, conv2d_candle};
@@ -24,30 +27,6 @@ struct Case {
     stride: usize,
     pad: usize,
     mode: PaddingMode,
-}
-
-fn close(ours: &Tensor, reference: &Tensor, what: &str) {
-    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
-    let scale = reference
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let d = (ours - reference)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(
-        d <= 1e-5 * scale,
-        "{what}: max difference {d} (scale {scale})"
-    );
 }
 
 fn check(case: &Case, seed: u64) {

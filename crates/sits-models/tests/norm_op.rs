@@ -8,32 +8,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::close;
+
 use candle_core::{DType, Device, Tensor, Var};
 use sits_models::ops::norm::{channel_moments, normalize, normalize_candle, Stats};
-
-fn close(ours: &Tensor, reference: &Tensor, what: &str) {
-    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
-    let scale = reference
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let d = (ours - reference)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(
-        d <= 1e-5 * scale,
-        "{what}: max difference {d} (scale {scale})"
-    );
-}
 
 fn values(len: usize, seed: u64, scale: f32, offset: f32) -> Vec<f32> {
     (0..len)

@@ -22,6 +22,26 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// Asserts that `ours` is within 1e-5 of `reference`, relative to the largest
+/// absolute value of `reference` (at least 1): the tolerance of the op tests, whose
+/// two sides add the same terms in different orders.
+pub(crate) fn close(ours: &Tensor, reference: &Tensor, what: &str) {
+    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
+    let scale = reference
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0);
+    let d = max_abs_diff(ours, reference);
+    assert!(
+        d <= 1e-5 * scale,
+        "{what}: max difference {d} (scale {scale})"
+    );
+}
+
 /// A `.npy` file as an f32 tensor on the CPU.
 pub(crate) fn npy_f32(path: &Path) -> Tensor {
     let a = read_npy(path).unwrap();
