@@ -205,12 +205,9 @@ impl Ltae2d {
         let n = b * h * w;
         let nh = self.cfg.n_head;
         let dm = self.cfg.d_model;
-        // (B·H·W, T, C)
-        let out = x.permute((0, 3, 4, 1, 2))?.reshape((n, t, c))?;
-        let out = self
-            .in_norm
-            .forward(&out.transpose(1, 2)?.contiguous()?)?
-            .transpose(1, 2)?;
+        // (B·H·W, C, T) in one copy, the layout of the input GroupNorm; then (N, T, C)
+        let out = x.permute((0, 3, 4, 2, 1))?.reshape((n, c, t))?;
+        let out = self.in_norm.forward(&out)?.transpose(1, 2)?;
         let out = self.inconv.forward(&out.contiguous()?)?; // (N, T, d_model)
         let pe = self.pe.forward(positions)?.to_dtype(out.dtype())?; // (B, T, d_model)
         let pe = pe
