@@ -293,7 +293,6 @@ impl ModuleT for BatchNorm {
         if x.rank() < 2 {
             candle_core::bail!("BatchNorm needs (N, C, ...) input, got {:?}", x.dims());
         }
-        let shape = self.shape_for(x);
         if train {
             let c = x.dim(1)?;
             let n = x.elem_count() / c.max(1);
@@ -320,6 +319,7 @@ impl ModuleT for BatchNorm {
                 self.eps,
             );
         }
+        let shape = self.shape_for(x);
         let mean = self.running_mean.as_tensor().reshape(shape.as_slice())?;
         let var = self.running_var.as_tensor().reshape(shape.as_slice())?;
         let inv = (var + self.eps)?.sqrt()?.recip()?;

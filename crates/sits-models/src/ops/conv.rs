@@ -76,6 +76,17 @@ impl Geometry {
         })
     }
 
+    /// Checks that an output gradient is `(n, o, OH, OW)`.
+    fn check_output_grad(&self, dims: &[usize], n: usize, o: usize) -> Result<()> {
+        if dims != [n, o, self.oh, self.ow] {
+            candle_core::bail!(
+                "conv2d backward: output gradient {dims:?}, expected {:?}",
+                [n, o, self.oh, self.ow]
+            );
+        }
+        Ok(())
+    }
+
     /// Rows of the column matrix: `C·k·k`.
     fn rows(&self) -> usize {
         self.c * self.k * self.k
@@ -144,8 +155,7 @@ impl Taps {
 thread_local! {
     /// This worker's column buffer, kept between calls: a fresh buffer of several
     /// megabytes per call goes back to the OS when freed and is faulted in again
-    /// next time (a fifth of a convolution's time in page faults and TLB flushes
-    /// before it was kept).
+    /// next time.
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -443,13 +453,7 @@ impl CustomOp2 for InputGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, wd) = self.input;
         let (_, o, g) = self.conv.geometry(&[n, c, h, wd], l2.dims())?;
-        if l1.dims() != [n, o, g.oh, g.ow] {
-            candle_core::bail!(
-                "conv2d backward: output gradient {:?}, expected {:?}",
-                l1.dims(),
-                [n, o, g.oh, g.ow]
-            );
-        }
+        g.check_output_grad(l1.dims(), n, o)?;
         let dy = f32_slice(s1, l1, "conv2d output gradient")?;
         let wt = f32_slice(s2, l2, "conv2d weight")?;
         let taps = Taps::new(&g);
@@ -464,7 +468,7 @@ impl CustomOp2 for InputGrad {
                 // written before col2im reads it: a fresh zeroed allocation read first
                 // maps the shared zero page, and each first write then costs a
                 // copy-on-write fault with a TLB flush on every core (perf: ~20 % of
-                // the backward)
+                // the conv bench's forward + backward before this fill)
                 chunk.fill(0.0);
                 with_scratch(rows * band * g.ow, |col| {
                     for (j, dxi) in chunk.chunks_exact_mut(img_in.max(1)).enumerate() {
@@ -525,13 +529,7 @@ impl CustomOp2 for WeightGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let (o, c, k, k2) = self.weight;
         let (n, _, g) = self.conv.geometry(l1.dims(), &[o, c, k, k2])?;
-        if l2.dims() != [n, o, g.oh, g.ow] {
-            candle_core::bail!(
-                "conv2d backward: output gradient {:?}, expected {:?}",
-                l2.dims(),
-                [n, o, g.oh, g.ow]
-            );
-        }
+        g.check_output_grad(l2.dims(), n, o)?;
         let x = f32_slice(s1, l1, "conv2d input")?;
         let dy = f32_slice(s2, l2, "conv2d output gradient")?;
         let taps = Taps::new(&g);

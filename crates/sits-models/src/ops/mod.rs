@@ -5,12 +5,12 @@
 //!   reflect padding) by im2col and one matrix product per band of output rows,
 //!   parallel over images.
 //! - [`norm`]: GroupNorm, LayerNorm and BatchNorm's training-mode normalisation in one
-//!   pass each way.
+//!   pass each way, and a per-channel bias whose gradient is one per-channel sum.
 //!
 //! The ops run for `f32` tensors on the CPU. Other devices and dtypes run candle's
 //! own operations (cuDNN on CUDA when built with it), so nothing here depends on a
-//! feature: [`conv2d_candle`] and the composed paths of [`crate::nn`] are also the
-//! references the ops are tested against.
+//! feature: [`conv2d_candle`] and [`norm::normalize_candle`] are those paths, and also
+//! the references the ops are tested against.
 
 mod conv;
 pub mod norm;
