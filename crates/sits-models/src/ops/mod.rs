@@ -6,6 +6,8 @@
 //!   parallel over images.
 //! - [`norm`]: GroupNorm, LayerNorm and BatchNorm's training-mode normalisation in one
 //!   pass each way, and a per-channel bias whose gradient is one per-channel sum.
+//! - [`softmax`]: softmax and log-softmax over the last dimension, and DINO's
+//!   multi-crop cross-entropy, with a vectorised `exp`.
 //!
 //! The ops run for `f32` tensors on the CPU. Other devices and dtypes run candle's
 //! own operations (cuDNN on CUDA when built with it), so nothing here depends on a
@@ -14,6 +16,8 @@
 
 mod conv;
 pub mod norm;
+mod rows;
+pub mod softmax;
 
 pub use conv::{conv2d, conv2d_candle};
 
