@@ -412,14 +412,10 @@ pub fn dropout(x: &Tensor, p: f32) -> Result<Tensor> {
     x * mask
 }
 
-/// Softmax over the last dimension. candle's fused kernel has no backward pass, so
-/// it is used only when no gradient is needed.
+/// Softmax over the last dimension, with a gradient: [`crate::ops::softmax::softmax_last`]
+/// (one fused op each way on the CPU in `f32`; candle's operations elsewhere).
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    if x.track_op() {
-        candle_nn::ops::softmax(x, D::Minus1)
-    } else {
-        candle_nn::ops::softmax_last_dim(&x.contiguous()?)
-    }
+    crate::ops::softmax::softmax_last(x)
 }
 
 /// Per-pixel rows `(B·H·W, ...)` back to maps `(B, ..., H, W)`: the inverse of
@@ -433,14 +429,11 @@ pub fn pixels_to_maps(x: &Tensor, b: usize, h: usize, w: usize) -> Result<Tensor
     x.reshape(shape)?.permute(order)?.contiguous()
 }
 
-/// Log-softmax over the last dimension through a max-shifted log-sum-exp: stable
-/// for large values, with a gradient (the shift is detached, which leaves the
-/// gradient unchanged).
+/// Log-softmax over the last dimension, stable for large values, with a gradient:
+/// [`crate::ops::softmax::log_softmax_last`] (one fused op each way on the CPU in
+/// `f32`; a max-shifted log-sum-exp of candle's operations elsewhere).
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
+    crate::ops::softmax::log_softmax_last(x)
 }
 
 /// Rows scaled to unit L2 norm over the last dimension (norm clamped at 1e-12, as

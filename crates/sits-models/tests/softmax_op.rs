@@ -115,6 +115,18 @@ fn masked_entries_get_zero_probability() {
 }
 
 #[test]
+fn nan_in_a_row_makes_that_row_nan_and_no_other() {
+    let mut v = values(3 * 40, 4, 2.0, 0.0);
+    v[45] = f32::NAN;
+    let x = Tensor::from_vec(v, (3, 40), &Device::Cpu).unwrap();
+    for y in [softmax_last(&x).unwrap(), log_softmax_last(&x).unwrap()] {
+        let y = y.to_vec2::<f32>().unwrap();
+        assert!(y[1].iter().all(|v| v.is_nan()));
+        assert!(y[0].iter().chain(&y[2]).all(|v| v.is_finite()));
+    }
+}
+
+#[test]
 fn non_contiguous_input_is_handled() {
     let x = tensor(&[6, 11], 5, 2.0, 0.0).t().unwrap();
     close(

@@ -10,6 +10,7 @@ use rand::RngCore;
 use sits_core::{Augmentation, Encoder, Objective, ObjectiveOutput, SitsBatch, Step};
 use sits_data::augment::SeriesViews;
 use sits_models::nn::{l2_normalize, linear, log_softmax, Linear};
+use sits_models::ops::softmax::multi_crop_cross_entropy;
 
 use crate::embed::pooled;
 
@@ -106,32 +107,19 @@ impl DinoLoss {
         if ncrops < 2 {
             candle_core::bail!("DINO loss needs at least two student crops, got {ncrops}");
         }
-        let s = (student.to_dtype(DType::F32)? / self.student_temp)?;
-        let ls = log_softmax(&s)?;
         let t = teacher.to_dtype(DType::F32)?.detach();
-        // exp of the log-softmax rather than the fused softmax: the teacher's
-        // probabilities stay bit-identical to those of earlier releases
-        let q = log_softmax(&(t.broadcast_sub(&self.center)? / teacher_temp)?)?
-            .exp()?
-            .detach();
-        // Sum over pairs (i, v != i) of CE(q_i, ls_v), vectorised as in the peer's
-        // check: (sum_i q_i)·(sum_v ls_v) - sum_i q_i·ls_i, per sample.
-        let mut q_sum = q.narrow(0, 0, b)?;
-        for iq in 1..g {
-            q_sum = (q_sum + q.narrow(0, iq * b, b)?)?;
-        }
-        let mut ls_sum = ls.narrow(0, 0, b)?;
-        for v in 1..ncrops {
-            ls_sum = (ls_sum + ls.narrow(0, v * b, b)?)?;
-        }
-        let mut same = q.narrow(0, 0, b)?.mul(&ls.narrow(0, 0, b)?)?;
-        for iq in 1..g.min(ncrops) {
-            same = (same + q.narrow(0, iq * b, b)?.mul(&ls.narrow(0, iq * b, b)?)?)?;
-        }
+        let lq = log_softmax(&(t.broadcast_sub(&self.center)? / teacher_temp)?)?;
+        let q = lq.exp()?;
+        // Sum over pairs (i, v != i) of CE(q_i, log_softmax(student_v / temp)), per
+        // sample, in one op that never stores the student's log-softmax
         let pairs = g * ncrops - g.min(ncrops);
-        let cross = (q_sum.mul(&ls_sum)? - same)?.sum(1)?; // (B,)
-        let loss = (cross.neg()?.mean_all()? / pairs as f64)?;
-        let lq = q.clamp(1e-30, 1.0)?.log()?;
+        let cross = multi_crop_cross_entropy(
+            &student.to_dtype(DType::F32)?,
+            &q,
+            g,
+            1.0 / self.student_temp,
+        )?; // (B,)
+        let loss = (cross.mean_all()? / pairs as f64)?;
         let entropy = (q.mul(&lq)?.sum(1)?.neg()?)
             .mean_all()?
             .to_scalar::<f32>()? as f64;

@@ -1,16 +1,19 @@
 //! Row kernels for the softmax ops: maximum, shifted exponential and its sum, dot
-//! products, written in eight independent lanes so that the compiler vectorises
-//! them. `exp` is a polynomial (range reduction to `[-ln 2 / 2, ln 2 / 2]` and the
+//! products, written in independent lanes so that the compiler vectorises
+//! them (32 lanes: four AVX2 registers, so that additions do not wait on each
+//! other). `exp` is a polynomial (range reduction to `[-ln 2 / 2, ln 2 / 2]` and the
 //! degree-6 minimax polynomial of the Cephes library's `expf`), within 2 ulp of the
 //! exact value on the normal range and branch-free, where the C library's `expf`
 //! is one scalar call per value. On x86-64 each kernel is compiled twice and picks
 //! the AVX2 copy at run time when the processor has it.
 //!
-//! Sums run in eight `f32` lanes flushed into an `f64` total every 512 values, so a
+//! Sums run in `f32` lanes flushed into an `f64` total every 512 values, so a
 //! row of 65,536 values adds no more rounding than a row of 512.
 
-const LANES: usize = 8;
-const FLUSH: usize = 64; // chunks of LANES between flushes into the f64 total
+/// Independent `f32` accumulators (four AVX2 registers).
+const LANES: usize = 32;
+/// Values summed in `f32` lanes before they are added to the `f64` total.
+const BLOCK: usize = 512;
 
 /// `e^x` in `f32`: within 2 ulp for `x` in `[-87.3, 88.37]`, 0 below, `inf` above
 /// (the exact value between 88.37 and 88.72 is still finite, at least 0.7 of
@@ -72,32 +75,24 @@ macro_rules! dispatch {
 }
 
 dispatch! {
-    /// Largest value of a non-empty row (NaN if the row holds one).
+    /// Largest value of a row, NaN values skipped (they reach the softmax output
+    /// through `exp`, which returns NaN for them); `-inf` for an empty row.
     fn row_max / row_max_avx2 / row_max_body(x: &[f32]) -> f32
 }
 
 #[inline(always)]
 fn row_max_body(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
-    let mut nan = false;
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for c in chunks {
         for j in 0..LANES {
-            nan |= c[j].is_nan();
             acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
         }
     }
-    let mut m = f32::NEG_INFINITY;
-    for &v in acc.iter().chain(rest) {
-        nan |= v.is_nan();
-        m = if v > m { v } else { m };
-    }
-    if nan {
-        f32::NAN
-    } else {
-        m
-    }
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 dispatch! {
@@ -105,30 +100,34 @@ dispatch! {
     fn exp_into / exp_into_avx2 / exp_into_body(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64
 }
 
+/// Sum of the lanes, in f64.
+#[inline(always)]
+fn flush(acc: &[f32; LANES]) -> f64 {
+    acc.iter().map(|&a| a as f64).sum()
+}
+
 #[inline(always)]
 fn exp_into_body(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64 {
     let mut total = 0f64;
-    let mut acc = [0f32; LANES];
-    let n = x.len() / LANES * LANES;
-    for (i, (c, o)) in x[..n]
-        .chunks_exact(LANES)
-        .zip(out[..n].chunks_exact_mut(LANES))
-        .enumerate()
-    {
-        for j in 0..LANES {
-            let e = exp(c[j] * scale - shift);
-            o[j] = e;
-            acc[j] += e;
+    let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    for (xb, ob) in x.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        let mut acc = [0f32; LANES];
+        let xc = xb.chunks_exact(LANES);
+        let rest = xc.remainder();
+        let mut oc = ob.chunks_exact_mut(LANES);
+        for (c, o) in xc.zip(&mut oc) {
+            for j in 0..LANES {
+                let e = exp(c[j] * scale - shift);
+                o[j] = e;
+                acc[j] += e;
+            }
         }
-        if i % FLUSH == FLUSH - 1 {
-            total += acc.iter().map(|&a| a as f64).sum::<f64>();
-            acc = [0.0; LANES];
+        total += flush(&acc);
+        for (v, o) in rest.iter().zip(oc.into_remainder()) {
+            *o = exp(v * scale - shift);
+            total += *o as f64;
         }
-    }
-    total += acc.iter().map(|&a| a as f64).sum::<f64>();
-    for (v, o) in x[n..].iter().zip(&mut out[n..]) {
-        *o = exp(v * scale - shift);
-        total += *o as f64;
     }
     total
 }
@@ -141,21 +140,20 @@ dispatch! {
 #[inline(always)]
 fn exp_sum_body(x: &[f32], scale: f32, shift: f32) -> f64 {
     let mut total = 0f64;
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for (i, c) in chunks.enumerate() {
-        for j in 0..LANES {
-            acc[j] += exp(c[j] * scale - shift);
+    for xb in x.chunks(BLOCK) {
+        let mut acc = [0f32; LANES];
+        let xc = xb.chunks_exact(LANES);
+        let rest = xc.remainder();
+        for c in xc {
+            for j in 0..LANES {
+                acc[j] += exp(c[j] * scale - shift);
+            }
         }
-        if i % FLUSH == FLUSH - 1 {
-            total += acc.iter().map(|&a| a as f64).sum::<f64>();
-            acc = [0.0; LANES];
-        }
-    }
-    total += acc.iter().map(|&a| a as f64).sum::<f64>();
-    for v in rest {
-        total += exp(v * scale - shift) as f64;
+        total += flush(&acc);
+        total += rest
+            .iter()
+            .map(|&v| exp(v * scale - shift) as f64)
+            .sum::<f64>();
     }
     total
 }
@@ -168,45 +166,48 @@ dispatch! {
 #[inline(always)]
 fn dot_body(a: &[f32], b: &[f32]) -> f64 {
     let mut total = 0f64;
-    let mut acc = [0f32; LANES];
-    let n = a.len().min(b.len()) / LANES * LANES;
-    for (i, (ca, cb)) in a[..n]
-        .chunks_exact(LANES)
-        .zip(b[..n].chunks_exact(LANES))
-        .enumerate()
-    {
-        for j in 0..LANES {
-            acc[j] += ca[j] * cb[j];
+    let n = a.len().min(b.len());
+    for (ab, bb) in a[..n].chunks(BLOCK).zip(b[..n].chunks(BLOCK)) {
+        let mut acc = [0f32; LANES];
+        let ac = ab.chunks_exact(LANES);
+        let rest = ac.remainder();
+        let mut bc = bb.chunks_exact(LANES);
+        for (ca, cb) in ac.zip(&mut bc) {
+            for j in 0..LANES {
+                acc[j] += ca[j] * cb[j];
+            }
         }
-        if i % FLUSH == FLUSH - 1 {
-            total += acc.iter().map(|&a| a as f64).sum::<f64>();
-            acc = [0.0; LANES];
-        }
-    }
-    total += acc.iter().map(|&a| a as f64).sum::<f64>();
-    for (x, y) in a[n..].iter().zip(&b[n..]) {
-        total += (x * y) as f64;
+        total += flush(&acc);
+        total += rest
+            .iter()
+            .zip(bc.remainder())
+            .map(|(&x, &y)| (x * y) as f64)
+            .sum::<f64>();
     }
     total
 }
 
-/// `Σ x[k]`.
-pub(crate) fn sum(x: &[f32]) -> f64 {
+dispatch! {
+    /// `Σ x[k]`.
+    fn sum / sum_avx2 / sum_body(x: &[f32]) -> f64
+}
+
+#[inline(always)]
+fn sum_body(x: &[f32]) -> f64 {
     let mut total = 0f64;
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for (i, c) in chunks.enumerate() {
-        for j in 0..LANES {
-            acc[j] += c[j];
+    for xb in x.chunks(BLOCK) {
+        let mut acc = [0f32; LANES];
+        let xc = xb.chunks_exact(LANES);
+        let rest = xc.remainder();
+        for c in xc {
+            for j in 0..LANES {
+                acc[j] += c[j];
+            }
         }
-        if i % FLUSH == FLUSH - 1 {
-            total += acc.iter().map(|&a| a as f64).sum::<f64>();
-            acc = [0.0; LANES];
-        }
+        total += flush(&acc);
+        total += rest.iter().map(|&v| v as f64).sum::<f64>();
     }
-    total += acc.iter().map(|&a| a as f64).sum::<f64>();
-    total + rest.iter().map(|&v| v as f64).sum::<f64>()
+    total
 }
 
 dispatch! {
@@ -227,6 +228,18 @@ fn softmax_minus_body(
 ) {
     for ((o, &v), &t) in out.iter_mut().zip(x).zip(b) {
         *o = exp(v * scale - shift) * a - t * c;
+    }
+}
+
+dispatch! {
+    /// `out[k] −= b[k] · c`.
+    fn sub_scaled / sub_scaled_avx2 / sub_scaled_body(out: &mut [f32], b: &[f32], c: f32) -> ()
+}
+
+#[inline(always)]
+fn sub_scaled_body(out: &mut [f32], b: &[f32], c: f32) {
+    for (o, &t) in out.iter_mut().zip(b) {
+        *o -= t * c;
     }
 }
 
@@ -275,7 +288,8 @@ mod tests {
         assert_eq!(row_max(&x), x.iter().cloned().fold(f32::MIN, f32::max));
         let mut with_nan = x.clone();
         with_nan[1000] = f32::NAN;
-        assert!(row_max(&with_nan).is_nan());
+        assert_eq!(row_max(&with_nan), row_max(&x));
+        assert!(exp_sum(&with_nan, 1.0, 0.0).is_nan());
         let (scale, shift) = (0.7f32, 1.3f32);
         let want: f64 = x.iter().map(|&v| ((v * scale - shift) as f64).exp()).sum();
         let got = exp_sum(&x, scale, shift);
@@ -291,6 +305,9 @@ mod tests {
         softmax_minus_into(&x, scale, shift, 2.0, &y, 3.0, &mut out);
         let w = ((x[9] * scale - shift) as f64).exp() * 2.0 - y[9] as f64 * 3.0;
         assert!((out[9] as f64 - w).abs() < 1e-5 * w.abs().max(1.0));
+        let before = out[9];
+        sub_scaled(&mut out, &y, 2.0);
+        assert_eq!(out[9], before - y[9] * 2.0);
         exp_scaled_into(&y, 0.5, &mut out);
         assert!((out[9] as f64 - (y[9] as f64).exp() * 0.5).abs() < 1e-6);
     }

@@ -247,19 +247,22 @@ impl CustomOp2 for MultiCrop {
         let q = f32_slice(s2, l2, "target probabilities")?;
         let k = me.k;
         let qsum: Vec<f64> = q.par_chunks(k).map(rows::sum).collect();
-        // one term per student row, then the sum over crops in a fixed order
-        let terms: Vec<f64> = x
-            .par_chunks(k)
-            .enumerate()
-            .map(|(r, xr)| {
-                let lse = me.lse(xr);
-                me.targets(q, r)
-                    .map(|(t, qr)| qsum[t] * lse - me.scale as f64 * rows::dot(qr, xr))
-                    .sum::<f64>()
-            })
-            .collect();
+        // sample by sample, so that its target rows stay in the cache while its
+        // student crops are read; crops summed in a fixed order
         let loss: Vec<f32> = (0..me.b)
-            .map(|b| (0..me.v).map(|v| terms[v * me.b + b]).sum::<f64>() as f32)
+            .into_par_iter()
+            .map(|b| {
+                (0..me.v)
+                    .map(|v| {
+                        let r = v * me.b + b;
+                        let xr = &x[r * k..][..k];
+                        let lse = me.lse(xr);
+                        me.targets(q, r)
+                            .map(|(t, qr)| qsum[t] * lse - me.scale as f64 * rows::dot(qr, xr))
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>() as f32
+            })
             .collect();
         Ok((CpuStorage::F32(loss), Shape::from(me.b)))
     }
@@ -309,24 +312,41 @@ impl candle_core::CustomOp3 for MultiCropGrad {
         let k = me.k;
         let qsum: Vec<f64> = q.par_chunks(k).map(rows::sum).collect();
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(k)
-            .zip(x.par_chunks(k))
+        // the rows of each sample (one per crop), so that a task works on one sample
+        // with its target rows in the cache
+        let mut by_sample: Vec<Vec<&mut [f32]>> =
+            (0..me.b).map(|_| Vec::with_capacity(me.v)).collect();
+        for crop in dx.chunks_mut(me.b * k) {
+            for (rows_of, row) in by_sample.iter_mut().zip(crop.chunks_mut(k)) {
+                rows_of.push(row);
+            }
+        }
+        by_sample
+            .into_par_iter()
             .enumerate()
-            .for_each(|(r, (dr, xr))| {
-                let c = dl[r % me.b] * me.scale;
-                let shift = me.lse(xr) as f32;
-                let mass: f64 = me.targets(q, r).map(|(t, _)| qsum[t]).sum();
-                // e^(scale·x − lse) · mass · c − q_first · c, then the other targets
-                let mut targets = me.targets(q, r);
-                match targets.next() {
-                    Some((_, q0)) => {
-                        rows::softmax_minus_into(xr, me.scale, shift, mass as f32 * c, q0, c, dr)
+            .for_each(|(b, rows_of)| {
+                let c = dl[b] * me.scale;
+                for (v, dr) in rows_of.into_iter().enumerate() {
+                    let r = v * me.b + b;
+                    let xr = &x[r * k..][..k];
+                    let shift = me.lse(xr) as f32;
+                    let mass: f64 = me.targets(q, r).map(|(t, _)| qsum[t]).sum();
+                    // e^(scale·x − lse) · mass · c − q_first · c, then the other targets
+                    let mut targets = me.targets(q, r);
+                    match targets.next() {
+                        Some((_, q0)) => rows::softmax_minus_into(
+                            xr,
+                            me.scale,
+                            shift,
+                            mass as f32 * c,
+                            q0,
+                            c,
+                            dr,
+                        ),
+                        None => dr.fill(0.0),
                     }
-                    None => dr.fill(0.0),
-                }
-                for (_, qi) in targets {
-                    for (d, &t) in dr.iter_mut().zip(qi) {
-                        *d -= t * c;
+                    for (_, qi) in targets {
+                        rows::sub_scaled(dr, qi, c);
                     }
                 }
             });
