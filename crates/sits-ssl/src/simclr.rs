@@ -7,7 +7,8 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rand::RngCore;
 use sits_core::{Augmentation, Objective, ObjectiveOutput, SitsBatch, Step};
-use sits_models::nn::{l2_normalize, linear, log_softmax, Linear};
+use sits_models::nn::{l2_normalize, linear, Linear};
+use sits_models::ops::contrastive::nt_xent_per_anchor;
 
 use crate::embed::pooled;
 
@@ -30,29 +31,13 @@ pub fn nt_xent(
     temperature: f64,
     reduction: NtXentReduction,
 ) -> Result<Tensor> {
-    let (n, d) = z1.dims2()?;
-    if z2.dims() != [n, d] || n < 2 {
-        candle_core::bail!(
-            "NT-Xent needs two views of the same shape (N >= 2, d), got {:?} and {:?}",
-            z1.dims(),
-            z2.dims()
-        );
-    }
-    if temperature <= 0.0 {
-        candle_core::bail!("NT-Xent temperature must be > 0, got {temperature}");
-    }
-    let z = l2_normalize(&Tensor::cat(
-        &[&z1.to_dtype(DType::F32)?, &z2.to_dtype(DType::F32)?],
-        0,
-    )?)?;
-    let sim = (z.matmul(&z.t()?)? / temperature)?;
-    // Exclude self-similarity with a large negative value (exp underflows to 0).
-    let eye = Tensor::eye(2 * n, DType::F32, z.device())?;
-    let sim = (sim - (eye * 1e9)?)?;
-    let ls = log_softmax(&sim)?;
-    let targets: Vec<u32> = (0..2 * n).map(|i| ((i + n) % (2 * n)) as u32).collect();
-    let targets = Tensor::from_vec(targets, (2 * n, 1), z.device())?;
-    let mean = ls.gather(&targets, 1)?.neg()?.mean_all()?;
+    // computed in f32 whatever the inputs' dtype; one op each way on the CPU
+    let mean = nt_xent_per_anchor(
+        &z1.to_dtype(DType::F32)?,
+        &z2.to_dtype(DType::F32)?,
+        temperature,
+    )?
+    .mean_all()?;
     match reduction {
         NtXentReduction::MeanOverAnchors => Ok(mean),
         NtXentReduction::SumOfDirections => mean * 2.0,

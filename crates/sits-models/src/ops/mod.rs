@@ -6,6 +6,8 @@
 //!   parallel over images.
 //! - [`norm`]: GroupNorm, LayerNorm and BatchNorm's training-mode normalisation in one
 //!   pass each way, and a per-channel bias whose gradient is one per-channel sum.
+//! - [`contrastive`]: SimCLR's NT-Xent from the two views to the per-anchor losses,
+//!   normalisation included, with the similarity matrix kept for the backward pass.
 //! - [`softmax`]: softmax and log-softmax over the last dimension, and DINO's
 //!   multi-crop cross-entropy, with a vectorised `exp`.
 //!
@@ -14,6 +16,7 @@
 //! feature: [`conv2d_candle`] and [`norm::normalize_candle`] are those paths, and also
 //! the references the ops are tested against.
 
+pub mod contrastive;
 mod conv;
 pub mod norm;
 mod rows;
@@ -33,4 +36,92 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{what} must be contiguous"),
     }
+}
+
+/// A row-major `f32` matrix in a slice: `rows x cols` at row stride `rs` and column
+/// stride `cs` (a transpose swaps them).
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A contiguous `rows x cols` matrix.
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy).
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst = a · b` for a contiguous `dst` of `a.rows x b.cols` values, on up to
+/// `threads` rayon threads.
+fn matmul_into(a: Mat, b: Mat, dst: &mut [f32], threads: usize) -> Result<()> {
+    if a.cols != b.rows || !a.fits() || !b.fits() || dst.len() != a.rows * b.cols {
+        candle_core::bail!(
+            "matrix product of {}x{} and {}x{} into {} values",
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols,
+            dst.len()
+        );
+    }
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views lie inside their slices (checked above), `dst` holds
+    // a.rows x b.cols values and, being a unique borrow, overlaps neither input.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            false,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
 }

@@ -133,6 +133,33 @@ fn exp_into_body(x: &[f32], scale: f32, shift: f32, out: &mut [f32]) -> f64 {
 }
 
 dispatch! {
+    /// `x[k] = e^(scale · x[k] − shift)`; returns the sum of the new values.
+    fn exp_in_place / exp_in_place_avx2 / exp_in_place_body(x: &mut [f32], scale: f32, shift: f32) -> f64
+}
+
+#[inline(always)]
+fn exp_in_place_body(x: &mut [f32], scale: f32, shift: f32) -> f64 {
+    let mut total = 0f64;
+    for xb in x.chunks_mut(BLOCK) {
+        let mut acc = [0f32; LANES];
+        let mut xc = xb.chunks_exact_mut(LANES);
+        for c in &mut xc {
+            for j in 0..LANES {
+                let e = exp(c[j] * scale - shift);
+                c[j] = e;
+                acc[j] += e;
+            }
+        }
+        total += flush(&acc);
+        for v in xc.into_remainder() {
+            *v = exp(*v * scale - shift);
+            total += *v as f64;
+        }
+    }
+    total
+}
+
+dispatch! {
     /// Sum of `e^(scale · x[k] − shift)`.
     fn exp_sum / exp_sum_avx2 / exp_sum_body(x: &[f32], scale: f32, shift: f32) -> f64
 }
@@ -292,6 +319,7 @@ mod tests {
         assert!(exp_sum(&with_nan, 1.0, 0.0).is_nan());
         let (scale, shift) = (0.7f32, 1.3f32);
         let want: f64 = x.iter().map(|&v| ((v * scale - shift) as f64).exp()).sum();
+        let want_exp = want;
         let got = exp_sum(&x, scale, shift);
         assert!((got - want).abs() <= 1e-6 * want, "{got} {want}");
         let mut out = vec![0f32; x.len()];
@@ -305,6 +333,10 @@ mod tests {
         softmax_minus_into(&x, scale, shift, 2.0, &y, 3.0, &mut out);
         let w = ((x[9] * scale - shift) as f64).exp() * 2.0 - y[9] as f64 * 3.0;
         assert!((out[9] as f64 - w).abs() < 1e-5 * w.abs().max(1.0));
+        let mut inplace = x.clone();
+        let got = exp_in_place(&mut inplace, scale, shift);
+        assert!((got - want_exp).abs() <= 1e-6 * want_exp);
+        assert_eq!(inplace[5], exp(x[5] * scale - shift));
         let before = out[9];
         sub_scaled(&mut out, &y, 2.0);
         assert_eq!(out[9], before - y[9] * 2.0);
