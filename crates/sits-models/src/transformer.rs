@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 
 use sits_core::{Encoder, SitsBatch};
 
-use crate::nn::{softmax_last, Ctx, LayerNorm, Linear};
+use crate::nn::{Ctx, LayerNorm, Linear};
 
 /// Multi-head self-attention with PyTorch's packed `in_proj` parameters.
 #[derive(Debug, Clone)]
@@ -46,33 +46,12 @@ impl SelfAttention {
     }
 
     /// Attention over `x` `(B, N, D)`; `key_pad` `(B, N)` (`u8`, 1 = ignore this key).
+    /// The attention itself is [`crate::ops::attention::self_attention`] (one op each
+    /// way on the CPU).
     pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
         let qkv =
             Linear::from_parts(self.in_proj_w.clone(), Some(self.in_proj_b.clone())).forward(x)?;
-        let hd = d / self.heads;
-        let split = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i * d, d)?
-                .reshape((b, n, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // (B, h, N, N)
-        let scores = match key_pad {
-            Some(m) => {
-                let m = m
-                    .to_dtype(DType::U8)?
-                    .reshape((b, 1, 1, n))?
-                    .broadcast_as((b, self.heads, n, n))?;
-                let neg = Tensor::full(f32::NEG_INFINITY, (b, self.heads, n, n), x.device())?
-                    .to_dtype(scores.dtype())?;
-                m.where_cond(&neg, &scores)?
-            }
-            None => scores,
-        };
-        let attn = softmax_last(&scores)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        let out = crate::ops::attention::self_attention(&qkv, self.heads, key_pad)?;
         self.out_proj.forward(&out)
     }
 }
@@ -115,7 +94,7 @@ impl EncoderLayer {
         let a = self.self_attn.forward(&self.norm1.forward(x)?, key_pad)?;
         let x = (x + self.drop(a, train)?)?;
         let f = self.linear2.forward(&self.drop(
-            self.linear1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?,
+            crate::ops::activation::gelu(&self.linear1.forward(&self.norm2.forward(&x)?)?)?,
             train,
         )?)?;
         x + self.drop(f, train)?

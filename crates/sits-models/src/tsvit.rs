@@ -164,7 +164,9 @@ impl Transformer {
         let mut x = x.clone();
         for (n1, attn, n2, l1, l2) in &self.layers {
             x = (attn.forward(&n1.forward(&x)?, key_pad)? + &x)?;
-            x = (l2.forward(&l1.forward(&n2.forward(&x)?)?.gelu_erf()?)? + &x)?;
+            x = (l2.forward(&crate::ops::activation::gelu(
+                &l1.forward(&n2.forward(&x)?)?,
+            )?)? + &x)?;
         }
         self.norm.forward(&x)
     }

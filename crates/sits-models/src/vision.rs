@@ -180,9 +180,9 @@ impl VitBlock {
         let attn = crate::nn::softmax_last(&(q.matmul(&k.t()?)? / (hd as f64).sqrt())?)?;
         let a = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
         let x = (x + self.proj.forward(&a)?)?;
-        let f = self
-            .fc2
-            .forward(&self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?)?;
+        let f = self.fc2.forward(&crate::ops::activation::gelu(
+            &self.fc1.forward(&self.norm2.forward(&x)?)?,
+        )?)?;
         x + f
     }
 }

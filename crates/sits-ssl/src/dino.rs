@@ -225,7 +225,7 @@ impl DinoHead {
         for (i, l) in self.mlp.iter().enumerate() {
             h = l.forward(&h)?;
             if i + 1 < self.mlp.len() {
-                h = h.gelu_erf()?;
+                h = sits_models::ops::activation::gelu(&h)?;
             }
         }
         let h = l2_normalize(&h)?;

@@ -6,6 +6,9 @@
 //!   parallel over images.
 //! - [`norm`]: GroupNorm, LayerNorm and BatchNorm's training-mode normalisation in one
 //!   pass each way, and a per-channel bias whose gradient is one per-channel sum.
+//! - [`activation`]: GELU with a vectorised `erfc`.
+//! - [`attention`]: multi-head self-attention from packed projections, per sequence
+//!   in one task, attention weights kept for the backward pass.
 //! - [`contrastive`]: SimCLR's NT-Xent from the two views to the per-anchor losses,
 //!   normalisation included, with the similarity matrix kept for the backward pass.
 //! - [`softmax`]: softmax and log-softmax over the last dimension, and DINO's
@@ -16,6 +19,8 @@
 //! feature: [`conv2d_candle`] and [`norm::normalize_candle`] are those paths, and also
 //! the references the ops are tested against.
 
+pub mod activation;
+pub mod attention;
 pub mod contrastive;
 mod conv;
 pub mod norm;

@@ -73,6 +73,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 dispatch! {
     /// Largest value of a row, NaN values skipped (they reach the softmax output

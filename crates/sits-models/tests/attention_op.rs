@@ -1,0 +1,122 @@
+//! The self-attention op (`sits_models::ops::attention::self_attention`) against
+//! the same attention composed from candle's operations: outputs and the gradient
+//! of the packed projections, for 1 to 9 heads, head widths 1 to 33, sequences of 1
+//! to 40 positions, batch 1, padded keys, and a second backward pass through the
+//! same graph (the op then recomputes what it kept).
+//!
+//! Tolerance: 1e-5 relative to the largest value of the reference (f32 on both
+//! sides, sums in different orders). The transformer fixtures made with PyTorch
+//! (`models_reference`) check the op inside the models.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::close;
+
+use candle_core::{DType, Device, Tensor, Var};
+use sits_models::ops::attention::{self_attention, self_attention_candle};
+
+fn tensor(dims: &[usize], seed: u64, scale: f32) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0) * scale)
+        .collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+/// Key padding with at least one key kept per sequence.
+fn padding(b: usize, n: usize) -> Tensor {
+    let v: Vec<u8> = (0..b * n)
+        .map(|i| u8::from(i % n != 0 && (i * 7) % 5 == 0))
+        .collect();
+    Tensor::from_vec(v, (b, n), &Device::Cpu).unwrap()
+}
+
+fn check(b: usize, n: usize, heads: usize, hd: usize, padded: bool) {
+    let what = format!("B{b} N{n} heads {heads} hd {hd} padded {padded}");
+    let d = heads * hd;
+    let qkv = Var::from_tensor(&tensor(&[b, n, 3 * d], (b * n + d) as u64, 2.0)).unwrap();
+    let pad = padded.then(|| padding(b, n));
+    let ours = self_attention(qkv.as_tensor(), heads, pad.as_ref()).unwrap();
+    let reference = self_attention_candle(qkv.as_tensor(), heads, pad.as_ref()).unwrap();
+    close(&ours, &reference, &format!("{what}: output"));
+    let w = tensor(&[b, n, d], 5, 1.0);
+    let ga = (&ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let gb = (reference * &w)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    close(
+        ga.get(&qkv).unwrap(),
+        gb.get(&qkv).unwrap(),
+        &format!("{what}: qkv gradient"),
+    );
+    let again = (&ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    close(
+        again.get(&qkv).unwrap(),
+        ga.get(&qkv).unwrap(),
+        &format!("{what}: second backward pass"),
+    );
+}
+
+#[test]
+fn attention_matches_candle() {
+    for (b, n, heads, hd) in [
+        (1, 1, 1, 1),
+        (1, 5, 1, 8),
+        (2, 7, 3, 5),
+        (3, 23, 4, 32),
+        (2, 40, 9, 33),
+        (64, 23, 4, 16),
+    ] {
+        for padded in [false, true] {
+            check(b, n, heads, hd, padded);
+        }
+    }
+}
+
+#[test]
+fn padded_keys_get_no_weight() {
+    // a padded key's value must not reach the output: change it, output unchanged
+    let (b, n, heads, hd) = (2, 6, 2, 4);
+    let d = heads * hd;
+    let qkv = tensor(&[b, n, 3 * d], 1, 1.0);
+    let pad = Tensor::from_vec(
+        vec![0u8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        (b, n),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let before = self_attention(&qkv, heads, Some(&pad)).unwrap();
+    let mut v = qkv.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for c in 2 * d..3 * d {
+        v[2 * 3 * d + c] += 100.0; // sequence 0, position 2: its value
+    }
+    let changed = Tensor::from_vec(v, (b, n, 3 * d), &Device::Cpu).unwrap();
+    let after = self_attention(&changed, heads, Some(&pad)).unwrap();
+    close(&after, &before, "padded key's value changed");
+    let unpadded = self_attention(&changed, heads, None).unwrap();
+    let d_unpadded = (unpadded - &before)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d_unpadded > 1.0, "without the mask the change shows");
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let qkv = tensor(&[2, 5, 12], 1, 1.0);
+    assert!(self_attention(&qkv, 2, None).is_ok());
+    assert!(self_attention(&qkv, 3, None).is_err()); // D = 4 is not 3 heads
+    assert!(self_attention(&tensor(&[2, 5, 13], 1, 1.0), 1, None).is_err());
+    assert!(self_attention(&tensor(&[10, 12], 1, 1.0), 1, None).is_err());
+    let bad_pad = Tensor::zeros((2, 4), DType::U8, &Device::Cpu).unwrap();
+    let e = self_attention(&qkv, 2, Some(&bad_pad)).unwrap_err();
+    assert!(e.to_string().contains("key padding mask"), "{e}");
+}
