@@ -582,11 +582,12 @@ impl Module for Linear {
         let dims = x.dims().to_vec();
         let d_in = *dims.last().unwrap_or(&0);
         let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
-        let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
+        // one op each way on the CPU (crate::ops::linear)
+        let y = crate::ops::linear::linear(
+            &x.reshape((rows, d_in))?,
+            &self.weight,
+            self.bias.as_ref(),
+        )?;
         let mut out = dims;
         if let Some(last) = out.last_mut() {
             *last = self.weight.dim(0)?;

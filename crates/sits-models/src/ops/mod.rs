@@ -4,6 +4,8 @@
 //! - [`conv2d`]: 2D convolution (groups 1, any kernel size and stride, zero or
 //!   reflect padding) by im2col and one matrix product per band of output rows,
 //!   parallel over images.
+//! - [`linear`]: the fully connected layer, its three gradients straight into
+//!   their layouts.
 //! - [`norm`]: GroupNorm, LayerNorm and BatchNorm's training-mode normalisation in one
 //!   pass each way, and a per-channel bias whose gradient is one per-channel sum.
 //! - [`activation`]: GELU with a vectorised `erfc`.
@@ -23,6 +25,7 @@ pub mod activation;
 pub mod attention;
 pub mod contrastive;
 mod conv;
+pub mod linear;
 pub mod norm;
 mod rows;
 pub mod softmax;
@@ -88,6 +91,17 @@ impl<'a> Mat<'a> {
 /// `dst = a · b` for a contiguous `dst` of `a.rows x b.cols` values, on up to
 /// `threads` rayon threads.
 fn matmul_into(a: Mat, b: Mat, dst: &mut [f32], threads: usize) -> Result<()> {
+    matmul_acc_into(a, b, dst, false, threads)
+}
+
+/// `dst = [dst +] a · b` (added to `dst`'s values when `accumulate`).
+fn matmul_acc_into(
+    a: Mat,
+    b: Mat,
+    dst: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) -> Result<()> {
     if a.cols != b.rows || !a.fits() || !b.fits() || dst.len() != a.rows * b.cols {
         candle_core::bail!(
             "matrix product of {}x{} and {}x{} into {} values",
@@ -113,14 +127,14 @@ fn matmul_into(a: Mat, b: Mat, dst: &mut [f32], threads: usize) -> Result<()> {
             dst.as_mut_ptr(),
             1,
             b.cols as isize,
-            false,
+            accumulate,
             a.data.as_ptr(),
             a.cs as isize,
             a.rs as isize,
             b.data.as_ptr(),
             b.cs as isize,
             b.rs as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
