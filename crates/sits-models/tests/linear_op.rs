@@ -17,7 +17,7 @@ use sits_models::ops::linear::{linear, linear_candle};
 fn tensor(dims: &[usize], seed: u64) -> Tensor {
     let n: usize = dims.iter().product();
     let v: Vec<f32> = (0..n)
-        .map(|i| (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0))
+        .map(|i| ((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
 }
@@ -33,11 +33,28 @@ fn check(r: usize, i: usize, o: usize, bias: bool) {
     close(&ours, &reference, &format!("{what}: output"));
     let g = tensor(&[r, o], 4);
     let ga = (&ours * &g).unwrap().sum_all().unwrap().backward().unwrap();
-    let gb = (&reference * &g).unwrap().sum_all().unwrap().backward().unwrap();
-    close(ga.get(&x).unwrap(), gb.get(&x).unwrap(), &format!("{what}: dx"));
-    close(ga.get(&w).unwrap(), gb.get(&w).unwrap(), &format!("{what}: dW"));
+    let gb = (&reference * &g)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    close(
+        ga.get(&x).unwrap(),
+        gb.get(&x).unwrap(),
+        &format!("{what}: dx"),
+    );
+    close(
+        ga.get(&w).unwrap(),
+        gb.get(&w).unwrap(),
+        &format!("{what}: dW"),
+    );
     if bias {
-        close(ga.get(&b).unwrap(), gb.get(&b).unwrap(), &format!("{what}: db"));
+        close(
+            ga.get(&b).unwrap(),
+            gb.get(&b).unwrap(),
+            &format!("{what}: db"),
+        );
     } else {
         assert!(ga.get(&b).is_none());
     }
@@ -76,7 +93,11 @@ fn frozen_input_or_weight_gets_no_gradient() {
         .unwrap()
         .backward()
         .unwrap();
-    close(g.get(&w).unwrap(), gr.get(&w).unwrap(), "dW with a frozen input");
+    close(
+        g.get(&w).unwrap(),
+        gr.get(&w).unwrap(),
+        "dW with a frozen input",
+    );
     let xv = Var::from_tensor(&x).unwrap();
     let wt = tensor(&[3, 5], 2);
     let g = linear(xv.as_tensor(), &wt, None)
@@ -93,6 +114,11 @@ fn frozen_input_or_weight_gets_no_gradient() {
 fn mismatched_shapes_are_errors() {
     let e = linear(&tensor(&[4, 5], 1), &tensor(&[3, 6], 2), None).unwrap_err();
     assert!(e.to_string().contains("linear layer"), "{e}");
-    assert!(linear(&tensor(&[4, 5], 1), &tensor(&[3, 5], 2), Some(&tensor(&[4], 3))).is_err());
+    assert!(linear(
+        &tensor(&[4, 5], 1),
+        &tensor(&[3, 5], 2),
+        Some(&tensor(&[4], 3))
+    )
+    .is_err());
     assert!(linear(&tensor(&[2, 4, 5], 1), &tensor(&[3, 5], 2), None).is_err());
 }
