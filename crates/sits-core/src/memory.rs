@@ -5,20 +5,23 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 32 << 20;
 
-/// Makes glibc's `malloc` reuse freed memory for large allocations: blocks up to
-/// 32 MiB come from the heap instead of their own mapping, and the heap is never
-/// trimmed back to the system after frees (`M_TRIM_THRESHOLD = -1`, which the
-/// manual documents as "disable trimming"; a positive `i32::MAX` still trimmed a
-/// 2.4 GiB pixel-transformer heap after every training step, which the kernel then
-/// faulted back in page by page).
+/// Makes glibc's `malloc` reuse freed memory for large allocations: every block
+/// comes from the heap instead of a mapping of its own (`M_MMAP_MAX = 0`; blocks
+/// up to 32 MiB would already with `M_MMAP_THRESHOLD`, the largest threshold glibc
+/// accepts, and larger ones when the heap cannot grow), and the heap is never
+/// trimmed back to the system after frees (`M_TRIM_THRESHOLD = -1`, documented as
+/// "disable trimming").
 ///
 /// Training on the CPU allocates and frees activation tensors of several megabytes
 /// at every operation. With glibc's defaults most of them are mapped fresh, zeroed
 /// page by page by the kernel on first touch and unmapped when freed; on a 2-core
 /// machine that was about 45 % of a pixel-transformer training step (`perf`:
-/// page clearing, page faults, TLB flushes). With this setting the
-/// `pixel_transformer_fwd_bwd` bench went from 4.44 s to 2.4 s and the U-TAE train
-/// step from 2.87 s to 2.66 s (2026-12-02, `cargo bench --bench models`).
+/// page clearing, page faults, TLB flushes). Measured with `cargo bench --bench
+/// models` (2026-12-02): the threshold and no trimming at `i32::MAX` took the
+/// `pixel_transformer_fwd_bwd` bench from 4.44 s to 2.4 s; `i32::MAX` still let a
+/// 2.4 GiB heap be trimmed after each step, -1 does not; no mappings for blocks
+/// over 32 MiB (L-TAE2d's 63 MB activations) cut its page faults from 2.9 M to
+/// 0.45 M in 10 s of `ltae2d_fwd_bwd` (1.37 s -> 1.28 s per step).
 ///
 /// Process-wide and irreversible, so a library never calls it on its own: a
 /// program calls it once at the start of `main` (the `sits` binary, the examples
@@ -34,6 +37,7 @@ pub fn reuse_large_allocations() -> bool {
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, -1) == 1
+                && libc::mallopt(libc::M_MMAP_MAX, 0) == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
