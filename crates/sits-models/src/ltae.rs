@@ -10,7 +10,8 @@ use candle_nn::Init;
 
 use crate::nn::Linear;
 
-use crate::nn::{softmax_last, BatchNorm, Ctx, GroupNorm};
+use crate::nn::{BatchNorm, Ctx, GroupNorm};
+use crate::ops::attention::{head_mix, query_attention};
 
 /// The sinusoidal date encoding of U-TAE: for `d` dimensions,
 /// `denom_i = T^(2⌊i/2⌋/d)`, `sin(pos/denom)` on even and `cos(pos/denom)` on odd
@@ -215,46 +216,29 @@ impl Ltae2d {
             .broadcast_as((b, h * w, t, dm))?
             .reshape((n, t, dm))?;
         let out = (out + pe)?;
-        // keys (nh, N, T, d_k); values (nh, N, T, d_model / nh)
-        let k = self
-            .fc1_k
-            .forward(&out)?
-            .reshape((n, t, nh, self.cfg.d_k))?
-            .permute((2, 0, 1, 3))?;
-        let q = self.q.reshape((nh, 1, 1, self.cfg.d_k))?;
-        let scores = (k.broadcast_mul(&q)?.sum(3)? / (self.cfg.d_k as f64).sqrt())?; // (nh, N, T)
-        let scores = match pad_mask {
-            Some(m) => {
-                if m.dims() != [b, t] {
-                    candle_core::bail!(
-                        "L-TAE: pad mask must be (B, T) = ({b}, {t}), got {:?}",
-                        m.dims()
-                    );
-                }
-                let m = m
-                    .to_dtype(DType::U8)?
-                    .unsqueeze(1)?
-                    .broadcast_as((b, h * w, t))?
-                    .reshape((1, n, t))?
-                    .broadcast_as((nh, n, t))?;
-                let fill =
-                    Tensor::full(-1000f32, (nh, n, t), x.device())?.to_dtype(scores.dtype())?;
-                m.where_cond(&fill, &scores)?
+        // attention weights (N, nh, T): one learned query per head against the keys
+        let k = self.fc1_k.forward(&out)?; // (N, T, nh · d_k)
+        if let Some(m) = pad_mask {
+            if m.dims() != [b, t] {
+                candle_core::bail!(
+                    "L-TAE: pad mask must be (B, T) = ({b}, {t}), got {:?}",
+                    m.dims()
+                );
             }
-            None => scores,
-        };
-        let attn = softmax_last(&scores)?;
-        let attn_d = if train {
-            crate::nn::dropout(&attn, self.cfg.attn_dropout)?
+        }
+        let q = self.q.reshape((nh, self.cfg.d_k))?;
+        let attn = query_attention(&k, &q, pad_mask, h * w, -1000.0)?;
+        let attn_d = if train && self.cfg.attn_dropout > 0.0 {
+            // the dropout mask is drawn in the (nh, N, T) order of earlier releases,
+            // so the same seed drops the same weights
+            crate::nn::dropout(&attn.transpose(0, 1)?, self.cfg.attn_dropout)?
+                .transpose(0, 1)?
+                .contiguous()?
         } else {
             attn.clone()
         };
-        let v = out
-            .reshape((n, t, nh, dm / nh))?
-            .permute((2, 0, 1, 3))?
-            .contiguous()?;
-        let heads = attn_d.unsqueeze(2)?.contiguous()?.matmul(&v)?.squeeze(2)?; // (nh, N, dm/nh)
-        let mut out = heads.permute((1, 0, 2))?.reshape((n, dm))?;
+        // each head's weighted sum of its d_model / nh channels of the values
+        let mut out = head_mix(&attn_d, &out)?; // (N, d_model)
         for (lin, bn) in &self.mlp {
             out = bn.forward_t(&lin.forward(&out)?, train)?.relu()?;
         }
@@ -264,8 +248,8 @@ impl Ltae2d {
         let out = self.out_norm.forward(&out)?;
         let out = crate::nn::pixels_to_maps(&out, b, h, w)?;
         let attention = attn
-            .reshape((nh, b, h, w, t))?
-            .permute((0, 1, 4, 2, 3))?
+            .reshape((b, h, w, nh, t))?
+            .permute((3, 0, 4, 1, 2))?
             .contiguous()?;
         Ok(LtaeOutput { out, attention })
     }

@@ -120,3 +120,74 @@ fn bad_shapes_are_errors() {
     let e = self_attention(&qkv, 2, Some(&bad_pad)).unwrap_err();
     assert!(e.to_string().contains("key padding mask"), "{e}");
 }
+
+/// L-TAE's query attention and head mix against candle's operations: weights and
+/// the key and query gradients; the mix's output and both gradients; padded dates.
+#[test]
+fn ltae_attention_matches_candle() {
+    use sits_models::ops::attention::{
+        head_mix, head_mix_candle, query_attention, query_attention_candle,
+    };
+    // (batches, pixels per batch, dates, heads, dk, dv)
+    for (b, px, t, heads, dk, dv) in [
+        (1, 1, 1, 1, 1, 1),
+        (1, 3, 5, 2, 4, 3),
+        (2, 4, 30, 16, 8, 8),
+        (3, 70, 7, 4, 5, 16),
+    ] {
+        let n = b * px;
+        let what = format!("B{b} px{px} T{t} heads {heads} dk {dk} dv {dv}");
+        let k = Var::from_tensor(&tensor(&[n, t, heads * dk], 1, 2.0)).unwrap();
+        let q = Var::from_tensor(&tensor(&[heads, dk], 2, 1.0)).unwrap();
+        let pad: Vec<u8> = (0..b * t).map(|i| u8::from(i % t != 0 && i % 3 == 1)).collect();
+        let pad = Tensor::from_vec(pad, (b, t), &Device::Cpu).unwrap();
+        for pad in [None, Some(&pad)] {
+            let what = format!("{what} padded {}", pad.is_some());
+            let a = query_attention(k.as_tensor(), q.as_tensor(), pad, px, -1000.0).unwrap();
+            let r =
+                query_attention_candle(k.as_tensor(), q.as_tensor(), pad, px, -1000.0).unwrap();
+            close(&a, &r, &format!("{what}: weights"));
+            let w = tensor(&[n, heads, t], 3, 1.0);
+            let ga = (&a * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (&r * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            for (v, name) in [(&k, "keys"), (&q, "queries")] {
+                close(
+                    ga.get(v).unwrap(),
+                    gr.get(v).unwrap(),
+                    &format!("{what}: {name} gradient"),
+                );
+            }
+        }
+        let a = Var::from_tensor(&tensor(&[n, heads, t], 4, 1.0)).unwrap();
+        let v = Var::from_tensor(&tensor(&[n, t, heads * dv], 5, 1.0)).unwrap();
+        let o = head_mix(a.as_tensor(), v.as_tensor()).unwrap();
+        let r = head_mix_candle(a.as_tensor(), v.as_tensor()).unwrap();
+        close(&o, &r, &format!("{what}: mix"));
+        let w = tensor(&[n, heads * dv], 6, 1.0);
+        let ga = (&o * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (&r * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for (x, name) in [(&a, "weights"), (&v, "values")] {
+            close(
+                ga.get(x).unwrap(),
+                gr.get(x).unwrap(),
+                &format!("{what}: mix {name} gradient"),
+            );
+        }
+    }
+}
+
+#[test]
+fn ltae_attention_rejects_shapes_that_do_not_fit() {
+    use sits_models::ops::attention::{head_mix, query_attention};
+    let k = tensor(&[6, 5, 8], 1, 1.0);
+    let q = tensor(&[2, 4], 2, 1.0);
+    assert!(query_attention(&k, &q, None, 3, -1000.0).is_ok());
+    assert!(query_attention(&k, &tensor(&[2, 3], 2, 1.0), None, 3, -1000.0).is_err());
+    let pad = Tensor::zeros((3, 5), DType::U8, &Device::Cpu).unwrap(); // 3 batches of 3 != 6
+    let e = query_attention(&k, &q, Some(&pad), 3, -1000.0).unwrap_err();
+    assert!(e.to_string().contains("pad mask"), "{e}");
+    let a = tensor(&[6, 2, 5], 3, 1.0);
+    assert!(head_mix(&a, &tensor(&[6, 5, 8], 4, 1.0)).is_ok());
+    assert!(head_mix(&a, &tensor(&[6, 4, 8], 4, 1.0)).is_err());
+    assert!(head_mix(&a, &tensor(&[6, 5, 7], 4, 1.0)).is_err());
+}

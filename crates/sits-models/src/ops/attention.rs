@@ -333,3 +333,431 @@ pub fn self_attention_candle(
     let attn = softmax_last(&scores)?;
     attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))
 }
+
+/// L-TAE's attention weights: one learned query per head against the keys of each
+/// sequence. `k (N, T, heads · dk)`, `q (heads, dk)`; weights `(N, heads, T)`.
+#[derive(Clone)]
+struct QueryScores {
+    heads: usize,
+    /// Padded dates, `(B·T)` values (1 = padded), for sequences `n` of batch
+    /// `n / per_batch`.
+    pad: Option<Arc<Vec<u8>>>,
+    per_batch: usize,
+    /// Score given to padded dates before the softmax (the reference's -1000).
+    pad_score: f32,
+}
+
+impl QueryScores {
+    fn dims(&self, k: &[usize], q: &[usize]) -> Result<(usize, usize, usize)> {
+        match (k, q) {
+            (&[n, t, hk], &[h, dk]) if h == self.heads && hk == h * dk && t > 0 => {
+                if let Some(p) = &self.pad {
+                    if self.per_batch == 0 || n % self.per_batch != 0 || p.len() != n / self.per_batch * t {
+                        candle_core::bail!(
+                            "L-TAE attention: pad mask of {} values for {n} sequences of {t} dates in batches of {}",
+                            p.len(),
+                            self.per_batch
+                        );
+                    }
+                }
+                Ok((n, t, dk))
+            }
+            _ => candle_core::bail!(
+                "L-TAE attention: keys {k:?} must be (N, T, heads · dk) for queries {q:?} of (heads = {}, dk)",
+                self.heads
+            ),
+        }
+    }
+
+    /// Weights of sequence `s` into `a` (`heads · T` values).
+    fn sequence(&self, k: &[f32], q: &[f32], s: usize, (t, dk): (usize, usize), a: &mut [f32]) {
+        let hk = self.heads * dk;
+        let scale = 1.0 / (dk as f32).sqrt();
+        let ks = &k[s * t * hk..][..t * hk];
+        let pad = self.pad.as_ref().map(|p| &p[s / self.per_batch * t..][..t]);
+        for h in 0..self.heads {
+            let qh = &q[h * dk..][..dk];
+            let row = &mut a[h * t..][..t];
+            for (j, r) in row.iter_mut().enumerate() {
+                *r = match pad {
+                    Some(p) if p[j] != 0 => self.pad_score,
+                    _ => dot(&ks[j * hk + h * dk..][..dk], qh) * scale,
+                };
+            }
+            let m = rows::row_max(row);
+            let inv = (1.0 / rows::exp_in_place(row, 1.0, m)) as f32;
+            row.iter_mut().for_each(|w| *w *= inv);
+        }
+    }
+}
+
+impl CustomOp2 for QueryScores {
+    fn name(&self) -> &'static str {
+        "sits-ltae-scores"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, t, dk) = self.dims(l1.dims(), l2.dims())?;
+        let k = f32_slice(s1, l1, "L-TAE keys")?;
+        let q = f32_slice(s2, l2, "L-TAE queries")?;
+        let mut a = vec![0f32; n * self.heads * t];
+        a.par_chunks_mut(self.heads * t)
+            .enumerate()
+            .for_each(|(s, row)| self.sequence(k, q, s, (t, dk), row));
+        Ok((CpuStorage::F32(a), Shape::from((n, self.heads, t))))
+    }
+
+    fn bwd(
+        &self,
+        k: &Tensor,
+        q: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // the weights (N·heads·T values) go along in the op: candle ops take at most
+        // three tensors
+        let a = Arc::new(res.flatten_all()?.to_vec1::<f32>()?);
+        let g = k.apply_op3_no_bwd(q, &grad.contiguous()?, &QueryScoresGrad(self.clone(), a))?;
+        let nk = k.elem_count();
+        let dk = k
+            .track_op()
+            .then(|| g.narrow(0, 0, nk)?.reshape(k.shape()))
+            .transpose()?;
+        let dq = q
+            .track_op()
+            .then(|| g.narrow(0, nk, q.elem_count())?.reshape(q.shape()))
+            .transpose()?;
+        Ok((dk, dq))
+    }
+}
+
+/// `(k, q, dweights) -> [dk; dq]` flattened, with the forward pass's weights.
+struct QueryScoresGrad(QueryScores, Arc<Vec<f32>>);
+
+impl candle_core::CustomOp3 for QueryScoresGrad {
+    fn name(&self) -> &'static str {
+        "sits-ltae-scores-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let me = &self.0;
+        let (n, t, dk) = me.dims(l1.dims(), l2.dims())?;
+        let k = f32_slice(s1, l1, "L-TAE keys")?;
+        let q = f32_slice(s2, l2, "L-TAE queries")?;
+        let da = f32_slice(s3, l3, "L-TAE weights gradient")?;
+        let a = self.1.as_slice();
+        let heads = me.heads;
+        let hk = heads * dk;
+        if a.len() != n * heads * t || da.len() != a.len() {
+            candle_core::bail!(
+                "L-TAE attention backward: gradient {:?} for weights of ({n}, {heads}, {t})",
+                l3.dims()
+            );
+        }
+        let scale = 1.0 / (dk as f32).sqrt();
+        let mut dkq = vec![0f32; k.len() + q.len()];
+        let (dk_all, dq_out) = dkq.split_at_mut(n * t * hk);
+        // per sequence: dS = A ∘ (dA − Σ dA·A) · scale (0 at padded dates, whose
+        // score is a constant); dk_j = dS_j q; partial dq = Σ_j dS_j k_j
+        let chunk = 64;
+        let partial: Vec<Vec<f32>> = dk_all
+            .par_chunks_mut(chunk * t * hk)
+            .enumerate()
+            .map(|(ci, dks)| {
+                let mut dq = vec![0f32; hk];
+                let mut ds = vec![0f32; t];
+                for (si, dkseq) in dks.chunks_mut(t * hk).enumerate() {
+                    let s = ci * chunk + si;
+                    let ks = &k[s * t * hk..][..t * hk];
+                    let pad = me.pad.as_ref().map(|p| &p[s / me.per_batch * t..][..t]);
+                    for h in 0..heads {
+                        let ar = &a[(s * heads + h) * t..][..t];
+                        let gr = &da[(s * heads + h) * t..][..t];
+                        let sum: f32 = ar.iter().zip(gr).map(|(x, y)| x * y).sum();
+                        for (j, d) in ds.iter_mut().enumerate() {
+                            let padded = pad.is_some_and(|p| p[j] != 0);
+                            *d = if padded {
+                                0.0
+                            } else {
+                                ar[j] * (gr[j] - sum) * scale
+                            };
+                        }
+                        let qh = &q[h * dk..][..dk];
+                        let dqh = &mut dq[h * dk..][..dk];
+                        for (j, &d) in ds.iter().enumerate() {
+                            axpy(&mut dkseq[j * hk + h * dk..][..dk], d, qh);
+                            axpy(dqh, d, &ks[j * hk + h * dk..][..dk]);
+                        }
+                    }
+                }
+                dq
+            })
+            .collect();
+        for p in &partial {
+            for (o, &v) in dq_out.iter_mut().zip(p) {
+                *o += v;
+            }
+        }
+        let len = dkq.len();
+        Ok((CpuStorage::F32(dkq), Shape::from(len)))
+    }
+}
+
+/// L-TAE's weighted sum of values per head: `a (N, heads, T)`, `v (N, T, D)` with
+/// `D = heads · dv`; output `(N, D)`, head `h` in columns `h·dv..(h+1)·dv`.
+struct HeadMix {
+    heads: usize,
+}
+
+impl HeadMix {
+    fn dims(&self, a: &[usize], v: &[usize]) -> Result<(usize, usize, usize)> {
+        match (a, v) {
+            (&[n, h, t], &[vn, vt, d]) if n == vn && t == vt && h == self.heads && d % h == 0 => {
+                Ok((n, t, d))
+            }
+            _ => candle_core::bail!(
+                "L-TAE attention: weights {a:?} must be (N, heads = {}, T) and values {v:?} (N, T, heads · dv)",
+                self.heads
+            ),
+        }
+    }
+}
+
+impl CustomOp2 for HeadMix {
+    fn name(&self) -> &'static str {
+        "sits-ltae-mix"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, t, d) = self.dims(l1.dims(), l2.dims())?;
+        let a = f32_slice(s1, l1, "L-TAE weights")?;
+        let v = f32_slice(s2, l2, "L-TAE values")?;
+        let (heads, dv) = (self.heads, d / self.heads);
+        let mut out = vec![0f32; n * d];
+        out.par_chunks_mut(d).enumerate().for_each(|(s, o)| {
+            let vs = &v[s * t * d..][..t * d];
+            for h in 0..heads {
+                let ar = &a[(s * heads + h) * t..][..t];
+                let oh = &mut o[h * dv..][..dv];
+                for (j, &w) in ar.iter().enumerate() {
+                    axpy(oh, w, &vs[j * d + h * dv..][..dv]);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, d))))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let da = a
+            .track_op()
+            .then(|| grad.apply_op2_no_bwd(v, &HeadMixGrad::Weights(self.heads)))
+            .transpose()?;
+        let dv = v
+            .track_op()
+            .then(|| grad.apply_op2_no_bwd(a, &HeadMixGrad::Values(self.heads)))
+            .transpose()?;
+        Ok((da, dv))
+    }
+}
+
+/// Gradients of [`HeadMix`] from the output gradient `g (N, D)`.
+enum HeadMixGrad {
+    /// `(g, v) -> da (N, heads, T)`.
+    Weights(usize),
+    /// `(g, a) -> dv (N, T, D)`.
+    Values(usize),
+}
+
+impl CustomOp2 for HeadMixGrad {
+    fn name(&self) -> &'static str {
+        "sits-ltae-mix-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = f32_slice(s1, l1, "L-TAE output gradient")?;
+        let other = f32_slice(s2, l2, "L-TAE operand")?;
+        let &[n, d] = l1.dims() else {
+            candle_core::bail!("L-TAE attention backward: gradient {:?}", l1.dims());
+        };
+        match *self {
+            HeadMixGrad::Weights(heads) => {
+                let &[vn, t, vd] = l2.dims() else {
+                    candle_core::bail!("L-TAE attention backward: values {:?}", l2.dims());
+                };
+                if vn != n || vd != d || d % heads != 0 {
+                    candle_core::bail!(
+                        "L-TAE attention backward: values {:?} for gradient {:?}",
+                        l2.dims(),
+                        l1.dims()
+                    );
+                }
+                let dv = d / heads;
+                let mut da = vec![0f32; n * heads * t];
+                da.par_chunks_mut(heads * t)
+                    .enumerate()
+                    .for_each(|(s, das)| {
+                        let vs = &other[s * t * d..][..t * d];
+                        for h in 0..heads {
+                            let gh = &g[s * d + h * dv..][..dv];
+                            for (j, x) in das[h * t..][..t].iter_mut().enumerate() {
+                                *x = dot(gh, &vs[j * d + h * dv..][..dv]);
+                            }
+                        }
+                    });
+                Ok((CpuStorage::F32(da), Shape::from((n, heads, t))))
+            }
+            HeadMixGrad::Values(heads) => {
+                let &[an, ah, t] = l2.dims() else {
+                    candle_core::bail!("L-TAE attention backward: weights {:?}", l2.dims());
+                };
+                if an != n || ah != heads || d % heads != 0 {
+                    candle_core::bail!(
+                        "L-TAE attention backward: weights {:?} for gradient {:?}",
+                        l2.dims(),
+                        l1.dims()
+                    );
+                }
+                let dv = d / heads;
+                let mut dvals = vec![0f32; n * t * d];
+                dvals
+                    .par_chunks_mut(t * d)
+                    .enumerate()
+                    .for_each(|(s, dvs)| {
+                        for h in 0..heads {
+                            let gh = &g[s * d + h * dv..][..dv];
+                            let ar = &other[(s * heads + h) * t..][..t];
+                            for (j, &w) in ar.iter().enumerate() {
+                                for (o, &x) in dvs[j * d + h * dv..][..dv].iter_mut().zip(gh) {
+                                    *o = w * x;
+                                }
+                            }
+                        }
+                    });
+                Ok((CpuStorage::F32(dvals), Shape::from((n, t, d))))
+            }
+        }
+    }
+}
+
+/// L-TAE's attention weights (Garnot and Landrieu 2020): for keys `k (N, T, heads ·
+/// dk)` and one learned query per head `q (heads, dk)`, the softmax over dates of
+/// `q_h · k_{n,t,h} / sqrt(dk)`, as `(N, heads, T)`. `pad (B, T)` (non-zero =
+/// padded date) applies to sequences `n` of batch `n / per_batch`; padded dates
+/// get the score `pad_score` (the reference's -1000) and no key gradient. One op
+/// each way on the CPU in `f32`, [`query_attention_candle`] elsewhere.
+pub fn query_attention(
+    k: &Tensor,
+    q: &Tensor,
+    pad: Option<&Tensor>,
+    per_batch: usize,
+    pad_score: f32,
+) -> Result<Tensor> {
+    let heads = q.dim(0)?;
+    let cpu32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if !(cpu32(k) && cpu32(q)) {
+        return query_attention_candle(k, q, pad, per_batch, pad_score);
+    }
+    let pad = pad
+        .map(|m| -> Result<_> { Ok(Arc::new(m.ne(0f64)?.flatten_all()?.to_vec1::<u8>()?)) })
+        .transpose()?;
+    let op = QueryScores {
+        heads,
+        pad,
+        per_batch,
+        pad_score,
+    };
+    op.dims(k.dims(), q.dims())?;
+    k.contiguous()?.apply_op2(&q.contiguous()?, op)
+}
+
+/// [`query_attention`] with candle's operations, on any device and dtype.
+pub fn query_attention_candle(
+    k: &Tensor,
+    q: &Tensor,
+    pad: Option<&Tensor>,
+    per_batch: usize,
+    pad_score: f32,
+) -> Result<Tensor> {
+    let (heads, dk) = q.dims2()?;
+    let (n, t, _) = k.dims3()?;
+    let k = k.reshape((n, t, heads, dk))?.transpose(1, 2)?; // (N, heads, T, dk)
+    let scores = (k.broadcast_mul(&q.reshape((1, heads, 1, dk))?)?.sum(3)? / (dk as f64).sqrt())?;
+    let scores = match pad {
+        Some(m) => {
+            let b = m.dim(0)?;
+            let m = m
+                .ne(0f64)?
+                .reshape((b, 1, 1, t))?
+                .broadcast_as((b, per_batch, heads, t))?
+                .reshape((n, heads, t))?;
+            let fill =
+                Tensor::full(pad_score, (n, heads, t), k.device())?.to_dtype(scores.dtype())?;
+            m.where_cond(&fill, &scores)?
+        }
+        None => scores,
+    };
+    softmax_last(&scores)
+}
+
+/// L-TAE's weighted sum of values per head: `a (N, heads, T)` weights, `v (N, T,
+/// heads · dv)` values; returns `(N, heads · dv)`, each head's sum in its own
+/// columns. One op each way on the CPU in `f32`, [`head_mix_candle`] elsewhere.
+pub fn head_mix(a: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let heads = a.dim(1)?;
+    let op = HeadMix { heads };
+    op.dims(a.dims(), v.dims())?;
+    let cpu32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if cpu32(a) && cpu32(v) {
+        a.contiguous()?.apply_op2(&v.contiguous()?, op)
+    } else {
+        head_mix_candle(a, v)
+    }
+}
+
+/// [`head_mix`] with candle's operations, on any device and dtype.
+pub fn head_mix_candle(a: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (n, heads, t) = a.dims3()?;
+    let d = v.dim(2)?;
+    let v = v
+        .reshape((n, t, heads, d / heads))?
+        .transpose(1, 2)?
+        .contiguous()?; // (N, heads, T, dv)
+    a.unsqueeze(2)?
+        .contiguous()?
+        .matmul(&v)?
+        .squeeze(2)?
+        .reshape((n, d))
+}
