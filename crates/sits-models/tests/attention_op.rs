@@ -139,13 +139,14 @@ fn ltae_attention_matches_candle() {
         let what = format!("B{b} px{px} T{t} heads {heads} dk {dk} dv {dv}");
         let k = Var::from_tensor(&tensor(&[n, t, heads * dk], 1, 2.0)).unwrap();
         let q = Var::from_tensor(&tensor(&[heads, dk], 2, 1.0)).unwrap();
-        let pad: Vec<u8> = (0..b * t).map(|i| u8::from(i % t != 0 && i % 3 == 1)).collect();
+        let pad: Vec<u8> = (0..b * t)
+            .map(|i| u8::from(i % t != 0 && i % 3 == 1))
+            .collect();
         let pad = Tensor::from_vec(pad, (b, t), &Device::Cpu).unwrap();
         for pad in [None, Some(&pad)] {
             let what = format!("{what} padded {}", pad.is_some());
             let a = query_attention(k.as_tensor(), q.as_tensor(), pad, px, -1000.0).unwrap();
-            let r =
-                query_attention_candle(k.as_tensor(), q.as_tensor(), pad, px, -1000.0).unwrap();
+            let r = query_attention_candle(k.as_tensor(), q.as_tensor(), pad, px, -1000.0).unwrap();
             close(&a, &r, &format!("{what}: weights"));
             let w = tensor(&[n, heads, t], 3, 1.0);
             let ga = (&a * &w).unwrap().sum_all().unwrap().backward().unwrap();

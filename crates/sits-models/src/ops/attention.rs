@@ -121,8 +121,9 @@ fn attend_body(
                     _ => dot(q, k) * scale,
                 };
             }
-            let m = rows::row_max(row);
-            let inv = (1.0 / rows::exp_in_place(row, 1.0, m)) as f32;
+            // the kernels' bodies, inlined here: this function is compiled for AVX2 too
+            let m = rows::row_max_body(row);
+            let inv = (1.0 / rows::exp_in_place_body(row, 1.0, m)) as f32;
             let o = &mut out[i * d + h * hd..][..hd];
             for (j, w) in row.iter_mut().enumerate() {
                 *w *= inv;

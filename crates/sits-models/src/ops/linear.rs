@@ -46,16 +46,13 @@ impl Forward {
         b: Option<&[f32]>,
     ) -> Result<(CpuStorage, Shape)> {
         let (r, i, o) = sizes(lx.dims(), lw.dims())?;
-        let mut y = vec![0f32; r * o];
-        let accumulate = match b {
-            Some(b) if b.len() == o => {
-                y.par_chunks_mut(o).for_each(|row| row.copy_from_slice(b));
-                true
-            }
+        // the product starts from the bias rows (no zeroing pass first)
+        let (mut y, accumulate) = match b {
+            Some(b) if b.len() == o => (b.repeat(r), true),
             Some(b) => {
                 candle_core::bail!("linear layer: bias of {} values for {o} outputs", b.len())
             }
-            None => false,
+            None => (vec![0f32; r * o], false),
         };
         matmul_acc_into(
             Mat::new(x, r, i),

@@ -82,7 +82,7 @@ dispatch! {
 }
 
 #[inline(always)]
-fn row_max_body(x: &[f32]) -> f32 {
+pub(crate) fn row_max_body(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -139,7 +139,7 @@ dispatch! {
 }
 
 #[inline(always)]
-fn exp_in_place_body(x: &mut [f32], scale: f32, shift: f32) -> f64 {
+pub(crate) fn exp_in_place_body(x: &mut [f32], scale: f32, shift: f32) -> f64 {
     let mut total = 0f64;
     for xb in x.chunks_mut(BLOCK) {
         let mut acc = [0f32; LANES];
