@@ -89,13 +89,18 @@ pub struct SegmentConfig {
     pub ubarn: UbarnConfig,
     /// Seed.
     pub seed: u64,
+    /// Hold out validation cells from U-TAE's training pixels and score U-TAE on
+    /// them after every epoch ([`Segmentation::utae_val_curve`]): the run that
+    /// chooses `utae_epochs` without looking at the test pixels.
+    #[serde(default)]
+    pub utae_validation: bool,
 }
 
 impl Default for SegmentConfig {
     fn default() -> Self {
         Self {
             epochs: 10,
-            utae_epochs: 12,
+            utae_epochs: 40,
             head_steps: 150,
             pretrain_patch: 16,
             patch: 32,
@@ -116,6 +121,7 @@ impl Default for SegmentConfig {
                 pool_heads: 4,
             },
             seed: 0,
+            utae_validation: false,
         }
     }
 }
@@ -146,6 +152,9 @@ pub struct Segmentation {
     pub pretrain_curve: Vec<(f64, f64)>,
     /// U-TAE loss, epoch means.
     pub utae_curve: Vec<(f64, f64)>,
+    /// U-TAE's mIoU on the validation cells after each epoch (empty unless
+    /// [`SegmentConfig::utae_validation`]).
+    pub utae_val_curve: Vec<(f64, f64)>,
     /// Head loss per step (on the pretrained U-BARN).
     pub head_losses: Vec<f64>,
     /// Wall-clock seconds in all.
@@ -531,13 +540,21 @@ pub fn segment(
     )
     .ctx("building U-TAE")?;
     seeded_init(&uvm, cfg.seed + 20).ctx("seeding U-TAE")?;
+    // validation cells: squares of half a patch, one in five in a diagonal pattern
+    // (every row and column of cells has some), taken out of U-TAE's training pixels
+    let cell = (cfg.patch / 2).max(1);
+    let is_val = |y: usize, x: usize| cfg.utae_validation && (y / cell + 2 * (x / cell)) % 5 == 0;
+    let utae_train_map =
+        Array2::from_shape_fn(
+            (h, w),
+            |(y, x)| if is_val(y, x) { -1 } else { train_map[[y, x]] },
+        );
+    let val_map = Array2::from_shape_fn(
+        (h, w),
+        |(y, x)| if is_val(y, x) { train_map[[y, x]] } else { -1 },
+    );
     let seg_ld = loader(
-        CubePatches::new(
-            cube.clone(),
-            Some(train_map.clone()),
-            cfg.patch,
-            cfg.patch / 4,
-        )?,
+        CubePatches::new(cube.clone(), Some(utae_train_map), cfg.patch, cfg.patch / 4)?,
         4,
         cfg.train_dates,
         cfg.seed,
@@ -571,7 +588,22 @@ pub fn segment(
             metrics: vec![("accuracy".into(), accuracy)],
         })
     });
-    utr.fit(&seg_ld, &mut seg).ctx("U-TAE training")?;
+    let mut utae_val_curve = Vec::new();
+    if cfg.utae_validation {
+        let truth: Vec<i64> = val_map.iter().copied().collect();
+        for epoch in 1..=cfg.utae_epochs {
+            utr.fit_until(&seg_ld, epoch, &mut seg)
+                .ctx("U-TAE training")?;
+            let (logits, _) = utae
+                .forward(full.values(), full.days(), false)
+                .ctx("U-TAE validation")?;
+            let pred: Vec<i64> = argmax_map(&logits, h, w)?.iter().copied().collect();
+            let cm = ConfusionMatrix::from_labels(classes, &truth, &pred, Some(-1))?;
+            utae_val_curve.push((epoch as f64, cm.miou()));
+        }
+    } else {
+        utr.fit(&seg_ld, &mut seg).ctx("U-TAE training")?;
+    }
     let (logits, _) = utae
         .forward(full.values(), full.days(), false)
         .ctx("U-TAE inference")?;
@@ -618,6 +650,7 @@ pub fn segment(
     Ok(Segmentation {
         dates_kept: (t, t_all),
         pixels: (count(&train_map), count(&test_map)),
+        utae_val_curve,
         models: vec![ubarn_result, random_result, utae_result, raw_result],
         pretrain_curve,
         utae_curve,
@@ -764,6 +797,11 @@ pub fn write_outputs(
             "confusion": m.confusion.rows(),
             "seconds": m.seconds,
         })).collect::<Vec<_>>(),
+        "curves": {
+            "pretrain_loss": s.pretrain_curve,
+            "utae_loss": s.utae_curve,
+            "utae_validation_miou": s.utae_val_curve,
+        },
         "total_seconds": s.seconds,
     });
     let text = serde_json::to_string_pretty(&json)

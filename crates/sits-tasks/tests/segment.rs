@@ -69,6 +69,7 @@ fn every_model_is_trained_scored_and_written() {
     assert!(s.model(UBARN).is_some() && s.model(UTAE).is_some());
     assert_eq!(s.pretrain_curve.len(), 1);
     assert_eq!(s.head_losses.len(), 10);
+    assert!(s.utae_val_curve.is_empty(), "no validation unless asked");
 
     let again = segment(&inp, &small(), &dev).expect("segment again");
     for (a, b) in s.models.iter().zip(&again.models) {
@@ -102,4 +103,23 @@ fn labels_of_another_size_or_without_a_test_split_are_refused() {
     let mut cfg = small();
     cfg.patch = 12;
     assert!(segment(&input(), &cfg, &dev).is_err());
+}
+
+#[test]
+fn utae_validation_scores_every_epoch_on_held_out_training_cells() {
+    let dev = Device::Cpu;
+    let cfg = SegmentConfig {
+        utae_epochs: 2,
+        utae_validation: true,
+        ..small()
+    };
+    let s = segment(&input(), &cfg, &dev).expect("segment");
+    assert_eq!(s.utae_val_curve.len(), 2);
+    for (i, &(epoch, miou)) in s.utae_val_curve.iter().enumerate() {
+        assert_eq!(epoch, (i + 1) as f64);
+        assert!((0.0..=1.0).contains(&miou), "validation mIoU {miou}");
+    }
+    // the test pixels are still the split's test pixels
+    assert_eq!(s.pixels, (256 - 64, 64));
+    assert_eq!(s.model(UTAE).expect("U-TAE").confusion.total(), 64);
 }
