@@ -543,7 +543,8 @@ pub fn segment(
     // validation cells: squares of half a patch, one in five in a diagonal pattern
     // (every row and column of cells has some), taken out of U-TAE's training pixels
     let cell = (cfg.patch / 2).max(1);
-    let is_val = |y: usize, x: usize| cfg.utae_validation && (y / cell + 2 * (x / cell)) % 5 == 0;
+    let is_val =
+        |y: usize, x: usize| cfg.utae_validation && (y / cell + 2 * (x / cell)).is_multiple_of(5);
     let utae_train_map =
         Array2::from_shape_fn(
             (h, w),
