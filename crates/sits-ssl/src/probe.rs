@@ -18,51 +18,15 @@ pub struct Standardizer {
 }
 
 impl Standardizer {
-    /// Fits on `x` `(N, d)`. Statistics are summed in `f64`; a feature is taken as
-    /// constant, and keeps std 1, when its variance is within what rounding of `f32`
-    /// values can produce around its mean: `var <= N·ε·var + (N·|mean|·ε)²` with
-    /// `ε` the `f32` machine epsilon (scikit-learn's test for constant features,
-    /// with the precision the features were computed in). An absolute floor would
-    /// let a feature that is constant up to rounding (a random encoder has some) be
-    /// blown up to unit variance, which made probes on such features change with
-    /// the last bits of the encoder.
+    /// Fits on `x` `(N, d)`; constant features get std 1.
     pub fn fit(x: &Tensor) -> Result<Self> {
-        let (n, d) = x.dims2()?;
-        let rows = x.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let nf = n.max(1) as f64;
-        let mut mean = vec![0f64; d];
-        for r in &rows {
-            for (m, &v) in mean.iter_mut().zip(r) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= nf);
-        let mut var = vec![0f64; d];
-        for r in &rows {
-            for ((s, &v), &m) in var.iter_mut().zip(r).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
-            }
-        }
-        var.iter_mut().for_each(|s| *s /= nf);
-        let eps = f32::EPSILON as f64;
-        let std: Vec<f32> = var
-            .iter()
-            .zip(&mean)
-            .map(|(&v, &m)| {
-                let bound = nf * eps * v + (nf * m.abs() * eps).powi(2);
-                if v <= bound || v <= 0.0 {
-                    1.0
-                } else {
-                    v.sqrt() as f32
-                }
-            })
-            .collect();
-        let dev = x.device();
-        let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-        Ok(Self {
-            mean: Tensor::from_vec(mean, (1, d), dev)?,
-            std: Tensor::from_vec(std, (1, d), dev)?,
-        })
+        let x = x.to_dtype(DType::F32)?;
+        let mean = x.mean_keepdim(0)?;
+        let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+        let std = var.sqrt()?;
+        let ones = std.ones_like()?;
+        let std = std.gt(1e-12)?.where_cond(&std, &ones)?;
+        Ok(Self { mean, std })
     }
 
     /// `(x − mean) / std`.
