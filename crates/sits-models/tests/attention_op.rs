@@ -11,17 +11,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::close;
+use common::{close, pattern_tensor};
 
 use candle_core::{DType, Device, Tensor, Var};
 use sits_models::ops::attention::{self_attention, self_attention_candle};
 
 fn tensor(dims: &[usize], seed: u64, scale: f32) -> Tensor {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0) * scale)
-        .collect();
-    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    pattern_tensor(dims, seed, scale, 0.0)
 }
 
 /// Key padding with at least one key kept per sequence.

@@ -11,16 +11,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::close;
+use common::{close, pattern_tensor};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use sits_models::ops::contrastive::{nt_xent_per_anchor, nt_xent_per_anchor_candle};
 
 fn tensor(dims: (usize, usize), seed: u64) -> Tensor {
-    let v: Vec<f32> = (0..dims.0 * dims.1)
-        .map(|i| (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0) * 2.0)
-        .collect();
-    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    pattern_tensor(&[dims.0, dims.1], seed, 2.0, 0.0)
 }
 
 fn check(n: usize, d: usize, t: f64, zero_row: bool) {

@@ -9,17 +9,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::close;
+use common::{close, pattern_tensor};
 
 use candle_core::{Device, Tensor, Var};
 use sits_models::ops::linear::{linear, linear_candle};
 
 fn tensor(dims: &[usize], seed: u64) -> Tensor {
-    let n: usize = dims.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| ((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+    pattern_tensor(dims, seed, 1.0, 0.0)
 }
 
 fn check(r: usize, i: usize, o: usize, bias: bool) {

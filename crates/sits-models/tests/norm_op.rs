@@ -9,18 +9,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::close;
+use common::{close, pattern as values};
 
 use candle_core::{DType, Device, Tensor, Var};
 use sits_models::ops::norm::{channel_moments, normalize, normalize_candle, Stats};
-
-fn values(len: usize, seed: u64, scale: f32, offset: f32) -> Vec<f32> {
-    (0..len)
-        .map(|i| {
-            (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0) * scale + offset
-        })
-        .collect()
-}
 
 fn check(dims: &[usize], stats: Stats, seed: u64) {
     let dev = Device::Cpu;

@@ -11,26 +11,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::close;
+use common::{close, pattern as values, pattern_tensor as tensor};
 
 use candle_core::{Device, Tensor, Var};
 use sits_models::ops::softmax::{
     log_softmax_last, log_softmax_last_candle, multi_crop_cross_entropy,
     multi_crop_cross_entropy_candle, softmax_last, softmax_last_candle,
 };
-
-fn values(len: usize, seed: u64, scale: f32, offset: f32) -> Vec<f32> {
-    (0..len)
-        .map(|i| {
-            (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0) * scale + offset
-        })
-        .collect()
-}
-
-fn tensor(dims: &[usize], seed: u64, scale: f32, offset: f32) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::from_vec(values(n, seed, scale, offset), dims, &Device::Cpu).unwrap()
-}
 
 /// Values and input gradients of `ours` and `reference` on `x`, weighted by a fixed
 /// non-uniform output gradient.

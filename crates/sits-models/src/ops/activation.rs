@@ -7,10 +7,10 @@
 //! Stegun (absolute error below 1.5e-7), which shares its `e^(−z²)` with the
 //! derivative and vectorises with the polynomial `exp` of `rows.rs`.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows};
+use super::{cpu_f32, f32_slice, rows};
 
 /// Values per rayon task.
 const TASK: usize = 1 << 15;
@@ -119,7 +119,7 @@ impl CustomOp2 for GeluGrad {
 /// one op each way on the CPU in `f32` (within 1e-7 of the exact value times `|x|`),
 /// candle's `gelu_erf` elsewhere.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if cpu_f32(&[x]) {
         x.contiguous()?.apply_op1(Gelu)
     } else {
         x.gelu_erf()

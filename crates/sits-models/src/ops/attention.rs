@@ -15,10 +15,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows};
+use super::{cpu_f32, f32_slice, rows};
 use crate::nn::softmax_last;
 
 #[derive(Clone)]
@@ -281,7 +281,7 @@ impl CustomOp2 for AttentionGrad {
 /// ([`self_attention_candle`] elsewhere, and as the tests' reference).
 pub fn self_attention(qkv: &Tensor, heads: usize, key_pad: Option<&Tensor>) -> Result<Tensor> {
     let dm = Dims::new(qkv.dims(), heads)?;
-    if !(qkv.device().is_cpu() && qkv.dtype() == DType::F32) {
+    if !cpu_f32(&[qkv]) {
         return self_attention_candle(qkv, heads, key_pad);
     }
     let key_pad = match key_pad {
@@ -687,8 +687,7 @@ pub fn query_attention(
     pad_score: f32,
 ) -> Result<Tensor> {
     let heads = q.dim(0)?;
-    let cpu32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(cpu32(k) && cpu32(q)) {
+    if !cpu_f32(&[k, q]) {
         return query_attention_candle(k, q, pad, per_batch, pad_score);
     }
     let pad = pad
@@ -740,8 +739,7 @@ pub fn head_mix(a: &Tensor, v: &Tensor) -> Result<Tensor> {
     let heads = a.dim(1)?;
     let op = HeadMix { heads };
     op.dims(a.dims(), v.dims())?;
-    let cpu32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if cpu32(a) && cpu32(v) {
+    if cpu_f32(&[a, v]) {
         a.contiguous()?.apply_op2(&v.contiguous()?, op)
     } else {
         head_mix_candle(a, v)

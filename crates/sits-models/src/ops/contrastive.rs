@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, matmul_into, rows, Mat};
+use super::{cpu_f32, f32_slice, matmul_into, rows, Mat};
 use crate::nn::{l2_normalize, log_softmax};
 
 /// Norms below this are clamped to it, as PyTorch's `F.normalize`.
@@ -242,8 +242,7 @@ impl CustomOp3 for NtXentGrad {
 /// ([`nt_xent_per_anchor_candle`]).
 pub fn nt_xent_per_anchor(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor> {
     let op = NtXent::new(z1.dims(), z2.dims(), temperature)?;
-    let cpu32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if cpu32(z1) && cpu32(z2) {
+    if cpu_f32(&[z1, z2]) {
         z1.contiguous()?.apply_op2(&z2.contiguous()?, op)
     } else {
         nt_xent_per_anchor_candle(z1, z2, temperature)

@@ -10,11 +10,11 @@
 //! kernel is the whole output-gradient map, which on CPU runs as a direct loop over
 //! dot products; that pass was the largest share of a U-TAE train step.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{cpu_f32, f32_slice};
 use crate::nn::{reflect_pad2d, PaddingMode};
 
 /// Largest im2col buffer of one worker, in `f32` values (8 MiB): the output rows of
@@ -601,7 +601,7 @@ pub fn conv2d(
     pad: usize,
     mode: PaddingMode,
 ) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+    if cpu_f32(&[x, w]) {
         x.contiguous()?
             .apply_op2(&w.contiguous()?, Conv { stride, pad, mode })
     } else {

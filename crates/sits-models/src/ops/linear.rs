@@ -10,12 +10,10 @@
 //! input gradient `dy · W` and the weight gradient `dyᵀ · x` as two products
 //! straight into their layouts and the bias gradient as one pass of column sums.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{f32_slice, matmul_acc_into, Mat};
+use super::{cpu_f32, f32_slice, matmul_acc_into, Mat};
 
 /// Rows per task of the column sums.
 const ROWS_PER_TASK: usize = 256;
@@ -275,8 +273,7 @@ impl CustomOp1 for ColumnSum {
 /// none: one op each way on the CPU in `f32` ([`linear_candle`] elsewhere, and as
 /// the tests' reference).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let cpu32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(cpu32(x) && cpu32(w) && b.is_none_or(cpu32)) {
+    if !(cpu_f32(&[x, w]) && b.is_none_or(|b| cpu_f32(&[b]))) {
         return linear_candle(x, w, b);
     }
     sizes(x.dims(), w.dims())?;

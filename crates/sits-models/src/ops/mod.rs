@@ -32,7 +32,14 @@ pub mod softmax;
 
 pub use conv::{conv2d, conv2d_candle};
 
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, Layout, Result, Tensor};
+
+/// Whether every tensor is an `f32` tensor on the CPU: the ops run for those, candle's
+/// operations for anything else.
+fn cpu_f32(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == candle_core::DType::F32)
+}
 
 /// The `f32` values of a contiguous CPU tensor, or an error naming `what`.
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {

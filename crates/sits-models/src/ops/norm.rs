@@ -10,12 +10,10 @@
 //! about ten full-size temporaries alive for its backward pass; this op keeps none
 //! (the statistics are recomputed in the backward pass) and sums in `f64`.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::{cpu_f32, f32_slice};
 
 /// Which values share a mean and variance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,10 +409,6 @@ impl CustomOp1 for ChannelMoments {
     }
 }
 
-fn fused(x: &Tensor, gamma: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32 && gamma.dtype() == DType::F32
-}
-
 /// `(x − mean) / sqrt(var + eps) · gamma[c] + beta[c]` for `x (N, C, ...)` and
 /// `gamma`, `beta` of `C` values, statistics as `stats` says (biased variance).
 /// The fused op on the CPU in `f32`, candle's composed operations elsewhere.
@@ -425,7 +419,7 @@ pub fn normalize(
     stats: Stats,
     eps: f64,
 ) -> Result<Tensor> {
-    if fused(x, gamma) && beta.dtype() == DType::F32 {
+    if cpu_f32(&[x, gamma, beta]) {
         x.contiguous()?.apply_op3(
             &gamma.contiguous()?,
             &beta.contiguous()?,
@@ -476,7 +470,7 @@ pub fn normalize_candle(
 /// positions, detached from the graph: `(mean, var)`, `C` values each.
 pub fn channel_moments(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let c = x.dim(1)?;
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if cpu_f32(&[x]) {
         let m = x.detach().contiguous()?.apply_op1_no_bwd(&ChannelMoments)?;
         return Ok((m.get(0)?, m.get(1)?));
     }
@@ -574,7 +568,7 @@ impl CustomOp1 for ChannelSum {
 /// CPU in `f32` (a one-pass per-channel sum in the backward), candle's broadcast add
 /// elsewhere.
 pub fn add_channel_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if fused(y, b) {
+    if cpu_f32(&[y, b]) {
         y.contiguous()?.apply_op2(&b.contiguous()?, ChannelBias)
     } else {
         let mut shape = vec![1; y.rank()];

@@ -13,17 +13,13 @@
 //! references of the tests), [`multi_crop_cross_entropy`] runs
 //! [`multi_crop_cross_entropy_candle`].
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows};
+use super::{cpu_f32, f32_slice, rows};
 
 /// Values per rayon task: rows are grouped so that each task has at least this many.
 const TASK: usize = 1 << 14;
-
-fn fused(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
-}
 
 /// Rows of length `k` (the last dimension) of a tensor of `dims`.
 fn row_len(dims: &[usize], what: &str) -> Result<usize> {
@@ -146,7 +142,7 @@ impl CustomOp2 for SoftmaxGrad {
 /// Softmax over the last dimension, with a gradient: the fused op on the CPU in
 /// `f32`, candle's operations elsewhere.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    if fused(x) {
+    if cpu_f32(&[x]) {
         x.contiguous()?.apply_op1(Softmax { log: false })
     } else {
         softmax_last_candle(x)
@@ -156,7 +152,7 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 /// Log-softmax over the last dimension, with a gradient: the fused op on the CPU in
 /// `f32`, candle's operations elsewhere.
 pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
-    if fused(x) {
+    if cpu_f32(&[x]) {
         x.contiguous()?.apply_op1(Softmax { log: true })
     } else {
         log_softmax_last_candle(x)
@@ -369,7 +365,7 @@ pub fn multi_crop_cross_entropy(
     scale: f64,
 ) -> Result<Tensor> {
     let op = MultiCrop::new(student.dims(), targets.dims(), teacher_crops, scale)?;
-    if fused(student) && targets.dtype() == DType::F32 && targets.device().is_cpu() {
+    if cpu_f32(&[student, targets]) {
         student
             .contiguous()?
             .apply_op2(&targets.detach().contiguous()?, op)

@@ -7,6 +7,22 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use sits_data::npy::read_npy;
 
+/// Deterministic test values in `[offset - scale, offset + scale)`: a multiplicative
+/// hash of the index and `seed`, so each op test draws the same inputs every run.
+pub(crate) fn pattern(len: usize, seed: u64, scale: f32, offset: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            (((i as u64 * 2654435761 + seed * 7919) % 1000) as f32 / 500.0 - 1.0) * scale + offset
+        })
+        .collect()
+}
+
+/// [`pattern`] values as an f32 tensor of `dims` on the CPU.
+pub(crate) fn pattern_tensor(dims: &[usize], seed: u64, scale: f32, offset: f32) -> Tensor {
+    let n = dims.iter().product();
+    Tensor::from_vec(pattern(n, seed, scale, offset), dims, &Device::Cpu).unwrap()
+}
+
 /// Largest absolute difference between two tensors of the same shape.
 pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
