@@ -11,7 +11,7 @@
 mod common;
 use common::{close, pattern_tensor};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use sits_models::ops::linear::{linear, linear_candle};
 
 fn tensor(dims: &[usize], seed: u64) -> Tensor {
