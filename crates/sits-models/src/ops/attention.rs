@@ -91,7 +91,8 @@ fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
 
 rows::dispatch! {
     /// Attention weights of sequence `s` (all heads, `heads · N · N` values in `p`)
-    /// and its output rows (`N · D` values in `out`).
+    /// and its output rows (`N · D` values in `out`, zeroed by the caller: the heads'
+    /// weighted sums are added into it).
     fn attend / attend_avx2 / attend_body(pad: Option<&[u8]>, dm: Dims, qkv: &[f32], s: usize, p: &mut [f32], out: &mut [f32]) -> ()
 }
 
@@ -108,7 +109,6 @@ fn attend_body(
     let x = &qkv[s * n * 3 * d..][..n * 3 * d];
     let scale = 1.0 / (hd as f32).sqrt();
     let pad = pad.map(|m| &m[s * n..][..n]);
-    out.fill(0.0);
     for h in 0..dm.heads {
         let ph = &mut p[h * n * n..][..n * n];
         for i in 0..n {

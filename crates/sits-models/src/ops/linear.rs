@@ -33,34 +33,30 @@ fn threads() -> usize {
 }
 
 /// `x · Wᵀ [+ b]`.
-struct Forward;
-
-impl Forward {
-    fn run(
-        x: &[f32],
-        lx: &Layout,
-        w: &[f32],
-        lw: &Layout,
-        b: Option<&[f32]>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (r, i, o) = sizes(lx.dims(), lw.dims())?;
-        // the product starts from the bias rows (no zeroing pass first)
-        let (mut y, accumulate) = match b {
-            Some(b) if b.len() == o => (b.repeat(r), true),
-            Some(b) => {
-                candle_core::bail!("linear layer: bias of {} values for {o} outputs", b.len())
-            }
-            None => (vec![0f32; r * o], false),
-        };
-        matmul_acc_into(
-            Mat::new(x, r, i),
-            Mat::new(w, o, i).t(),
-            &mut y,
-            accumulate,
-            threads(),
-        )?;
-        Ok((CpuStorage::F32(y), Shape::from((r, o))))
-    }
+fn forward(
+    x: &[f32],
+    lx: &Layout,
+    w: &[f32],
+    lw: &Layout,
+    b: Option<&[f32]>,
+) -> Result<(CpuStorage, Shape)> {
+    let (r, i, o) = sizes(lx.dims(), lw.dims())?;
+    // the product starts from the bias rows (no zeroing pass first)
+    let (mut y, accumulate) = match b {
+        Some(b) if b.len() == o => (b.repeat(r), true),
+        Some(b) => {
+            candle_core::bail!("linear layer: bias of {} values for {o} outputs", b.len())
+        }
+        None => (vec![0f32; r * o], false),
+    };
+    matmul_acc_into(
+        Mat::new(x, r, i),
+        Mat::new(w, o, i).t(),
+        &mut y,
+        accumulate,
+        threads(),
+    )?;
+    Ok((CpuStorage::F32(y), Shape::from((r, o))))
 }
 
 struct WithBias;
@@ -79,7 +75,7 @@ impl CustomOp3 for WithBias {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Forward::run(
+        forward(
             f32_slice(s1, l1, "linear input")?,
             l1,
             f32_slice(s2, l2, "linear weight")?,
@@ -119,7 +115,7 @@ impl CustomOp2 for NoBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Forward::run(
+        forward(
             f32_slice(s1, l1, "linear input")?,
             l1,
             f32_slice(s2, l2, "linear weight")?,
