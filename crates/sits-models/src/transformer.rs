@@ -1,5 +1,6 @@
 //! Transformers over date sequences: the pixel-series encoder (SITS-BERT/Presto
-//! style) and the pre-norm encoder layer it is made of.
+//! style) and the encoder layer it is made of (pre-norm GELU there; post-norm ReLU,
+//! PyTorch's default, in U-BARN).
 //!
 //! Layer parameters carry the names of PyTorch's `nn.TransformerEncoderLayer`
 //! (`self_attn.in_proj_weight`, `self_attn.out_proj`, `linear1`, `linear2`,
@@ -56,8 +57,20 @@ impl SelfAttention {
     }
 }
 
-/// Pre-norm encoder layer: `x + attn(norm1(x))`, then `x + ff(norm2(x))` with a GELU
-/// feed-forward (`linear1`, `linear2`).
+/// How an [`EncoderLayer`] is wired: PyTorch's `norm_first` and `activation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LayerStyle {
+    /// `x + attn(norm1(x))`, then `x + ff(norm2(x))`, GELU feed-forward (SITS-BERT,
+    /// the pixel transformer).
+    PreNormGelu,
+    /// `norm1(x + attn(x))`, then `norm2(x + ff(x))`, ReLU feed-forward: PyTorch's
+    /// default `nn.TransformerEncoderLayer`, which U-BARN uses.
+    PostNormRelu,
+}
+
+/// A transformer encoder layer with PyTorch's parameter names (`self_attn`,
+/// `linear1`, `linear2`, `norm1`, `norm2`), pre-norm GELU or post-norm ReLU
+/// ([`LayerStyle`]).
 #[derive(Debug, Clone)]
 pub struct EncoderLayer {
     self_attn: SelfAttention,
@@ -66,11 +79,24 @@ pub struct EncoderLayer {
     norm1: LayerNorm,
     norm2: LayerNorm,
     dropout: f32,
+    style: LayerStyle,
 }
 
 impl EncoderLayer {
-    /// A layer of width `dim`, `heads` heads, feed-forward width `ff`.
+    /// A pre-norm GELU layer of width `dim`, `heads` heads, feed-forward width `ff`.
     pub fn new(vb: VarBuilder, dim: usize, heads: usize, ff: usize, dropout: f32) -> Result<Self> {
+        Self::with_style(vb, dim, heads, ff, dropout, LayerStyle::PreNormGelu)
+    }
+
+    /// A layer wired as `style` says.
+    pub fn with_style(
+        vb: VarBuilder,
+        dim: usize,
+        heads: usize,
+        ff: usize,
+        dropout: f32,
+        style: LayerStyle,
+    ) -> Result<Self> {
         Ok(Self {
             self_attn: SelfAttention::new(vb.pp("self_attn"), dim, heads)?,
             linear1: crate::nn::linear(dim, ff, vb.pp("linear1"))?,
@@ -78,6 +104,7 @@ impl EncoderLayer {
             norm1: LayerNorm::new(vb.pp("norm1"), dim, 1e-5)?,
             norm2: LayerNorm::new(vb.pp("norm2"), dim, 1e-5)?,
             dropout,
+            style,
         })
     }
 
@@ -91,13 +118,25 @@ impl EncoderLayer {
 
     /// One layer over `x` `(B, N, D)`.
     pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>, train: bool) -> Result<Tensor> {
-        let a = self.self_attn.forward(&self.norm1.forward(x)?, key_pad)?;
-        let x = (x + self.drop(a, train)?)?;
-        let f = self.linear2.forward(&self.drop(
-            crate::ops::activation::gelu(&self.linear1.forward(&self.norm2.forward(&x)?)?)?,
-            train,
-        )?)?;
-        x + self.drop(f, train)?
+        match self.style {
+            LayerStyle::PreNormGelu => {
+                let a = self.self_attn.forward(&self.norm1.forward(x)?, key_pad)?;
+                let x = (x + self.drop(a, train)?)?;
+                let f = self.linear2.forward(&self.drop(
+                    crate::ops::activation::gelu(&self.linear1.forward(&self.norm2.forward(&x)?)?)?,
+                    train,
+                )?)?;
+                x + self.drop(f, train)?
+            }
+            LayerStyle::PostNormRelu => {
+                let a = self.self_attn.forward(x, key_pad)?;
+                let x = self.norm1.forward(&(x + self.drop(a, train)?)?)?;
+                let f = self
+                    .linear2
+                    .forward(&self.drop(self.linear1.forward(&x)?.relu()?, train)?)?;
+                self.norm2.forward(&(x + self.drop(f, train)?)?)
+            }
+        }
     }
 }
 

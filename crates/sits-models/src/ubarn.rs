@@ -3,21 +3,35 @@
 //! representations `(B, T, d, H, W)`; a temporal attention pooling gives
 //! `(B, d, H, W)` for downstream heads.
 //!
-//! **A U-BARN-like preset.** The temporal part follows the paper (Dumeur et al.,
-//! IEEE JSTARS 2024, doi 10.1109/JSTARS.2024.3358066) and the public configuration
-//! of its follow-up (`Evoland-Land-Monitoring-Evolution/malice`, `config/model/`):
-//! `d_model` 64, 3 layers, 4 heads, feed-forward 128, day-of-year sinusoid with
-//! period 1000. The per-date U-Net here is the U-TAE one without its L-TAE, not the
-//! published one (encoder widths [64, 64, 64, 128], strided 4x4 convolutions); treat
-//! the preset as U-BARN-like, not as a reproduction. Every size is a field of the
-//! config.
+//! **The preset follows the published model** (Dumeur et al., IEEE JSTARS 2024,
+//! doi 10.1109/JSTARS.2024.3358066) as its follow-up's public configuration gives it
+//! (`Evoland-Land-Monitoring-Evolution/malice`, `config/module/alise_pretraining.yaml`):
+//! - a per-date U-Net with encoder widths [64, 64, 64, 128] and decoder widths
+//!   [32, 32, 64, 128], strided convolutions of kernel 4, stride 2, padding 1,
+//!   GroupNorm (4 groups) in the encoder, BatchNorm in the decoder and its skip
+//!   convolutions, reflect padding;
+//! - padded dates skipped before the U-Net and zero-filled after it;
+//! - a day-of-year sinusoid with period 1000 added to the U-Net output;
+//! - a per-pixel transformer of 3 post-norm layers (PyTorch's default
+//!   `nn.TransformerEncoderLayer`: ReLU feed-forward, no final LayerNorm), `d_model`
+//!   64, 4 heads, feed-forward 128, dropout 0.1;
+//! - per-date output `(B, T, 64, H, W)`.
+//!
+//! What the public files do not show, and is our choice: the U-Net's blocks are
+//! U-TAE's (the configuration keys are U-TAE's: `encoder_norm`, `decoding_norm`,
+//! `skip_conv_norm`, `str_conv_k/s/p`); its 32-channel top becomes the 64-channel
+//! input of the transformer through a 1x1 convolution (`proj`); PyTorch's layer also
+//! drops attention weights during training, ours drops only the attention output
+//! and the feed-forward. The temporal attention pooling to `(B, d, H, W)` is ours,
+//! for downstream heads. [`LayerStyle::PreNormGelu`] gives the earlier pre-norm
+//! variant with a final LayerNorm. Every size is a field of the config.
 
 use candle_core::{DType, Module, Result, Tensor};
 use sits_core::{Encoder, SitsBatch};
 
 use crate::heads::TemporalAttentionPooling;
 use crate::nn::{Conv2d, Ctx, LayerNorm, PaddingMode};
-use crate::transformer::{sinusoid, EncoderLayer};
+use crate::transformer::{sinusoid, EncoderLayer, LayerStyle};
 use crate::utae::{encoder_blocks, up_block, EncoderBlock, Norm, UpBlock};
 
 /// U-BARN hyper-parameters.
@@ -43,6 +57,16 @@ pub struct UbarnConfig {
     pub period: f32,
     /// Heads of the temporal attention pooling.
     pub pool_heads: usize,
+    /// Wiring of the transformer layers. Post-norm ReLU layers (the published
+    /// model) end in a LayerNorm already; pre-norm GELU layers get a final `norm`.
+    /// Configurations saved before this field existed were pre-norm, hence the
+    /// default.
+    #[serde(default = "pre_norm")]
+    pub layer_style: LayerStyle,
+}
+
+fn pre_norm() -> LayerStyle {
+    LayerStyle::PreNormGelu
 }
 
 impl UbarnConfig {
@@ -59,6 +83,7 @@ impl UbarnConfig {
             dropout: 0.1,
             period: 1000.0,
             pool_heads: 4,
+            layer_style: LayerStyle::PostNormRelu,
         }
     }
 }
@@ -79,7 +104,7 @@ pub struct Ubarn {
     decoder: Vec<UpBlock>,
     proj: Conv2d,
     layers: Vec<EncoderLayer>,
-    norm: LayerNorm,
+    norm: Option<LayerNorm>,
     pool: TemporalAttentionPooling,
 }
 
@@ -91,7 +116,7 @@ impl std::fmt::Debug for Ubarn {
 
 impl Ubarn {
     /// Builds the model (`unet.in_conv`, `unet.down_blocks`, `unet.up_blocks`,
-    /// `proj`, `transformer.layers.{i}`, `norm`, `pool`).
+    /// `proj`, `transformer.layers.{i}`, `norm` for pre-norm layers only, `pool`).
     pub fn new(ctx: &Ctx, cfg: UbarnConfig) -> Result<Self> {
         let (ew, dw) = (&cfg.encoder_widths, &cfg.decoder_widths);
         if ew.len() != dw.len() || ew.len() < 2 || ew.last() != dw.last() {
@@ -122,16 +147,20 @@ impl Ubarn {
         )?;
         let layers = (0..cfg.layers)
             .map(|i| {
-                EncoderLayer::new(
+                EncoderLayer::with_style(
                     ctx.vb.pp("transformer").pp("layers").pp(i),
                     cfg.d_model,
                     cfg.heads,
                     cfg.d_ff,
                     cfg.dropout,
+                    cfg.layer_style,
                 )
             })
             .collect::<Result<_>>()?;
-        let norm = LayerNorm::new(ctx.vb.pp("norm"), cfg.d_model, 1e-5)?;
+        let norm = match cfg.layer_style {
+            LayerStyle::PreNormGelu => Some(LayerNorm::new(ctx.vb.pp("norm"), cfg.d_model, 1e-5)?),
+            LayerStyle::PostNormRelu => None,
+        };
         let pool =
             TemporalAttentionPooling::new(ctx.vb.pp("pool"), cfg.d_model, cfg.pool_heads, 8)?;
         Ok(Self {
@@ -278,22 +307,39 @@ impl Ubarn {
         Ok(frame_pad)
     }
 
-    /// The U-Net on every frame, then the projection: `(B·T, d, H, W)`.
+    /// The U-Net and the projection on every observed frame: `(B·T, d, H, W)`, zeros
+    /// on padded frames (they never enter the U-Net, so they cannot touch its
+    /// BatchNorm statistics either).
     fn spatial(&self, x: &Tensor, frame_pad: &[bool], train: bool) -> Result<Tensor> {
-        let mut feats = Vec::new();
-        let mut cur = x.clone();
+        let (b, t, c, h, w) = x.dims5()?;
+        let flat = x.reshape((b * t, c, h, w))?;
+        if !frame_pad.iter().any(|&p| p) {
+            return self.unet(&flat, train);
+        }
+        let keep: Vec<u32> = (0..b * t)
+            .filter(|&i| !frame_pad[i])
+            .map(|i| i as u32)
+            .collect();
+        if keep.is_empty() {
+            candle_core::bail!("U-BARN: every date of the batch is padding");
+        }
+        let idx = Tensor::from_vec(keep.clone(), keep.len(), x.device())?;
+        let out = self.unet(&flat.index_select(&idx, 0)?, train)?;
+        let (_, d, h2, w2) = out.dims4()?;
+        Tensor::zeros((b * t, d, h2, w2), out.dtype(), out.device())?.index_add(&idx, &out, 0)
+    }
+
+    /// The U-Net and the projection on frames `(F, C, H, W)`: `(F, d, H, W)`.
+    fn unet(&self, frames: &Tensor, train: bool) -> Result<Tensor> {
+        let mut feats = Vec::with_capacity(self.encoder.len());
+        let mut cur = frames.clone();
         for block in &self.encoder {
-            cur = block.shared_forward(&cur, frame_pad, 0.0, train)?;
+            cur = block.forward(&cur, train)?;
             feats.push(cur.clone());
         }
-        // Decoder per date (B·T frames) with the encoder maps of the same date as skips.
-        let flat = |m: &Tensor| -> Result<Tensor> {
-            let (b, t, c, h, w) = m.dims5()?;
-            m.reshape((b * t, c, h, w))
-        };
-        let mut out = flat(&cur)?;
+        let mut out = cur;
         for (i, up) in self.decoder.iter().enumerate() {
-            out = up.forward(&out, &flat(&feats[feats.len() - 2 - i])?, train)?;
+            out = up.forward(&out, &feats[feats.len() - 2 - i], train)?;
         }
         self.proj.forward(&out)
     }
@@ -351,7 +397,10 @@ impl Ubarn {
         for layer in &self.layers {
             z = layer.forward(&z, key_pad, train)?;
         }
-        let z = self.norm.forward(&z)?;
+        let z = match &self.norm {
+            Some(n) => n.forward(&z)?,
+            None => z,
+        };
         let (pooled, _) = self.pool.forward(&z, key_pad)?;
         Ok((z, pooled))
     }

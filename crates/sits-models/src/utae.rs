@@ -149,7 +149,7 @@ pub(crate) enum EncoderBlock {
 }
 
 impl EncoderBlock {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {
             EncoderBlock::In(c) => c.forward(x, train),
             EncoderBlock::Down { down, conv1, conv2 } => {

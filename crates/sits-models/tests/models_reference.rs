@@ -304,3 +304,47 @@ fn pytorch_files_load_and_safetensors_roundtrip() {
         "no temporary file left behind"
     );
 }
+
+/// U-BARN's layers: PyTorch's default `nn.TransformerEncoder` (post-norm, ReLU) with
+/// a key padding mask (`tests/fixtures/make_postnorm_fixture.py`).
+#[test]
+fn post_norm_layers_match_pytorch_default_encoder() {
+    use sits_models::transformer::{EncoderLayer, LayerStyle};
+    let vb = VarBuilder::from_tensors(weights("postnorm_layers"), DType::F32, &Device::Cpu);
+    let pad = npy("postnorm_pad").to_dtype(DType::U8).unwrap();
+    let mut h = npy("postnorm_x");
+    for i in 0..2 {
+        let layer = EncoderLayer::with_style(
+            vb.pp("layers").pp(i),
+            16,
+            4,
+            32,
+            0.0,
+            LayerStyle::PostNormRelu,
+        )
+        .unwrap();
+        h = layer.forward(&h, Some(&pad), false).unwrap();
+    }
+    let keep = (1.0 - pad.to_dtype(DType::F32).unwrap())
+        .unwrap()
+        .unsqueeze(2)
+        .unwrap();
+    let want = npy("postnorm_out");
+    let d = diff(
+        &h.broadcast_mul(&keep).unwrap(),
+        &want.broadcast_mul(&keep).unwrap(),
+    );
+    assert!(d < 1e-4, "post-norm layers {d:e}");
+    // the pre-norm wiring of the same weights is a different function
+    let mut g = npy("postnorm_x");
+    for i in 0..2 {
+        let layer = EncoderLayer::new(vb.pp("layers").pp(i), 16, 4, 32, 0.0).unwrap();
+        g = layer.forward(&g, Some(&pad), false).unwrap();
+    }
+    assert!(
+        diff(
+            &g.broadcast_mul(&keep).unwrap(),
+            &want.broadcast_mul(&keep).unwrap()
+        ) > 1e-2
+    );
+}

@@ -171,6 +171,7 @@ fn tiny_ubarn(ctx: &Ctx) -> Ubarn {
         dropout: 0.0,
         period: 1000.0,
         pool_heads: 2,
+        layer_style: sits_models::transformer::LayerStyle::PostNormRelu,
     };
     Ubarn::new(&ctx.pp("encoder"), cfg).unwrap()
 }

@@ -33,6 +33,7 @@ use sits_data::norm::NormStats;
 use sits_data::{Datacube, Loader, LoaderConfig};
 use sits_models::io::{load_weights, save_safetensors};
 use sits_models::nn::{linear, seeded_init, Conv2d, PaddingMode};
+use sits_models::transformer::LayerStyle;
 use sits_models::utae::Norm;
 use sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
 use sits_repr::render::{label_color, RgbImage};
@@ -119,6 +120,10 @@ impl Default for SegmentConfig {
                 dropout: 0.0,
                 period: 1000.0,
                 pool_heads: 4,
+                // the wiring the README's result line was measured with; the
+                // published post-norm wiring (UbarnConfig::preset) is not yet
+                // evaluated at this example's sizes
+                layer_style: LayerStyle::PreNormGelu,
             },
             seed: 0,
             utae_validation: false,
