@@ -31,6 +31,7 @@ use clap::Parser;
 use sits::experiment::{ExperimentConfig, Method};
 use sits::sits_data::datasets;
 use sits::sits_data::io_util::prepare_run_dir;
+use sits::sits_ssl::alise::AliseWeights;
 use sits::tasks::few_label;
 
 /// Self-supervised pretraining and the few-label comparison on labelled pixel series.
@@ -45,6 +46,13 @@ struct Args {
     #[arg(long, default_value = "bert")]
     method: Method,
     /// Pretraining epochs.
+    /// Weight of ALISE's VICReg variance term (0 in the public configuration).
+    #[arg(long, default_value_t = 0.0)]
+    alise_variance: f64,
+    /// Model choices: hold out a stratified 20 % of the training series and report
+    /// on it instead of the test split (the test split is not read).
+    #[arg(long)]
+    validation: bool,
     #[arg(long, default_value_t = 60)]
     epochs: usize,
     /// Seed of weights, batches, masks and label subsets.
@@ -78,6 +86,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // and probed for writing), the kind of input, the splits and classes
     prepare_run_dir(&args.out)?;
     let (train, test) = few_label::labelled_splits(&data)?;
+    let (train, test) = if args.validation {
+        few_label::validation_split(&train, 0.2, args.seed)?
+    } else {
+        (train, test)
+    };
     println!(
         "data: {} ({} train, {} test series, {} dates x {} bands, {} classes)",
         data.display(),
@@ -94,6 +107,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         checkpoint_dir: Some(args.out.join("checkpoints")),
         checkpoint_every: args.checkpoint_every,
         resume: args.resume,
+        alise: AliseWeights {
+            variance: args.alise_variance,
+            ..AliseWeights::default()
+        },
         ..ExperimentConfig::default()
     };
     println!(

@@ -7,8 +7,11 @@
 //! - [`transformer::PixelTransformer`]: SITS-BERT/Presto-like encoder of pixel
 //!   series with a mask token for masked-reconstruction pretext tasks.
 //! - [`tsvit::Tsvit`]: TSViT as in `michaeltrs/DeepSatModels`.
-//! - [`ubarn::Ubarn`]: U-Net per date + transformer per pixel (sizes uncertain).
+//! - [`ubarn::Ubarn`]: U-Net per date + post-norm transformer per pixel, sized as
+//!   the published U-BARN.
 //! - [`vision`]: small ResNet and ViT for recurrence-plot and planar images.
+//! - [`alise`]: ALISE's learned-query temporal projection (a fixed `n_q × d`
+//!   representation whatever the dates) and its date-queried decoder.
 //! - [`heads`]: linear, MLP, segmentation, temporal attention pooling, forecasting.
 //! - [`io`]: safetensors and `.pth` loading, atomic safetensors saving.
 //! - [`ops`]: CPU kernels with their own backward passes (convolution).
@@ -38,6 +41,7 @@
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle. Pick the device at run time
 //!   with `candle_core::Device`; nothing in the API depends on the feature.
 
+pub mod alise;
 pub mod error;
 pub mod heads;
 pub mod io;

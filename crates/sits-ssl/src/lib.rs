@@ -23,6 +23,9 @@
 //! One module per method, each holding its loss, heads and [`sits_core::Objective`]
 //! implementation; every objective is trained by the same loop
 //! ([`train::Trainer::fit`]):
+//! - [`alise`]: ALISE: two disjoint date subsets per series, learned-query
+//!   aligned vectors, cross-view reconstruction by a date-queried decoder,
+//!   invariance and VICReg covariance terms; for pixel series and patches.
 //! - [`bert`]: BERT-style masked reconstruction of pixel series (mask token,
 //!   SITS-BERT noise, U-BARN permutation) for the pixel transformer.
 //! - [`ubarn`]: masked reconstruction of whole dates of cube patches for U-BARN.
@@ -53,6 +56,7 @@
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
 
+pub mod alise;
 pub mod bert;
 pub mod cluster;
 pub mod cscl;

@@ -24,14 +24,17 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use sits_core::Encoder;
 use sits_core::Objective;
 use sits_data::augment::DateMasking;
 use sits_data::augment::SeriesViews;
 use sits_data::norm::NormStats;
 use sits_data::{Loader, LoaderConfig, SampleSet};
+use sits_models::alise::{AliseConfig, TemporalProjector};
 use sits_models::nn::linear;
 use sits_models::nn::seeded_init;
 use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
+use sits_ssl::alise::{AlignedEncoder, Alise, AliseWeights};
 use sits_ssl::bert::{Corruption, MaskedReconstruction};
 use sits_ssl::dino::Dino;
 use sits_ssl::embed::{embed, PooledPixelEncoder, Pooling};
@@ -95,6 +98,10 @@ pub enum Method {
     SimClr,
     /// DINO: an EMA teacher on long date windows, a student on long and short ones.
     Dino,
+    /// ALISE: two disjoint date subsets per series, learned-query aligned vectors
+    /// (10 x d), cross-view reconstruction, invariance and covariance terms. The
+    /// representation probed is the aligned vectors, not the per-date outputs.
+    Alise,
 }
 
 impl std::str::FromStr for Method {
@@ -104,8 +111,9 @@ impl std::str::FromStr for Method {
             "bert" | "mask" | "masked" => Ok(Self::Bert),
             "simclr" => Ok(Self::SimClr),
             "dino" => Ok(Self::Dino),
+            "alise" => Ok(Self::Alise),
             _ => Err(ExperimentError::Settings(format!(
-                "unknown method {s:?}: expected bert, simclr or dino"
+                "unknown method {s:?}: expected bert, simclr, dino or alise"
             ))),
         }
     }
@@ -117,6 +125,7 @@ impl std::fmt::Display for Method {
             Self::Bert => "bert",
             Self::SimClr => "simclr",
             Self::Dino => "dino",
+            Self::Alise => "alise",
         })
     }
 }
@@ -165,6 +174,9 @@ pub struct ExperimentConfig {
     /// one (with the same settings); the result equals that of an uninterrupted run.
     #[serde(default)]
     pub resume: bool,
+    /// Loss weights of [`Method::Alise`] (the public configuration by default).
+    #[serde(default)]
+    pub alise: AliseWeights,
 }
 
 impl Default for ExperimentConfig {
@@ -188,6 +200,7 @@ impl Default for ExperimentConfig {
             checkpoint_dir: None,
             checkpoint_every: 0,
             resume: false,
+            alise: AliseWeights::default(),
         }
     }
 }
@@ -388,12 +401,41 @@ fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// ALISE's temporal projector (under `encoder.aligner.`, so that it travels with the
+/// encoder's weights) when `cfg.method` is ALISE.
+fn aligner(cfg: &ExperimentConfig, vb: &VarBuilder) -> Result<Option<TemporalProjector>> {
+    if cfg.method != Method::Alise {
+        return Ok(None);
+    }
+    TemporalProjector::new(
+        vb.pp("encoder").pp("aligner"),
+        AliseConfig::published(cfg.d_model),
+    )
+    .map(Some)
+    .ctx("building the temporal projector")
+}
+
+/// The representation the probes and fine-tuning see: the aligned vectors for ALISE,
+/// else the per-date outputs pooled by `pooling`. The random-init control uses the
+/// same function, so it has the same architecture and pooling as the SSL encoder.
+fn probed_encoder<'a>(
+    model: &'a PixelTransformer,
+    projector: Option<&'a TemporalProjector>,
+    pooling: Pooling,
+) -> Box<dyn Encoder + 'a> {
+    match projector {
+        Some(p) => Box::new(AlignedEncoder::new(model, p)),
+        None => Box::new(PooledPixelEncoder::new(model, pooling)),
+    }
+}
+
 /// The objective of `cfg.method` on `model` (heads under `head.` of `vb`); DINO's
 /// teacher is `teacher_enc`, whose variables are `tvm`.
 #[allow(clippy::too_many_arguments)]
 fn build_objective<'a>(
     cfg: &ExperimentConfig,
     model: &'a PixelTransformer,
+    projector: Option<&'a TemporalProjector>,
     mean_enc: &'a PooledPixelEncoder<'a>,
     teacher_enc: &'a PooledPixelEncoder<'a>,
     vb: &VarBuilder,
@@ -416,6 +458,15 @@ fn build_objective<'a>(
         ),
         Method::Dino => {
             Box::new(Dino::new(mean_enc, teacher_enc, vm, tvm, 256, device).ctx("building DINO")?)
+        }
+        Method::Alise => {
+            let projector = projector.ok_or_else(|| {
+                ExperimentError::Settings("ALISE needs the temporal projector".into())
+            })?;
+            let mut obj = Alise::new(model, projector, vb.pp("head"), model.config().in_bands)
+                .ctx("building ALISE")?;
+            obj.weights = cfg.alise;
+            Box::new(obj)
         }
     })
 }
@@ -483,14 +534,16 @@ pub fn few_label_experiment(
         mcfg.clone(),
     )
     .ctx("building the teacher")?;
+    let projector = aligner(cfg, &vb)?;
     let mean_enc = PooledPixelEncoder::new(&model, Pooling::Mean);
-    let flat_enc = PooledPixelEncoder::new(&model, pooling);
+    let flat_enc = probed_encoder(&model, projector.as_ref(), pooling);
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
     let pre_loader = loader(&train, true, cfg.seed, bs, &device)?;
 
     let mut obj = build_objective(
         cfg,
         &model,
+        projector.as_ref(),
         &mean_enc,
         &teacher_enc,
         &vb,
@@ -502,8 +555,8 @@ pub fn few_label_experiment(
     seeded_init(&tvm, 1000 + cfg.seed).ctx("seeding the teacher")?;
 
     let random = probes(
-        &embed(&flat_enc, &tr_plain).ctx("random-init train embeddings")?,
-        &embed(&flat_enc, &te_plain).ctx("random-init test embeddings")?,
+        &embed(flat_enc.as_ref(), &tr_plain).ctx("random-init train embeddings")?,
+        &embed(flat_enc.as_ref(), &te_plain).ctx("random-init test embeddings")?,
         "probes on the random-init encoder",
     )?;
 
@@ -517,8 +570,8 @@ pub fn few_label_experiment(
     let history = full_history(cfg, &trainer)?;
     stage("pretraining");
 
-    let ssl_train = embed(&flat_enc, &tr_plain).ctx("SSL train embeddings")?;
-    let ssl_test = embed(&flat_enc, &te_plain).ctx("SSL test embeddings")?;
+    let ssl_train = embed(flat_enc.as_ref(), &tr_plain).ctx("SSL train embeddings")?;
+    let ssl_test = embed(flat_enc.as_ref(), &te_plain).ctx("SSL test embeddings")?;
     let ssl = probes(&ssl_train, &ssl_test, "probes on the SSL encoder")?;
     let test_embeddings: Vec<Vec<f32>> = ssl_test.to_vec2().ctx("test embeddings")?;
     stage("probes on the SSL encoder");
@@ -532,9 +585,10 @@ pub fn few_label_experiment(
         let fvb = VarBuilder::from_varmap(&fvm, DType::F32, &device);
         let fmodel = PixelTransformer::new(&Ctx::new(fvb.pp("encoder")), mcfg.clone())
             .ctx("fine-tuning encoder")?;
-        let fenc = PooledPixelEncoder::new(&fmodel, pooling);
+        let fprojector = aligner(cfg, &fvb)?;
+        let fenc = probed_encoder(&fmodel, fprojector.as_ref(), pooling);
         let head =
-            linear(dates * cfg.d_model, classes, fvb.pp("classifier")).ctx("fine-tuning head")?;
+            linear(fenc.output_dim(), classes, fvb.pp("classifier")).ctx("fine-tuning head")?;
         seeded_init(&fvm, 2000 + cfg.seed).ctx("seeding the head")?;
         copy_prefix(&vm, &fvm, "encoder.")?;
         let ld = loader(&subset, true, cfg.seed, bs, &device)?;
@@ -550,10 +604,10 @@ pub fn few_label_experiment(
             ..TrainConfig::default()
         };
         let mut ft = Trainer::new(fcfg, &fvm, &Buffers::new(), None).ctx("fine-tuning")?;
-        ft.fit(&ld, &mut Classification::new(&fenc, &head))
+        ft.fit(&ld, &mut Classification::new(fenc.as_ref(), &head))
             .ctx("fine-tuning")?;
         let logits = {
-            let z = embed(&fenc, &te_plain).ctx("fine-tuned test embeddings")?;
+            let z = embed(fenc.as_ref(), &te_plain).ctx("fine-tuned test embeddings")?;
             head.forward(&z).ctx("fine-tuned logits")?
         };
         let predictions: Vec<usize> = logits
@@ -618,6 +672,13 @@ pub fn pretrain_encoder(
             "pretraining needs at least one series".into(),
         ));
     }
+    if cfg.method == Method::Alise {
+        return Err(ExperimentError::Settings(
+            "ALISE pretraining runs in the few-label experiment (`quickstart --method alise`); \
+             the pretrain task cannot save its temporal projector yet: choose bert, simclr or dino"
+                .into(),
+        ));
+    }
     let start = Instant::now();
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
@@ -635,6 +696,7 @@ pub fn pretrain_encoder(
     let mut obj = build_objective(
         cfg,
         &model,
+        None,
         &mean_enc,
         &teacher_enc,
         &vb,

@@ -51,6 +51,39 @@ pub fn labelled_splits(data: &Path) -> Result<(SampleSet, SampleSet)> {
     Ok((set.split(Split::Train)?, set.split(Split::Test)?))
 }
 
+/// Holds out a stratified `fraction` of `train` (seeded by `seed`) for model choices:
+/// returns the rest and the held-out part, so that settings are compared without
+/// reading the test split. Refused when either part would be empty.
+pub fn validation_split(
+    train: &SampleSet,
+    fraction: f64,
+    seed: u64,
+) -> Result<(SampleSet, SampleSet)> {
+    let labels = train.labels().ok_or_else(|| {
+        TaskError::Settings("a validation split needs labelled training series".into())
+    })?;
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(TaskError::Settings(format!(
+            "the validation fraction must be in (0, 1), got {fraction}"
+        )));
+    }
+    let keep = sits_ssl::probe::stratified_fraction(labels, 1.0 - fraction, seed);
+    let mut held = vec![true; train.len()];
+    for &i in &keep {
+        held[i] = false;
+    }
+    let val: Vec<usize> = (0..train.len()).filter(|&i| held[i]).collect();
+    if keep.is_empty() || val.is_empty() {
+        return Err(TaskError::Settings(format!(
+            "holding out {fraction} of {} training series leaves {} to train and {} to validate",
+            train.len(),
+            keep.len(),
+            val.len()
+        )));
+    }
+    Ok((train.subset(&keep)?, train.subset(&val)?))
+}
+
 /// Runs the experiment on `train` and `test`.
 pub fn run(
     train: &SampleSet,
