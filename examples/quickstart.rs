@@ -53,6 +53,18 @@ struct Args {
     /// on it instead of the test split (the test split is not read).
     #[arg(long)]
     validation: bool,
+    /// Unlabelled data added to the pretraining set (a cube folder or Zarr cube, cut
+    /// into periods of the training series' length; or a sample-set folder), e.g.
+    /// data/dtwsat_mato_grosso_mod13q1_cube. Same bands and units as the series.
+    #[arg(long)]
+    unlabelled: Option<PathBuf>,
+    /// Share of the unlabelled series used (a seeded random subset).
+    #[arg(long, default_value_t = 1.0)]
+    unlabelled_fraction: f64,
+    /// Month on whose first day the periods of an unlabelled cube start (9: the
+    /// September-to-August agricultural year of the bundled Mato Grosso data).
+    #[arg(long, default_value_t = 9)]
+    unlabelled_start_month: u32,
     #[arg(long, default_value_t = 60)]
     epochs: usize,
     /// Seed of weights, batches, masks and label subsets.
@@ -92,14 +104,37 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         (train, test)
     };
     println!(
-        "data: {} ({} train, {} test series, {} dates x {} bands, {} classes)",
+        "data: {} ({} train, {} {} series, {} dates x {} bands, {} classes)",
         data.display(),
         train.len(),
         test.len(),
+        if args.validation {
+            "validation"
+        } else {
+            "test"
+        },
         train.max_len().max(test.max_len()),
         train.bands().len(),
         train.class_names().len()
     );
+    let unlabelled = match &args.unlabelled {
+        Some(path) => {
+            let set = few_label::unlabelled_series(
+                path,
+                train.max_len(),
+                args.unlabelled_start_month,
+                args.unlabelled_fraction,
+                args.seed,
+            )?;
+            println!(
+                "unlabelled: {} ({} series added to pretraining)",
+                path.display(),
+                set.len()
+            );
+            Some(set)
+        }
+        None => None,
+    };
     let cfg = ExperimentConfig {
         method: args.method,
         epochs: args.epochs,
@@ -117,7 +152,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "pretraining a pixel transformer ({} layers, width {}) with {} for {} epochs, then probes and fine-tuning",
         cfg.layers, cfg.d_model, cfg.method, cfg.epochs
     );
-    let out = few_label::run(&train, &test, &cfg, &device)?;
+    let out = match &unlabelled {
+        Some(extra) => few_label::run_with_unlabelled(&train, &test, extra, &cfg, &device)?,
+        None => few_label::run(&train, &test, &cfg, &device)?,
+    };
     println!("\n{}", few_label::table(&out));
     let stages: Vec<String> = out
         .stage_seconds

@@ -4,11 +4,16 @@
 //! of the training labels (held-out split of the bundled Mato Grosso series).
 //!
 //! ```text
-//! cargo run --release --example ssl_probe [-- --epochs N --seeds K --method bert|simclr|dino]
+//! cargo run --release --example ssl_probe [-- --epochs N --seeds K --method bert|simclr|dino|alise]
+//! cargo run --release --example ssl_probe -- --method alise --unlabelled data/dtwsat_mato_grosso_mod13q1_cube
 //! ```
+//!
+//! `--unlabelled` adds unlabelled series (a cube cut into agricultural years, or a
+//! sample set) to pretraining; the probes still see the labelled training series
+//! only. The last line is machine-readable (`result: ...`).
 
 use clap::Parser;
-use sits::experiment::{few_label_experiment, ExperimentConfig, ExperimentOutput, Method};
+use sits::experiment::{few_label_experiment_with, ExperimentConfig, ExperimentOutput, Method};
 use sits::sits_data::{datasets, Split};
 use sits::sits_ssl::probe::FractionResult;
 
@@ -27,6 +32,12 @@ struct Args {
     /// Fraction of dates masked (bert).
     #[arg(long, default_value_t = 0.3)]
     mask_ratio: f64,
+    /// Unlabelled data added to pretraining (see the quickstart's `--unlabelled`).
+    #[arg(long)]
+    unlabelled: Option<std::path::PathBuf>,
+    /// Share of the unlabelled series used (a random subset, seeded per run).
+    #[arg(long, default_value_t = 1.0)]
+    unlabelled_fraction: f64,
 }
 
 fn stat(
@@ -54,7 +65,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             finetune_fractions: Vec::new(),
             ..ExperimentConfig::default()
         };
-        let out = few_label_experiment(&train, &test, &cfg, &candle_core::Device::Cpu)?;
+        let extra = match &args.unlabelled {
+            Some(path) => Some(sits::tasks::few_label::unlabelled_series(
+                path,
+                train.max_len(),
+                9,
+                args.unlabelled_fraction,
+                seed,
+            )?),
+            None => None,
+        };
+        let out = few_label_experiment_with(
+            &train,
+            &test,
+            extra.as_ref(),
+            &cfg,
+            &candle_core::Device::Cpu,
+        )?;
         println!(
             "seed {seed}: {} epochs in {:.0} s, last epoch mean loss {:.4}",
             args.epochs,
@@ -93,6 +120,32 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             stat(&runs, |o| &o.ssl[i], |r| r.macro_f1),
         );
     }
+    let mut line = format!(
+        "result: method={} seeds={} unlabelled={}",
+        args.method,
+        args.seeds,
+        args.unlabelled
+            .as_ref()
+            .map_or("none".to_string(), |_| format!(
+                "{}",
+                args.unlabelled_fraction
+            ))
+    );
+    for (i, r) in runs[0].raw.iter().enumerate() {
+        let pct = (r.fraction * 100.0).round();
+        for (name, pick) in [
+            (
+                "ssl",
+                (|o: &ExperimentOutput, i: usize| &o.ssl[i]) as fn(&_, _) -> &_,
+            ),
+            ("random", |o, i| &o.random[i]),
+            ("raw", |o, i| &o.raw[i]),
+        ] {
+            let s = stat(&runs, |o| pick(o, i), |r| r.oa).replace(" ± ", "±");
+            line.push_str(&format!(" {name}_oa@{pct}={s}"));
+        }
+    }
+    println!("{line}");
     Ok(())
 }
 

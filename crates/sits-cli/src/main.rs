@@ -176,7 +176,7 @@ enum Command {
         /// Grosso series).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// bert, simclr or dino.
+        /// bert, simclr, dino or alise.
         #[arg(long, default_value = "bert")]
         method: Method,
         /// Pretraining epochs.
@@ -248,7 +248,7 @@ struct PretrainArgs {
     /// The patch of a PASTIS folder.
     #[arg(long)]
     patch: Option<u64>,
-    /// bert (masked reconstruction), simclr or dino.
+    /// bert (masked reconstruction), simclr, dino or alise (aligned vectors).
     #[arg(long, default_value = "bert")]
     method: Method,
     /// Epochs.

@@ -14,7 +14,7 @@ use sits_data::{Datacube, SampleSet};
 
 use crate::encoder::SavedEncoder;
 use crate::error::{Result, TaskError};
-use crate::experiment::embed_rows;
+use crate::experiment::embed_rows_with;
 use crate::input::{pixel_periods, select_bands, Grid, Input, PixelPeriod, PixelPeriods};
 
 /// Embeddings of a cube's pixel-periods.
@@ -31,8 +31,9 @@ pub struct Embeddings {
 pub fn embed_series(enc: &SavedEncoder, set: &SampleSet, device: &Device) -> Result<Vec<Vec<f32>>> {
     let mut set = set.clone();
     enc.card.norm.apply_samples(&mut set)?;
-    Ok(embed_rows(
+    Ok(embed_rows_with(
         &enc.model,
+        enc.projector.as_ref(),
         &Arc::new(set),
         enc.card.pooling,
         device,

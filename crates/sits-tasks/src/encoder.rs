@@ -15,6 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use sits_core::io::IfExists;
 use sits_data::norm::NormStats;
+use sits_models::alise::{AliseConfig, TemporalProjector};
 use sits_models::transformer::DateEncoding;
 use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
 use sits_ssl::embed::Pooling;
@@ -44,8 +45,13 @@ pub struct EncoderCard {
     pub norm: NormStats,
     /// How cube dates were cut into series; `dates` is always set.
     pub periods: Periods,
-    /// Pooling of the per-date outputs into one vector per series.
+    /// Pooling of the per-date outputs into one vector per series (unused when
+    /// `aligner` is set).
     pub pooling: Pooling,
+    /// ALISE's temporal projector, when the encoder was pretrained with ALISE: the
+    /// embedding is then its `n_q x d` aligned vectors, flattened.
+    #[serde(default)]
+    pub aligner: Option<AliseConfig>,
     /// The pretraining objective (`"bert"`, `"simclr"`, `"dino"`).
     pub objective: String,
     /// Pretraining epochs.
@@ -66,6 +72,9 @@ impl EncoderCard {
 
     /// Length of one embedding.
     pub fn embedding_len(&self) -> usize {
+        if let Some(a) = &self.aligner {
+            return a.repr_dim();
+        }
         match self.pooling {
             Pooling::Mean => self.model.d_model,
             Pooling::Flatten { dates } => dates * self.model.d_model,
@@ -96,6 +105,8 @@ pub struct SavedEncoder {
     pub vars: VarMap,
     /// The model.
     pub model: PixelTransformer,
+    /// ALISE's temporal projector, when the card has one.
+    pub projector: Option<TemporalProjector>,
 }
 
 impl std::fmt::Debug for SavedEncoder {
@@ -169,6 +180,24 @@ impl SavedEncoder {
         let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
         let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), card.model.clone())
             .ctx("building the encoder of the card")?;
+        let projector = match &card.aligner {
+            Some(a) => {
+                if a.d_model != card.model.d_model {
+                    return Err(card_err(
+                        &card_path,
+                        format!(
+                            "the aligner reads {}-wide vectors, the model gives {}",
+                            a.d_model, card.model.d_model
+                        ),
+                    ));
+                }
+                Some(
+                    TemporalProjector::new(vb.pp("encoder").pp("aligner"), a.clone())
+                        .ctx("building the aligner of the card")?,
+                )
+            }
+            None => None,
+        };
         let weights = dir.join(WEIGHTS_FILE);
         let n = sits_models::io::load_weights(&weights, &vars, &Buffers::new())?;
         if n == 0 {
@@ -179,6 +208,7 @@ impl SavedEncoder {
             card,
             vars,
             model,
+            projector,
         })
     }
 

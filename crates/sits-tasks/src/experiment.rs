@@ -403,7 +403,10 @@ fn copy_prefix(from: &VarMap, to: &VarMap, prefix: &str) -> Result<()> {
 
 /// ALISE's temporal projector (under `encoder.aligner.`, so that it travels with the
 /// encoder's weights) when `cfg.method` is ALISE.
-fn aligner(cfg: &ExperimentConfig, vb: &VarBuilder) -> Result<Option<TemporalProjector>> {
+pub(crate) fn aligner(
+    cfg: &ExperimentConfig,
+    vb: &VarBuilder,
+) -> Result<Option<TemporalProjector>> {
     if cfg.method != Method::Alise {
         return Ok(None);
     }
@@ -480,15 +483,48 @@ pub fn few_label_experiment(
     cfg: &ExperimentConfig,
     device: &Device,
 ) -> Result<ExperimentOutput> {
+    few_label_experiment_with(train, test, None, cfg, device)
+}
+
+/// [`few_label_experiment`] whose pretraining also sees `unlabelled` series (same
+/// bands and units as `train`; normalised with the training statistics, never
+/// probed): self-supervision on data without labels, the probes and fine-tuning
+/// still on the labelled training series only.
+pub fn few_label_experiment_with(
+    train: &SampleSet,
+    test: &SampleSet,
+    unlabelled: Option<&SampleSet>,
+    cfg: &ExperimentConfig,
+    device: &Device,
+) -> Result<ExperimentOutput> {
     let start = Instant::now();
     let device = device.clone();
     let (ytr, yte, dates) = check_sets(train, test)?;
     let classes = train.class_names().len();
     let stats = NormStats::of_samples(train, 1e-4)?;
+    let pretrain_set = match unlabelled {
+        Some(extra) => {
+            if extra.bands() != train.bands() {
+                return Err(ExperimentError::UnusableData(format!(
+                    "the unlabelled series have bands {:?}, the training series {:?}; \
+                     they must be the same bands in the same order",
+                    extra.bands(),
+                    train.bands()
+                )));
+            }
+            let mut series = train.series().to_vec();
+            series.extend(extra.series().iter().cloned());
+            let mut all = SampleSet::new(series, train.bands().to_vec(), None, Vec::new(), None)?;
+            stats.apply_samples(&mut all)?;
+            Some(Arc::new(all))
+        }
+        None => None,
+    };
     let (mut train, mut test) = (train.clone(), test.clone());
     stats.apply_samples(&mut train)?;
     stats.apply_samples(&mut test)?;
     let (train, test) = (Arc::new(train), Arc::new(test));
+    let pretrain_set = pretrain_set.unwrap_or_else(|| train.clone());
     let bs = cfg.batch_size;
     let (tr_plain, te_plain) = (
         loader(&train, false, 0, 256, &device)?,
@@ -538,7 +574,7 @@ pub fn few_label_experiment(
     let mean_enc = PooledPixelEncoder::new(&model, Pooling::Mean);
     let flat_enc = probed_encoder(&model, projector.as_ref(), pooling);
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
-    let pre_loader = loader(&train, true, cfg.seed, bs, &device)?;
+    let pre_loader = loader(&pretrain_set, true, cfg.seed, bs, &device)?;
 
     let mut obj = build_objective(
         cfg,
@@ -654,6 +690,9 @@ pub struct Pretrained {
     pub vars: VarMap,
     /// The encoder.
     pub model: PixelTransformer,
+    /// ALISE's temporal projector (under `encoder.aligner.`) when the method is
+    /// ALISE: the representation is then its aligned vectors.
+    pub projector: Option<TemporalProjector>,
     /// Every pretraining step.
     pub history: Vec<StepRecord>,
     /// Wall-clock seconds of pretraining.
@@ -672,13 +711,6 @@ pub fn pretrain_encoder(
             "pretraining needs at least one series".into(),
         ));
     }
-    if cfg.method == Method::Alise {
-        return Err(ExperimentError::Settings(
-            "ALISE pretraining runs in the few-label experiment (`quickstart --method alise`); \
-             the pretrain task cannot save its temporal projector yet: choose bert, simclr or dino"
-                .into(),
-        ));
-    }
     let start = Instant::now();
     let vars = VarMap::new();
     let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
@@ -691,12 +723,13 @@ pub fn pretrain_encoder(
         mcfg,
     )
     .ctx("building the teacher")?;
+    let projector = aligner(cfg, &vb)?;
     let mean_enc = PooledPixelEncoder::new(&model, Pooling::Mean);
     let teacher_enc = PooledPixelEncoder::new(&teacher, Pooling::Mean);
     let mut obj = build_objective(
         cfg,
         &model,
-        None,
+        projector.as_ref(),
         &mean_enc,
         &teacher_enc,
         &vb,
@@ -714,6 +747,7 @@ pub fn pretrain_encoder(
     Ok(Pretrained {
         vars,
         model,
+        projector,
         history,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -726,9 +760,21 @@ pub fn embed_rows(
     pooling: Pooling,
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
+    embed_rows_with(model, None, set, pooling, device)
+}
+
+/// [`embed_rows`] through ALISE's temporal projector when there is one (the rows
+/// are then the flattened aligned vectors, whatever `pooling` says).
+pub fn embed_rows_with(
+    model: &PixelTransformer,
+    projector: Option<&TemporalProjector>,
+    set: &Arc<SampleSet>,
+    pooling: Pooling,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
     let ld = loader(set, false, 0, 256, device)?;
-    let enc = PooledPixelEncoder::new(model, pooling);
-    embed(&enc, &ld)
+    let enc = probed_encoder(model, projector, pooling);
+    embed(enc.as_ref(), &ld)
         .and_then(|z| z.to_vec2())
         .ctx("embedding the series")
 }

@@ -13,7 +13,9 @@ use sits_ssl::metrics::ConfusionMatrix;
 use sits_ssl::probe::FractionResult;
 
 use crate::error::{Result, TaskError};
-use crate::experiment::{few_label_experiment, ExperimentConfig, ExperimentOutput};
+use crate::experiment::{
+    few_label_experiment, few_label_experiment_with, ExperimentConfig, ExperimentOutput,
+};
 use crate::report::{confusion_chart, line_chart, markdown_table, scatter_chart, write_atomic};
 
 fn json_err(e: serde_json::Error) -> TaskError {
@@ -84,6 +86,57 @@ pub fn validation_split(
     Ok((train.subset(&keep)?, train.subset(&val)?))
 }
 
+/// Unlabelled series for pretraining from `path` (any input [`crate::input::read`]
+/// accepts: a cube folder or Zarr cube is cut into periods of `dates` dates
+/// starting on the first of `start_month`, every pixel a series; a sample set is
+/// used as it is), gap-filled, labels dropped; then a seeded random `fraction` of
+/// them (at least one). Nothing is normalised here.
+pub fn unlabelled_series(
+    path: &Path,
+    dates: usize,
+    start_month: u32,
+    fraction: f64,
+    seed: u64,
+) -> Result<SampleSet> {
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(TaskError::Settings(format!(
+            "the unlabelled fraction must be in (0, 1], got {fraction}"
+        )));
+    }
+    let input = crate::input::read(path, None)?;
+    let periods = crate::input::Periods {
+        start_month,
+        dates: Some(dates),
+        any_length: false,
+    };
+    let what = path.display().to_string();
+    let (set, _, _) = crate::pretrain::training_series(&input, periods, true, &what)?;
+    if set.is_empty() {
+        return Err(TaskError::input(
+            &what,
+            format!("no series of {dates} dates (periods starting in month {start_month})"),
+        ));
+    }
+    let n = set.len();
+    let take = ((fraction * n as f64).round() as usize).clamp(1, n);
+    let mut idx: Vec<usize> = (0..n).collect();
+    {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        idx.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    }
+    let mut idx = idx[..take].to_vec();
+    idx.sort_unstable();
+    let sub = set.subset(&idx)?;
+    Ok(SampleSet::new(
+        sub.series().to_vec(),
+        sub.bands().to_vec(),
+        None,
+        Vec::new(),
+        None,
+    )?)
+}
+
 /// Runs the experiment on `train` and `test`.
 pub fn run(
     train: &SampleSet,
@@ -92,6 +145,24 @@ pub fn run(
     device: &Device,
 ) -> Result<ExperimentOutput> {
     Ok(few_label_experiment(train, test, cfg, device)?)
+}
+
+/// Runs the experiment on `train` and `test` with `unlabelled` series added to the
+/// pretraining set (see [`crate::experiment::few_label_experiment_with`]).
+pub fn run_with_unlabelled(
+    train: &SampleSet,
+    test: &SampleSet,
+    unlabelled: &SampleSet,
+    cfg: &ExperimentConfig,
+    device: &Device,
+) -> Result<ExperimentOutput> {
+    Ok(few_label_experiment_with(
+        train,
+        test,
+        Some(unlabelled),
+        cfg,
+        device,
+    )?)
 }
 
 /// The results table as Markdown.

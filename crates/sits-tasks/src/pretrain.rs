@@ -18,7 +18,9 @@ use sits_ssl::train::StepRecord;
 
 use crate::encoder::{EncoderCard, CARD_FORMAT};
 use crate::error::{Result, TaskError};
-use crate::experiment::{embed_rows, pretrain_encoder, raw_rows, ExperimentConfig, Pretrained};
+use crate::experiment::{
+    embed_rows_with, pretrain_encoder, raw_rows, ExperimentConfig, Pretrained,
+};
 use crate::input::{pixel_periods, Grid, Input, Periods};
 
 /// How per-date outputs become one vector per series (serde: `"flatten"` or
@@ -79,8 +81,9 @@ impl PretrainOutput {
     /// Embeddings of the training series by the pretrained encoder, one row per
     /// series, with the saved pooling.
     pub fn embed_training_series(&self, device: &Device) -> Result<Vec<Vec<f32>>> {
-        Ok(embed_rows(
+        Ok(embed_rows_with(
             &self.pretrained.model,
+            self.pretrained.projector.as_ref(),
             &self.series,
             self.card.pooling,
             device,
@@ -210,6 +213,7 @@ pub fn pretrain(
         norm: stats,
         periods,
         pooling,
+        aligner: pre.projector.as_ref().map(|p| p.config().clone()),
         objective: cfg.experiment.method.to_string(),
         epochs: cfg.experiment.epochs,
         seed: cfg.experiment.seed,

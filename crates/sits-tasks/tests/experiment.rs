@@ -112,7 +112,7 @@ fn bad_input_is_refused_with_a_reason() {
     assert_eq!("DINO".parse::<Method>().unwrap(), Method::Dino);
     let e = "byol".parse::<Method>().unwrap_err();
     assert!(
-        matches!(&e, ExperimentError::Settings(m) if m.contains("bert, simclr or dino")),
+        matches!(&e, ExperimentError::Settings(m) if m.contains("bert, simclr, dino or alise")),
         "{e}"
     );
 }
@@ -210,4 +210,64 @@ fn a_resumed_experiment_equals_an_uninterrupted_one() {
     let e = few_label_experiment(&train, &test, &other, &candle_core::Device::Cpu)
         .expect_err("other settings");
     assert!(e.to_string().contains("lr"), "{e}");
+}
+
+#[test]
+fn alise_probes_the_aligned_vectors_and_pretrains_on_unlabelled_pixels() {
+    use sits_tasks::experiment::few_label_experiment_with;
+    use sits_tasks::few_label::{unlabelled_series, validation_split};
+    let (train, test) = slice();
+    let cube = sits_tasks::bundled_data_dir().join(datasets::DTWSAT_CUBE);
+    let extra = unlabelled_series(&cube, 23, 9, 0.02, 1).expect("cube pixel-years");
+    // 999 pixels x 5 complete agricultural years of 23 composites, 2 % of them
+    assert_eq!(extra.len(), 100);
+    assert!(extra.labels().is_none());
+    assert!(extra.series().iter().all(|s| s.len() == 23));
+    assert_eq!(extra.bands(), train.bands());
+    assert!(unlabelled_series(&cube, 23, 9, 0.0, 1).is_err());
+    assert!(
+        unlabelled_series(&cube, 40, 9, 1.0, 1).is_err(),
+        "no period of 40 dates"
+    );
+
+    let cfg = ExperimentConfig {
+        finetune_fractions: vec![1.0],
+        ..tiny(Method::Alise)
+    };
+    let dev = candle_core::Device::Cpu;
+    let out = few_label_experiment_with(&train, &test, Some(&extra), &cfg, &dev).expect("alise");
+    assert!(out.history.iter().all(|r| r.loss.is_finite()));
+    // the pretraining loader saw the extra series: more batches per epoch
+    let base = few_label_experiment(&train, &test, &cfg, &dev).expect("alise, labelled only");
+    assert!(out.history.len() > base.history.len());
+    // the representation is the 10 aligned vectors of width 16
+    assert_eq!(out.test_embeddings[0].len(), 10 * 16);
+    assert_eq!(out.ssl.len(), 2);
+    assert_eq!(out.finetune.len(), 1);
+
+    // other bands are refused before any training
+    let renamed = SampleSet::new(
+        extra.series().to_vec(),
+        vec![
+            "a".into(),
+            "b".into(),
+            "c".into(),
+            "d".into(),
+            "e".into(),
+            "f".into(),
+        ],
+        None,
+        Vec::new(),
+        None,
+    )
+    .expect("renamed");
+    let e = few_label_experiment_with(&train, &test, Some(&renamed), &cfg, &dev)
+        .expect_err("other bands");
+    assert!(e.to_string().contains("bands"), "{e}");
+
+    // a validation split holds out a stratified share of the training series
+    let (fit, val) = validation_split(&train, 0.2, 0).expect("split");
+    assert_eq!(fit.len() + val.len(), train.len());
+    assert!(val.len() * 10 >= train.len() * 15 / 10 && val.len() * 10 <= train.len() * 25 / 10);
+    assert!(validation_split(&train, 1.0, 0).is_err());
 }

@@ -529,3 +529,37 @@ fn shards_come_from_the_flag_or_the_scheduler() {
     );
     assert_eq!(Shard::from_vars(env(&[])).expect("none"), None);
 }
+
+#[test]
+fn an_alise_encoder_saves_its_projector_and_embeds_aligned_vectors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Device::Cpu;
+    let folder = write_folder(&SyntheticCube::default(), tmp.path());
+    let input = read(&folder, None).expect("read the cube folder");
+    let mut cfg = tiny();
+    cfg.experiment.method = sits_tasks::experiment::Method::Alise;
+    cfg.experiment.epochs = 1;
+    let pre = pretrain(&input, &cfg, "synthetic", "test", &dev).expect("pretrain alise");
+    let aligner = pre
+        .card
+        .aligner
+        .clone()
+        .expect("the card records the aligner");
+    assert_eq!(pre.card.embedding_len(), aligner.repr_dim());
+    assert_eq!(pre.card.objective, "alise");
+    let enc_dir = tmp.path().join("alise");
+    SavedEncoder::save(&enc_dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    let enc = SavedEncoder::load(&enc_dir, &dev).expect("load");
+    assert!(enc.projector.is_some());
+    let (e, _) = embed_cube(&enc, &input, "synthetic", &dev).expect("embed");
+    let direct = pre.embed_training_series(&dev).expect("embed in memory");
+    assert_eq!(e.rows, direct, "the reloaded projector embeds differently");
+    assert_eq!(e.rows[0].len(), 10 * 16);
+    // a card whose aligner disagrees with the model is refused with the file named
+    let mut bad = pre.card.clone();
+    bad.aligner = Some(sits_models::alise::AliseConfig::published(8));
+    let bad_dir = tmp.path().join("bad");
+    SavedEncoder::save(&bad_dir, &bad, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    let err = SavedEncoder::load(&bad_dir, &dev).expect_err("aligner width");
+    assert!(err.to_string().contains("encoder.json"), "{err}");
+}
