@@ -3,14 +3,13 @@
 //! the aligned encoder's shapes.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use sits_core::Encoder;
-use sits_data::{datasets, Loader, LoaderConfig};
+use sits_data::Loader;
 use sits_models::alise::{AliseConfig, TemporalProjector};
 use sits_models::nn::seeded_init;
 use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
@@ -105,18 +104,7 @@ fn vicreg_terms_match_a_hand_computation() {
 }
 
 fn pixel_loader(n: usize, bs: usize) -> Loader {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(datasets::MATO_GROSSO);
-    let set = datasets::mato_grosso(&dir).unwrap();
-    let set = Arc::new(set.subset(&(0..n).collect::<Vec<_>>()).unwrap());
-    let cfg = LoaderConfig {
-        batch_size: bs,
-        seed: 3,
-        num_threads: Some(1),
-        ..LoaderConfig::default()
-    };
-    Loader::new(set, cfg, Device::Cpu).unwrap()
+    common::loader(common::mato_grosso(n), bs, 3)
 }
 
 #[test]
@@ -188,22 +176,8 @@ fn alise_on_pixel_series_learns_to_reconstruct_unseen_dates() {
 
 #[test]
 fn alise_trains_ubarn_on_cube_patches() {
-    use sits_data::datasets::SloveniaNdvi;
-    use sits_data::loader::CubePatches;
     use sits_models::{Ubarn, UbarnConfig};
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(datasets::SLOVENIA_NDVI);
-    let slo = SloveniaNdvi::load(&dir).unwrap();
-    let cube = slo.cube.select_times(&(0..12).collect::<Vec<_>>()).unwrap();
-    let patches = Arc::new(CubePatches::new(cube, None, 8, 40).unwrap());
-    let cfg = LoaderConfig {
-        batch_size: 2,
-        seed: 2,
-        num_threads: Some(1),
-        ..LoaderConfig::default()
-    };
-    let ld = Loader::new(patches, cfg, Device::Cpu).unwrap();
+    let ld = common::loader(common::slovenia_patches(12, 8, 40), 2, 2);
     let vm = VarMap::new();
     let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
     let ucfg = UbarnConfig {

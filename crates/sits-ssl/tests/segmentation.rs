@@ -5,8 +5,9 @@
 //! loss recomputed by hand.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -14,10 +15,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sits_core::{Objective, Step};
 use sits_data::augment::DateMasking;
-use sits_data::datasets::{self, SloveniaNdvi};
-use sits_data::loader::CubePatches;
+
 use sits_data::npy::read_npy;
-use sits_data::{Loader, LoaderConfig};
+use sits_data::Loader;
 use sits_models::nn::seeded_init;
 use sits_models::{Ctx, Ubarn, UbarnConfig};
 use sits_ssl::bert::{corrupt, Corruption};
@@ -177,20 +177,8 @@ fn tiny_ubarn(ctx: &Ctx) -> Ubarn {
 }
 
 fn slovenia_patches() -> Loader {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(datasets::SLOVENIA_NDVI);
-    let slo = SloveniaNdvi::load(&dir).unwrap();
     // Dates 0..12 include partly cloudy ones, so validity varies within a date.
-    let cube = slo.cube.select_times(&(0..12).collect::<Vec<_>>()).unwrap();
-    let patches = Arc::new(CubePatches::new(cube, None, 8, 30).unwrap());
-    let cfg = LoaderConfig {
-        batch_size: 4,
-        seed: 1,
-        num_threads: Some(1),
-        ..LoaderConfig::default()
-    };
-    Loader::new(patches, cfg, Device::Cpu).unwrap()
+    common::loader(common::slovenia_patches(12, 8, 30), 4, 1)
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! checkpoints are complete files.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,21 +18,11 @@ use sits_ssl::bert::{Corruption, MaskedReconstruction};
 use sits_ssl::train::{FnObjective, TrainConfig, Trainer};
 
 fn data() -> Arc<SampleSet> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(datasets::MATO_GROSSO);
-    let set = datasets::mato_grosso(&dir).unwrap();
-    Arc::new(set.subset(&(0..48).collect::<Vec<_>>()).unwrap())
+    common::mato_grosso(48)
 }
 
 fn loader(set: Arc<SampleSet>) -> Loader {
-    let cfg = LoaderConfig {
-        batch_size: 16,
-        seed: 3,
-        num_threads: Some(1),
-        ..LoaderConfig::default()
-    };
-    Loader::new(set, cfg, Device::Cpu).unwrap()
+    common::loader(set, 16, 3)
 }
 
 /// Same starting weights in every run (candle's own init is not seeded).
@@ -513,24 +505,10 @@ fn fine_tuning_a_classifier_learns_the_labels() {
 #[test]
 fn simclr_on_cube_patches_with_spatial_views() {
     use sits_data::augment::CubeViews;
-    use sits_data::datasets::SloveniaNdvi;
-    use sits_data::loader::CubePatches;
     use sits_models::utae::{Norm, UtaeConfig};
     use sits_models::{Ctx, Utae};
     use sits_ssl::simclr::SimClr;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data")
-        .join(datasets::SLOVENIA_NDVI);
-    let slo = SloveniaNdvi::load(&dir).unwrap();
-    let cube = slo.cube.select_times(&(0..20).collect::<Vec<_>>()).unwrap();
-    let patches = Arc::new(CubePatches::new(cube, None, 16, 28).unwrap());
-    let cfg = LoaderConfig {
-        batch_size: 4,
-        seed: 2,
-        num_threads: Some(1),
-        ..LoaderConfig::default()
-    };
-    let ld = Loader::new(patches, cfg, Device::Cpu).unwrap();
+    let ld = common::loader(common::slovenia_patches(20, 16, 28), 4, 2);
     let views = CubeViews {
         scale: (0.3, 1.0),
         size: (8, 8),

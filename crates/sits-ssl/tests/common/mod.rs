@@ -1,0 +1,49 @@
+//! Loaders over the bundled data shared by the integration tests of `sits-ssl`.
+// Each test file uses its own subset.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::Device;
+use sits_data::datasets::{self, SloveniaNdvi};
+use sits_data::loader::CubePatches;
+use sits_data::{Loader, LoaderConfig, SampleSet};
+
+/// The first `n` bundled Mato Grosso series.
+pub(crate) fn mato_grosso(n: usize) -> Arc<SampleSet> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(datasets::MATO_GROSSO);
+    let set = datasets::mato_grosso(&dir).unwrap();
+    Arc::new(set.subset(&(0..n).collect::<Vec<_>>()).unwrap())
+}
+
+/// A one-thread loader (batches of `batch_size`, shuffled with `seed`) on the CPU.
+pub(crate) fn loader(
+    source: Arc<dyn sits_data::loader::SampleSource>,
+    batch_size: usize,
+    seed: u64,
+) -> Loader {
+    let cfg = LoaderConfig {
+        batch_size,
+        seed,
+        num_threads: Some(1),
+        ..LoaderConfig::default()
+    };
+    Loader::new(source, cfg, Device::Cpu).unwrap()
+}
+
+/// Patches of `size` pixels every `stride` of the first `dates` dates of the bundled
+/// Slovenia NDVI cube.
+pub(crate) fn slovenia_patches(dates: usize, size: usize, stride: usize) -> Arc<CubePatches> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(datasets::SLOVENIA_NDVI);
+    let slo = SloveniaNdvi::load(&dir).unwrap();
+    let cube = slo
+        .cube
+        .select_times(&(0..dates).collect::<Vec<_>>())
+        .unwrap();
+    Arc::new(CubePatches::new(cube, None, size, stride).unwrap())
+}
