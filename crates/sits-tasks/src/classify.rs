@@ -92,12 +92,12 @@ pub fn points_for(enc: &SavedEncoder, path: &Path) -> Result<SampleSet> {
     let set = set.select_bands(&names)?;
     let (set, _, _) = training_series(
         &Input::Samples(Box::new(set)),
-        enc.card.periods,
-        true,
+        enc.input_periods(),
+        enc.card.aligner.is_none(),
         &what,
     )?;
     let want = enc.card.dates();
-    if let Pooling::Flatten { .. } = enc.card.pooling {
+    if let (None, Pooling::Flatten { .. }) = (&enc.card.aligner, enc.card.pooling) {
         if set.max_len() != want {
             return Err(TaskError::Mismatch {
                 input: what,

@@ -62,7 +62,7 @@ pub fn embed_cube(
     };
     enc.check_input(what, cube.bands(), Some(cube.times()))?;
     let cube = select_bands(cube, &enc.card.bands, what, &enc.dir)?;
-    let mut pp = pixel_periods(&cube, labels, class_names, enc.card.periods, what)?;
+    let mut pp = pixel_periods(&cube, labels, class_names, enc.input_periods(), what)?;
     let rows = embed_series(enc, &pp.set, device)?;
     enc.card.norm.apply_samples(&mut pp.set)?;
     Ok((
@@ -419,7 +419,7 @@ pub fn embed_to_zarr(
         source.bands().to_vec(),
     )?;
     let probe = select_bands(&probe, &enc.card.bands, what, &enc.dir)?;
-    let layout = pixel_periods(&probe, &[], &[], enc.card.periods, what)?;
+    let layout = pixel_periods(&probe, &[], &[], enc.input_periods(), what)?;
     let periods = layout.grid.periods.clone();
     let dims = enc.card.embedding_len();
     let times = Timestamps::parse(&layout.grid.period_starts, "period starts")
@@ -488,7 +488,7 @@ pub fn embed_to_zarr(
             &enc.dir,
         )?;
         let mut out = Array4::<f32>::from_elem((periods.len(), dims, bh, bw), f32::NAN);
-        match pixel_periods(&win, &[], &[], enc.card.periods, what) {
+        match pixel_periods(&win, &[], &[], enc.input_periods(), what) {
             Ok(pp) => {
                 let rows = embed_series(enc, &pp.set, device)?;
                 if rgb.is_some() && colors.is_none() && rows.len() >= 2 {

@@ -255,6 +255,16 @@ impl SavedEncoder {
         Ok(())
     }
 
+    /// How an input's dates are cut into series for this encoder: the card's
+    /// periods, and with ALISE's aligner every period of at least 2 dates whatever
+    /// its length (the aligned vectors do not depend on the calendar).
+    pub fn input_periods(&self) -> Periods {
+        Periods {
+            any_length: self.card.periods.any_length || self.card.aligner.is_some(),
+            ..self.card.periods
+        }
+    }
+
     /// Checks that an input with `bands` and `times` can be read by this encoder:
     /// every band of the card is present (by name; extra bands are ignored) and the
     /// input has at least one period of the card's length. The error names the
@@ -284,7 +294,12 @@ impl SavedEncoder {
                 self.card.bands
             )));
         }
-        if let (Some(times), Pooling::Flatten { .. }) = (times, self.card.pooling) {
+        // ALISE's aligned vectors read periods of any length; the flatten pooling
+        // needs the card's
+        let fixed_length = self.card.aligner.is_none();
+        if let (true, Some(times), Pooling::Flatten { .. }) =
+            (fixed_length, times, self.card.pooling)
+        {
             let want = self.card.dates();
             let lengths = crate::input::period_lengths(times, self.card.periods.start_month);
             if !lengths.iter().any(|&(_, n)| n == want) {

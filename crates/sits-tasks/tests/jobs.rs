@@ -563,3 +563,42 @@ fn an_alise_encoder_saves_its_projector_and_embeds_aligned_vectors() {
     let err = SavedEncoder::load(&bad_dir, &dev).expect_err("aligner width");
     assert!(err.to_string().contains("encoder.json"), "{err}");
 }
+
+#[test]
+fn an_alise_encoder_embeds_a_cube_on_another_calendar() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dev = Device::Cpu;
+    let input = read(&write_folder(&SyntheticCube::default(), tmp.path()), None).expect("read");
+    let mut cfg = tiny();
+    cfg.experiment.method = sits_tasks::experiment::Method::Alise;
+    cfg.experiment.epochs = 1;
+    let pre = pretrain(&input, &cfg, "synthetic", "test", &dev).expect("pretrain alise");
+    assert_eq!(pre.card.periods.dates, Some(15));
+    let dir = tmp.path().join("alise");
+    SavedEncoder::save(&dir, &pre.card, &pre.pretrained.vars, IfExists::Refuse).expect("save");
+    let enc = SavedEncoder::load(&dir, &dev).expect("load");
+    // the same land seen 9 times a year for 2 years: periods of 9 dates
+    let other = SyntheticCube {
+        dates_per_year: 9,
+        years: 2,
+        seed: 4,
+        ..SyntheticCube::default()
+    };
+    let sub = tmp.path().join("other");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let other_input = read(&write_folder(&other, &sub), None).expect("read other");
+    let (e, pp) = embed_cube(&enc, &other_input, "other", &dev).expect("aligned vectors");
+    assert_eq!(e.grid.periods, [2019, 2020]);
+    assert_eq!(e.rows.len(), pp.set.len());
+    assert!(e
+        .rows
+        .iter()
+        .all(|r| r.len() == 10 * 16 && r.iter().all(|v| v.is_finite())));
+    // a per-date encoder with the flatten pooling cannot read that calendar
+    let bert = pretrain(&input, &tiny(), "synthetic", "test", &dev).expect("pretrain bert");
+    let bdir = tmp.path().join("bert");
+    SavedEncoder::save(&bdir, &bert.card, &bert.pretrained.vars, IfExists::Refuse).expect("save");
+    let benc = SavedEncoder::load(&bdir, &dev).expect("load");
+    let err = embed_cube(&benc, &other_input, "other", &dev).expect_err("15 vs 9 dates");
+    assert!(matches!(err, TaskError::Mismatch { .. }), "{err}");
+}
