@@ -16,7 +16,6 @@ use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
 use sits_ssl::alise::{
     covariance_penalty, sequences, split_dates, variance_penalty, AlignedEncoder, Alise,
 };
-use sits_ssl::train::{TrainConfig, Trainer};
 
 #[test]
 fn date_split_gives_two_disjoint_nonempty_views_of_the_observed_dates() {
@@ -131,20 +130,8 @@ fn alise_on_pixel_series_learns_to_reconstruct_unseen_dates() {
     let mut obj = Alise::new(&model, &projector, vb.pp("head"), 6).unwrap();
     obj.weights.variance = 1.0;
     seeded_init(&vm, 7).unwrap();
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: 8,
-            lr: 3e-3,
-            progress: false,
-            ..TrainConfig::default()
-        },
-        &vm,
-        &Buffers::new(),
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut obj).unwrap();
-    let h = tr.history();
+    let history = common::fit(&vm, &Buffers::new(), &ld, &mut obj, 8, Some(3e-3));
+    let h = &history;
     assert_eq!(h.len(), 32);
     let rec = |r: &sits_ssl::train::StepRecord| {
         r.metrics
@@ -224,19 +211,8 @@ fn alise_trains_ubarn_on_cube_patches() {
         .unwrap();
     assert_eq!(direct, via);
 
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: 1,
-            progress: false,
-            ..TrainConfig::default()
-        },
-        &vm,
-        &ctx.buffers,
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut obj).unwrap();
-    assert!(tr.history().iter().all(|r| r.loss.is_finite()));
+    let history = common::fit(&vm, &ctx.buffers, &ld, &mut obj, 1, None);
+    assert!(history.iter().all(|r| r.loss.is_finite()));
     let enc = AlignedEncoder::new(&model, &projector);
     assert_eq!(enc.encode(&batch, false).unwrap().dims(), &[2, 48, 8, 8]);
 }

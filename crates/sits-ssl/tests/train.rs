@@ -232,20 +232,8 @@ fn simclr_views_and_training() {
     let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let mut obj = SimClr::new(&model, vb.pp("head"), 8, views, 0.5).unwrap();
     deterministic_init(&vm); // candle's own init is unseeded: fix the start so the test cannot flake
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: 4,
-            lr: 3e-3,
-            progress: false,
-            ..TrainConfig::default()
-        },
-        &vm,
-        &Buffers::new(),
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut obj).unwrap();
-    let h = tr.history();
+    let history = common::fit(&vm, &Buffers::new(), &ld, &mut obj, 4, Some(3e-3));
+    let h = &history;
     assert_eq!(h.len(), 12);
     let first: f64 = h[..3].iter().map(|r| r.loss).sum::<f64>();
     let last: f64 = h[9..].iter().map(|r| r.loss).sum::<f64>();
@@ -284,20 +272,8 @@ fn dino_trains_with_an_ema_teacher() {
         .iter()
         .map(|v| v.as_tensor().copy().unwrap())
         .collect();
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs,
-            lr: 1e-3,
-            progress: false,
-            ..TrainConfig::default()
-        },
-        &svm,
-        &Buffers::new(),
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut dino).unwrap();
-    let h = tr.history();
+    let history = common::fit(&svm, &Buffers::new(), &ld, &mut dino, epochs, Some(1e-3));
+    let h = &history;
     assert_eq!(h.len(), 9);
     for r in h {
         assert!(r.loss.is_finite());
@@ -393,20 +369,8 @@ fn pimc_learns_and_embeddings_keep_order() {
         .collect();
     let got: Vec<Vec<f32>> = rp.get(0).unwrap().get(0).unwrap().to_vec2().unwrap();
     assert!((got[2][7] - (ndvi[2] - ndvi[7]).abs()).abs() < 1e-5);
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: 4,
-            lr: 3e-3,
-            progress: false,
-            ..TrainConfig::default()
-        },
-        &vm,
-        &ctx.buffers,
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut obj).unwrap();
-    let h = tr.history();
+    let history = common::fit(&vm, &ctx.buffers, &ld, &mut obj, 4, Some(3e-3));
+    let h = &history;
     let first: f64 = h[..3].iter().map(|r| r.loss).sum();
     let last: f64 = h[h.len() - 3..].iter().map(|r| r.loss).sum();
     assert!(last < first, "PIMC loss should fall: {first} -> {last}");
@@ -478,21 +442,15 @@ fn fine_tuning_a_classifier_learns_the_labels() {
     let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let head = sits_models::nn::linear(16, 9, vb.pp("head")).unwrap();
     sits_models::nn::seeded_init(&vm, 7).unwrap();
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: 40,
-            lr: 5e-3,
-            progress: false,
-            ..TrainConfig::default()
-        },
+    let history = common::fit(
         &vm,
         &Buffers::new(),
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut Classification::new(&model, &head))
-        .unwrap();
-    let h = tr.history();
+        &ld,
+        &mut Classification::new(&model, &head),
+        40,
+        Some(5e-3),
+    );
+    let h = &history;
     let acc = |r: &sits_ssl::train::StepRecord| r.metrics[0].1;
     let first: f64 = h[..3].iter().map(acc).sum::<f64>() / 3.0;
     let last: f64 = h[h.len() - 3..].iter().map(acc).sum::<f64>() / 3.0;
@@ -537,20 +495,9 @@ fn simclr_on_cube_patches_with_spatial_views() {
     };
     let model = Utae::new(&ctx.pp("encoder"), ucfg).unwrap();
     let mut obj = SimClr::new(&model, ctx.vb.pp("head"), 8, views, 0.5).unwrap();
-    let mut tr = Trainer::new(
-        TrainConfig {
-            epochs: 2,
-            progress: false,
-            ..TrainConfig::default()
-        },
-        &vm,
-        &ctx.buffers,
-        None,
-    )
-    .unwrap();
-    tr.fit(&ld, &mut obj).unwrap();
-    assert!(tr.history().iter().all(|r| r.loss.is_finite()));
-    assert_eq!(tr.history().len(), 2 * ld.num_batches());
+    let history = common::fit(&vm, &ctx.buffers, &ld, &mut obj, 2, None);
+    assert!(history.iter().all(|r| r.loss.is_finite()));
+    assert_eq!(history.len(), 2 * ld.num_batches());
 }
 
 #[test]

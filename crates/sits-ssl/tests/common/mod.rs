@@ -47,3 +47,25 @@ pub(crate) fn slovenia_patches(dates: usize, size: usize, stride: usize) -> Arc<
         .unwrap();
     Arc::new(CubePatches::new(cube, None, size, stride).unwrap())
 }
+
+/// Trains `obj` over `ld` for `epochs` (at `lr`, else the default rate) without a
+/// progress bar or checkpoints, and returns every step's record.
+pub(crate) fn fit(
+    vars: &candle_nn::VarMap,
+    buffers: &sits_models::Buffers,
+    ld: &Loader,
+    obj: &mut dyn sits_core::Objective,
+    epochs: usize,
+    lr: Option<f64>,
+) -> Vec<sits_ssl::train::StepRecord> {
+    let defaults = sits_ssl::train::TrainConfig::default();
+    let cfg = sits_ssl::train::TrainConfig {
+        epochs,
+        lr: lr.unwrap_or(defaults.lr),
+        progress: false,
+        ..defaults
+    };
+    let mut tr = sits_ssl::train::Trainer::new(cfg, vars, buffers, None).unwrap();
+    tr.fit(ld, obj).unwrap();
+    tr.history().to_vec()
+}
