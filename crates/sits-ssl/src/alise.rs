@@ -79,6 +79,25 @@ pub struct Sequences {
     pub valid: Tensor,
 }
 
+/// A `(B, T)` mask of `batch` repeated for every sequence of [`sequences`]: itself
+/// for pixel batches, once per pixel (pixel-major) for patch batches.
+fn per_sequence(batch: &SitsBatch, m: &Tensor) -> Result<Tensor> {
+    match batch.layout() {
+        BatchLayout::Pixel => Ok(m.clone()),
+        BatchLayout::Patch => {
+            let (b, t, _, h, w) = batch.values().dims5()?;
+            m.unsqueeze(1)?
+                .broadcast_as((b, h * w, t))?
+                .reshape((b * h * w, t))
+        }
+    }
+}
+
+/// The pad mask `(N, T)` of the sequences of `batch` (without copying its values).
+pub fn sequence_pad(batch: &SitsBatch) -> Result<Tensor> {
+    per_sequence(batch, batch.pad_mask())
+}
+
 /// The sequences of `batch`: itself for pixel batches; for patch batches one per
 /// pixel, pixel-major (`n = (b·H + y)·W + x`), dates and padding repeated.
 pub fn sequences(batch: &SitsBatch) -> Result<Sequences> {
@@ -89,7 +108,7 @@ pub fn sequences(batch: &SitsBatch) -> Result<Sequences> {
         BatchLayout::Pixel => Ok(Sequences {
             values: x.clone(),
             doy: batch.doy()?,
-            pad: batch.pad_mask().clone(),
+            pad: sequence_pad(batch)?,
             valid: match batch.valid() {
                 Some(v) => v.clone(),
                 None => ones()?,
@@ -97,19 +116,14 @@ pub fn sequences(batch: &SitsBatch) -> Result<Sequences> {
         }),
         BatchLayout::Patch => {
             let (_, _, c, h, w) = x.dims5()?;
-            let per_pixel = |m: &Tensor| -> Result<Tensor> {
-                m.unsqueeze(1)?
-                    .broadcast_as((b, h * w, t))?
-                    .reshape((b * h * w, t))
-            };
             let valid = match batch.valid() {
                 Some(v) => v.permute((0, 2, 3, 1))?.reshape((b * h * w, t))?,
                 None => Tensor::ones((b * h * w, t), DType::U8, x.device())?,
             };
             Ok(Sequences {
                 values: x.permute((0, 3, 4, 1, 2))?.reshape((b * h * w, t, c))?,
-                doy: per_pixel(&batch.doy()?)?,
-                pad: per_pixel(batch.pad_mask())?,
+                doy: per_sequence(batch, &batch.doy()?)?,
+                pad: sequence_pad(batch)?,
                 valid,
             })
         }
@@ -247,7 +261,7 @@ impl<'a> Alise<'a> {
     /// The aligned vectors `(N, n_q, d)` of a view and its sequence pad mask.
     fn aligned(&self, view: &SitsBatch, train: bool) -> Result<(Tensor, Tensor)> {
         let z = self.encoder.date_vectors(view, train)?;
-        let pad = sequences(view)?.pad;
+        let pad = sequence_pad(view)?;
         Ok((self.projector.forward(&z, Some(&pad))?, pad))
     }
 }
@@ -300,12 +314,9 @@ impl Objective for Alise<'_> {
             &seen_by(&pad_a)?,
         )?;
         let rec = ((rec_a + rec_b)? * 0.5)?;
-        let (ea, eb) = (self.expander.forward(&ra)?, self.expander.forward(&rb)?);
-        let inv = (ea.to_dtype(DType::F32)? - eb.to_dtype(DType::F32)?)?
-            .sqr()?
-            .mean_all()?;
-
-        let (ea, eb) = (ea.to_dtype(DType::F32)?, eb.to_dtype(DType::F32)?);
+        let ea = self.expander.forward(&ra)?.to_dtype(DType::F32)?;
+        let eb = self.expander.forward(&rb)?.to_dtype(DType::F32)?;
+        let inv = (&ea - &eb)?.sqr()?.mean_all()?;
         let cov = (covariance_penalty(&ea)? + covariance_penalty(&eb)?)?;
         let var = ((variance_penalty(&ea)? + variance_penalty(&eb)?)? * 0.5)?;
         let w = self.weights;
@@ -346,7 +357,7 @@ impl<'a> AlignedEncoder<'a> {
 impl sits_core::Encoder for AlignedEncoder<'_> {
     fn encode(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
         let z = self.encoder.date_vectors(batch, train)?;
-        let pad = sequences(batch)?.pad;
+        let pad = sequence_pad(batch)?;
         let r = self.projector.forward(&z, Some(&pad))?.flatten_from(1)?; // (N, n_q·d)
         match batch.layout() {
             BatchLayout::Pixel => Ok(r),

@@ -12,9 +12,10 @@ use sits_core::Encoder;
 use sits_data::Loader;
 use sits_models::alise::{AliseConfig, TemporalProjector};
 use sits_models::nn::seeded_init;
-use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
+use sits_models::{Buffers, Ctx, PixelTransformer};
 use sits_ssl::alise::{
-    covariance_penalty, sequences, split_dates, variance_penalty, AlignedEncoder, Alise,
+    covariance_penalty, sequence_pad, sequences, split_dates, variance_penalty, AlignedEncoder,
+    Alise,
 };
 
 #[test]
@@ -111,14 +112,7 @@ fn alise_on_pixel_series_learns_to_reconstruct_unseen_dates() {
     let ld = pixel_loader(64, 16);
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
+    let cfg = common::tiny_pixel_transformer(0.0);
     let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let acfg = AliseConfig {
         n_queries: 4,
@@ -188,6 +182,8 @@ fn alise_trains_ubarn_on_cube_patches() {
     let seq = sequences(&batch).unwrap();
     assert_eq!(seq.values.dims(), &[2 * 64, 12, 1]);
     assert_eq!(seq.pad.dims(), &[2 * 64, 12]);
+    let pad_only: Vec<Vec<u8>> = sequence_pad(&batch).unwrap().to_vec2().unwrap();
+    assert_eq!(pad_only, seq.pad.to_vec2::<u8>().unwrap());
     // pixel-major: sequence (b, y, x) holds pixel (y, x) of item b
     let x = batch.values().to_dtype(DType::F32).unwrap();
     let direct: Vec<f32> = x

@@ -63,7 +63,11 @@ fn run(dir: Option<&Path>, resume: bool, stop: usize) -> Vec<f64> {
 fn run_with_dropout(dir: Option<&Path>, resume: bool, stop: usize, p: f32) -> Vec<f64> {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), tiny(p)).unwrap();
+    let model = PixelTransformer::new(
+        &Ctx::new(vb.pp("encoder")),
+        common::tiny_pixel_transformer(p),
+    )
+    .unwrap();
     let mut obj = MaskedReconstruction::new(
         &model,
         vb.pp("head"),
@@ -221,14 +225,7 @@ fn simclr_views_and_training() {
     }
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
+    let cfg = common::tiny_pixel_transformer(0.0);
     let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let mut obj = SimClr::new(&model, vb.pp("head"), 8, views, 0.5).unwrap();
     deterministic_init(&vm); // candle's own init is unseeded: fix the start so the test cannot flake
@@ -245,14 +242,7 @@ fn simclr_views_and_training() {
 fn dino_trains_with_an_ema_teacher() {
     use sits_ssl::dino::Dino;
     let ld = loader(data());
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
+    let cfg = common::tiny_pixel_transformer(0.0);
     let (svm, tvm) = (VarMap::new(), VarMap::new());
     let student = PixelTransformer::new(
         &Ctx::new(VarBuilder::from_varmap(&svm, DType::F32, &Device::Cpu).pp("encoder")),
@@ -332,14 +322,7 @@ fn pimc_learns_and_embeddings_keep_order() {
     let ld = loader(set.clone());
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
+    let cfg = common::tiny_pixel_transformer(0.0);
     let series = PixelTransformer::new(&Ctx::new(vb.pp("series")), cfg).unwrap();
     let ctx = Ctx {
         vb: vb.pp("images"),
@@ -431,14 +414,7 @@ fn fine_tuning_a_classifier_learns_the_labels() {
     let ld = loader(Arc::new(set));
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
+    let cfg = common::tiny_pixel_transformer(0.0);
     let model = PixelTransformer::new(&Ctx::new(vb.pp("encoder")), cfg).unwrap();
     let head = sits_models::nn::linear(16, 9, vb.pp("head")).unwrap();
     sits_models::nn::seeded_init(&vm, 7).unwrap();
@@ -503,14 +479,7 @@ fn simclr_on_cube_patches_with_spatial_views() {
 #[test]
 fn seeded_init_is_reproducible_and_follows_the_layer_kinds() {
     use sits_models::nn::seeded_init;
-    let cfg = PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout: 0.0,
-        ..PixelTransformerConfig::small(6)
-    };
+    let cfg = common::tiny_pixel_transformer(0.0);
     let build = || {
         let vm = VarMap::new();
         let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
@@ -595,18 +564,6 @@ fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
     );
 }
 
-/// The small pixel transformer of these tests.
-fn tiny(dropout: f32) -> PixelTransformerConfig {
-    PixelTransformerConfig {
-        d_model: 16,
-        heads: 2,
-        d_ff: 32,
-        layers: 1,
-        dropout,
-        ..PixelTransformerConfig::small(6)
-    }
-}
-
 /// DINO run: losses of this process and the final teacher weights.
 fn run_dino(
     dir: Option<&Path>,
@@ -617,7 +574,11 @@ fn run_dino(
     let (svm, tvm) = (VarMap::new(), VarMap::new());
     let build = |vm: &VarMap| {
         let vb = VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu);
-        PixelTransformer::new(&Ctx::new(vb.pp("encoder")), tiny(0.0)).unwrap()
+        PixelTransformer::new(
+            &Ctx::new(vb.pp("encoder")),
+            common::tiny_pixel_transformer(0.0),
+        )
+        .unwrap()
     };
     let (student, teacher) = (build(&svm), build(&tvm));
     let mut dino = Dino::new(&student, &teacher, &svm, &tvm, 32, &Device::Cpu).unwrap();

@@ -69,3 +69,16 @@ pub(crate) fn fit(
     tr.fit(ld, obj).unwrap();
     tr.history().to_vec()
 }
+
+/// A pixel transformer small enough for tests: width 16, 2 heads, feed-forward 32,
+/// one layer, 6 bands.
+pub(crate) fn tiny_pixel_transformer(dropout: f32) -> sits_models::PixelTransformerConfig {
+    sits_models::PixelTransformerConfig {
+        d_model: 16,
+        heads: 2,
+        d_ff: 32,
+        layers: 1,
+        dropout,
+        ..sits_models::PixelTransformerConfig::small(6)
+    }
+}
