@@ -39,12 +39,21 @@ impl Standardizer {
 
 /// Multinomial logistic regression minimising `mean CE + λ/2 ‖W‖²` (the bias is not
 /// penalised), full batch, AdamW without decoupled decay, on standardised features.
+/// λ is chosen by stratified cross-validation on the training rows among
+/// [`L2_CANDIDATES`] (see [`ProbeConfig::folds`]), so the probe's one choice is made
+/// on held-out labelled rows, never on the test rows.
 #[derive(Debug, Clone)]
 pub struct LinearProbe {
     w: Tensor,
     b: Tensor,
     scaler: Standardizer,
+    l2: f64,
 }
+
+/// The L2 strengths λ that cross-validation chooses from, strongest last (a tie goes
+/// to the stronger one). With few labels the strong end wins; with all of them the
+/// weak end can.
+pub const L2_CANDIDATES: [f64; 5] = [1e-4, 1e-3, 1e-2, 1e-1, 1.0];
 
 /// The numbers of a fitted [`LinearProbe`]: weights `(d, classes)` as rows,
 /// biases, and the feature means and standard deviations it standardises with.
@@ -63,12 +72,22 @@ pub struct ProbeParts {
 /// Probe training settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbeConfig {
-    /// L2 strength λ on the weights.
+    /// L2 strength λ on the weights when it is not cross-validated: `folds` below 2,
+    /// or no class with two labelled rows.
     pub l2: f64,
     /// Full-batch iterations.
     pub iterations: usize,
     /// Learning rate.
     pub lr: f64,
+    /// Folds of the stratified cross-validation that picks λ among
+    /// [`L2_CANDIDATES`] (held-out accuracy; 0 or 1 = always use `l2`). Rows of a
+    /// class with a single labelled row always stay in training.
+    #[serde(default = "default_folds")]
+    pub folds: usize,
+}
+
+fn default_folds() -> usize {
+    5
 }
 
 impl Default for ProbeConfig {
@@ -77,8 +96,37 @@ impl Default for ProbeConfig {
             l2: 1e-3,
             iterations: 500,
             lr: 0.05,
+            folds: default_folds(),
         }
     }
+}
+
+/// The cross-validation fold of each row (`None`: always in training), or `None` when
+/// no class has two rows or fewer than 2 folds are asked for. A class's rows are
+/// shuffled (fixed seed) and dealt to consecutive folds, continuing where the previous
+/// class stopped, so every fold keeps at least one row of every class in training.
+pub fn cv_folds(labels: &[usize], folds: usize) -> Option<Vec<Option<usize>>> {
+    if folds < 2 {
+        return None;
+    }
+    let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut out = vec![None; labels.len()];
+    let mut next = 0usize;
+    let mut any = false;
+    for c in 0..classes {
+        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        if rows.len() < 2 {
+            continue;
+        }
+        any = true;
+        rows.shuffle(&mut rng);
+        for r in rows {
+            out[r] = Some(next % folds);
+            next += 1;
+        }
+    }
+    any.then_some(out)
 }
 
 fn check_labels(labels: &[usize], n: usize, classes: usize) -> Result<()> {
@@ -92,8 +140,74 @@ fn check_labels(labels: &[usize], n: usize, classes: usize) -> Result<()> {
 }
 
 impl LinearProbe {
-    /// Fits on features `(N, d)` with labels in `0..classes`.
+    /// Fits on features `(N, d)` with labels in `0..classes`, λ chosen by
+    /// cross-validation as [`ProbeConfig::folds`] says.
     pub fn fit(x: &Tensor, labels: &[usize], classes: usize, cfg: ProbeConfig) -> Result<Self> {
+        let (n, _) = x.dims2()?;
+        check_labels(labels, n, classes)?;
+        if n == 0 {
+            candle_core::bail!("linear probe: no training row");
+        }
+        let l2 = match cv_folds(labels, cfg.folds) {
+            Some(folds) => Self::select_l2(x, labels, classes, cfg, &folds)?,
+            None => cfg.l2,
+        };
+        Self::fit_l2(x, labels, classes, cfg, l2)
+    }
+
+    /// The candidate λ of [`L2_CANDIDATES`] with the most correct held-out rows over
+    /// the folds (each fold's probe standardises with its own training rows).
+    fn select_l2(
+        x: &Tensor,
+        labels: &[usize],
+        classes: usize,
+        cfg: ProbeConfig,
+        folds: &[Option<usize>],
+    ) -> Result<f64> {
+        let rows = |keep: &dyn Fn(Option<usize>) -> bool| -> Result<(Tensor, Vec<usize>)> {
+            let idx: Vec<u32> = (0..labels.len())
+                .filter(|&i| keep(folds[i]))
+                .map(|i| i as u32)
+                .collect();
+            let y = idx.iter().map(|&i| labels[i as usize]).collect();
+            let it = Tensor::from_vec(idx.clone(), idx.len(), x.device())?;
+            Ok((x.index_select(&it, 0)?, y))
+        };
+        let mut correct = [0usize; L2_CANDIDATES.len()];
+        for f in 0..cfg.folds {
+            let (xv, yv) = rows(&|g| g == Some(f))?;
+            if yv.is_empty() {
+                continue;
+            }
+            let (xt, yt) = rows(&|g| g != Some(f))?;
+            for (k, &l2) in L2_CANDIDATES.iter().enumerate() {
+                let p = Self::fit_l2(&xt, &yt, classes, cfg, l2)?;
+                correct[k] += p
+                    .predict(&xv)?
+                    .iter()
+                    .zip(&yv)
+                    .filter(|(a, b)| a == b)
+                    .count();
+            }
+        }
+        // the most correct rows; a tie goes to the stronger penalty
+        let mut best = L2_CANDIDATES.len() - 1;
+        for k in (0..L2_CANDIDATES.len()).rev() {
+            if correct[k] > correct[best] {
+                best = k;
+            }
+        }
+        Ok(L2_CANDIDATES[best])
+    }
+
+    /// Fits with the L2 strength `l2` (no cross-validation).
+    pub fn fit_l2(
+        x: &Tensor,
+        labels: &[usize],
+        classes: usize,
+        cfg: ProbeConfig,
+        l2: f64,
+    ) -> Result<Self> {
         let (n, d) = x.dims2()?;
         check_labels(labels, n, classes)?;
         if n == 0 {
@@ -110,15 +224,26 @@ impl LinearProbe {
         let w = Var::zeros((d, classes), DType::F32, &dev)?;
         let b = Var::zeros(classes, DType::F32, &dev)?;
         let mut opt = AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], 0.0)?;
-        for _ in 0..cfg.iterations {
-            let loss = Self::objective(&xs, &y, w.as_tensor(), b.as_tensor(), cfg.l2)?;
-            opt.backward_step(&loss, cfg.lr)?;
+        // cosine decay to zero: a constant rate leaves Adam circling the optimum,
+        // worst with a strong penalty (steep objective)
+        let steps = cfg.iterations.max(1) as f64;
+        for i in 0..cfg.iterations {
+            let loss = Self::objective(&xs, &y, w.as_tensor(), b.as_tensor(), l2)?;
+            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / steps).cos());
+            opt.backward_step(&loss, lr)?;
         }
         Ok(Self {
             w: w.as_tensor().detach(),
             b: b.as_tensor().detach(),
             scaler,
+            l2,
         })
+    }
+
+    /// The L2 strength the probe was fitted with (chosen by cross-validation or
+    /// given); `NaN` for a probe rebuilt by [`from_parts`](Self::from_parts).
+    pub fn l2(&self) -> f64 {
+        self.l2
     }
 
     /// `mean CE + λ/2 ‖W‖²` on standardised features `xs` and labels `(N, 1)`.
@@ -167,6 +292,7 @@ impl LinearProbe {
                 mean: Tensor::from_vec(p.mean.clone(), (1, d), device)?,
                 std: Tensor::from_vec(p.std.clone(), (1, d), device)?,
             },
+            l2: f64::NAN,
         })
     }
 
@@ -311,7 +437,7 @@ mod tests {
         .unwrap();
         let w = Var::from_tensor(&p.w).unwrap();
         let b = Var::from_tensor(&p.b).unwrap();
-        let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), cfg.l2).unwrap();
+        let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), p.l2()).unwrap();
         let g = loss.backward().unwrap();
         let gn: f32 = g
             .get(w.as_tensor())
@@ -326,6 +452,103 @@ mod tests {
             .unwrap();
         assert!(gn < 5e-3, "gradient norm at the solution {gn}");
         assert!(LinearProbe::fit(&x, &y[..5], 3, cfg).is_err());
+    }
+
+    #[test]
+    fn folds_keep_every_class_in_training() {
+        let labels = [0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 1];
+        let f = cv_folds(&labels, 5).unwrap();
+        assert_eq!(f, cv_folds(&labels, 5).unwrap(), "seeded");
+        assert_eq!(f[9], None, "the only row of class 2 stays in training");
+        for fold in 0..5 {
+            for c in 0..2 {
+                let kept = (0..labels.len())
+                    .filter(|&i| labels[i] == c && f[i] != Some(fold))
+                    .count();
+                assert!(kept >= 1, "fold {fold} holds out all of class {c}: {f:?}");
+            }
+        }
+        let held: usize = (0..5)
+            .map(|k| f.iter().filter(|&&g| g == Some(k)).count())
+            .max()
+            .unwrap();
+        assert!(held <= 3, "folds are dealt evenly: {f:?}");
+        assert_eq!(cv_folds(&[0, 1, 2], 5), None, "no class with two rows");
+        assert_eq!(cv_folds(&labels, 1), None);
+    }
+
+    #[test]
+    fn cross_validation_chooses_a_weak_penalty_when_a_strong_one_fails() {
+        // The class is the sign of a small signal s; feature 0 is s plus a large
+        // nuisance z, feature 1 is z alone. A strong penalty pulls the weights towards
+        // the class-mean difference (feature 0 only: noisy); a weak one finds
+        // feature 0 - feature 1 = s (separable).
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        let mut st = 9u64;
+        let mut u = || {
+            st = st
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((st >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for i in 0..200 {
+            let c = i % 2;
+            let s = if c == 1 { 0.5 } else { -0.5 } + 0.2 * u();
+            let z = 6.0 * u();
+            // plus 120 correlated features (a mix of 4 noise factors), where Adam at a
+            // constant rate can circle the strong-penalty optimum
+            let mut r = vec![s + z, z];
+            let f: Vec<f32> = (0..4).map(|_| u()).collect();
+            r.extend((0..120).map(|j| f[j % 4] * (1.0 + (j / 4) as f32 * 0.1) + 0.01 * u()));
+            rows.push(r);
+            y.push(c);
+        }
+        let x = features(&rows, &Device::Cpu).unwrap();
+        let acc = |p: &LinearProbe| {
+            p.predict(&x)
+                .unwrap()
+                .iter()
+                .zip(&y)
+                .filter(|(a, b)| a == b)
+                .count() as f64
+                / 200.0
+        };
+        let cfg = ProbeConfig::default();
+        let strong = LinearProbe::fit_l2(&x, &y, 2, cfg, 1.0).unwrap();
+        assert!(acc(&strong) < 0.8, "strong penalty {}", acc(&strong));
+        let chosen = LinearProbe::fit(&x, &y, 2, cfg).unwrap();
+        assert!(chosen.l2() <= 1e-2, "chose {}", chosen.l2());
+        assert!(acc(&chosen) > 0.95, "chosen penalty {}", acc(&chosen));
+        // converged at the strong penalty too
+        let yt = Tensor::from_vec(
+            y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            (200, 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let w = Var::from_tensor(&strong.w).unwrap();
+        let b = Var::from_tensor(&strong.b).unwrap();
+        let xs = strong.scaler.transform(&x).unwrap();
+        let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), 1.0).unwrap();
+        let g = loss.backward().unwrap();
+        let gn: f32 = g
+            .get(w.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(
+            gn < 1e-4,
+            "gradient norm at the strong-penalty solution {gn}"
+        );
+        let fixed = ProbeConfig { folds: 0, ..cfg };
+        assert_eq!(LinearProbe::fit(&x, &y, 2, fixed).unwrap().l2(), cfg.l2);
     }
 
     #[test]
@@ -374,6 +597,9 @@ pub struct FractionResult {
     pub fraction: f64,
     /// Training rows actually used.
     pub n_train: usize,
+    /// The probe's L2 strength (chosen by cross-validation on the training rows).
+    #[serde(default)]
+    pub l2: f64,
     /// Overall accuracy on the test rows.
     pub oa: f64,
     /// Macro F1 on the test rows.
@@ -416,6 +642,7 @@ pub fn label_fraction_probes(
         out.push(FractionResult {
             fraction: f,
             n_train: idx.len(),
+            l2: probe.l2(),
             oa: cm.overall_accuracy(),
             macro_f1: cm.macro_f1(),
             kappa: cm.kappa(),
