@@ -414,6 +414,32 @@ mod tests {
         (features(&rows, &Device::Cpu).unwrap(), labels)
     }
 
+    /// ‖∂objective/∂W‖ at a fitted probe's weights, with the probe's own λ (zero at
+    /// the optimum of the convex problem).
+    fn weight_gradient_norm(p: &LinearProbe, x: &Tensor, y: &[usize]) -> f32 {
+        let xs = p.scaler.transform(x).unwrap();
+        let yt = Tensor::from_vec(
+            y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            (y.len(), 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let w = Var::from_tensor(&p.w).unwrap();
+        let b = Var::from_tensor(&p.b).unwrap();
+        let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), p.l2()).unwrap();
+        let g = loss.backward().unwrap();
+        g.get(w.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     #[test]
     fn probe_converges_and_separates_blobs() {
         let (x, y) = blobs(40, 1);
@@ -428,28 +454,7 @@ mod tests {
             .count();
         assert_eq!(acc, 120);
         // At the optimum the gradient of the objective vanishes (convex problem).
-        let xs = p.scaler.transform(&x).unwrap();
-        let yt = Tensor::from_vec(
-            y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            (120, 1),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let w = Var::from_tensor(&p.w).unwrap();
-        let b = Var::from_tensor(&p.b).unwrap();
-        let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), p.l2()).unwrap();
-        let g = loss.backward().unwrap();
-        let gn: f32 = g
-            .get(w.as_tensor())
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let gn = weight_gradient_norm(&p, &x, &y);
         assert!(gn < 5e-3, "gradient norm at the solution {gn}");
         assert!(LinearProbe::fit(&x, &y[..5], 3, cfg).is_err());
     }
@@ -521,28 +526,7 @@ mod tests {
         assert!(chosen.l2() <= 1e-2, "chose {}", chosen.l2());
         assert!(acc(&chosen) > 0.95, "chosen penalty {}", acc(&chosen));
         // converged at the strong penalty too
-        let yt = Tensor::from_vec(
-            y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            (200, 1),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let w = Var::from_tensor(&strong.w).unwrap();
-        let b = Var::from_tensor(&strong.b).unwrap();
-        let xs = strong.scaler.transform(&x).unwrap();
-        let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), 1.0).unwrap();
-        let g = loss.backward().unwrap();
-        let gn: f32 = g
-            .get(w.as_tensor())
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let gn = weight_gradient_norm(&strong, &x, &y);
         assert!(
             gn < 1e-4,
             "gradient norm at the strong-penalty solution {gn}"
