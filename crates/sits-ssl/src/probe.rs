@@ -155,6 +155,60 @@ fn count_correct(predicted: &[usize], truth: &[usize]) -> usize {
     predicted.iter().zip(truth).filter(|(a, b)| a == b).count()
 }
 
+/// Weights `(d, classes)` and biases minimising `mean CE + λ/2 ‖W‖²` on standardised
+/// features `xs` `(N, d)`, one pair per λ of `l2s`, all fitted in one pass: the
+/// candidates' weights sit side by side in one `(d, k·classes)` matrix, and the
+/// gradient is written out (`∂/∂logits = (softmax − onehot) / N`, plus `λW`) instead
+/// of being taken by autograd. Adam is elementwise, so each candidate follows exactly
+/// the path it would follow alone: full batch, `cfg.iterations` steps, rate decaying
+/// from `cfg.lr` to zero on a cosine (a constant rate leaves Adam circling the
+/// optimum, worst with a strong penalty).
+fn fit_candidates(
+    xs: &Tensor,
+    labels: &[usize],
+    classes: usize,
+    cfg: ProbeConfig,
+    l2s: &[f64],
+) -> Result<Vec<(Tensor, Tensor)>> {
+    let (n, d) = xs.dims2()?;
+    let k = l2s.len();
+    let dev = xs.device();
+    let mut onehot = vec![0f32; n * classes];
+    for (i, &c) in labels.iter().enumerate() {
+        onehot[i * classes + c] = 1.0;
+    }
+    let onehot = Tensor::from_vec(onehot, (n, 1, classes), dev)?;
+    let lambda: Vec<f32> = l2s
+        .iter()
+        .flat_map(|&l| std::iter::repeat_n(l as f32, classes))
+        .collect();
+    let lambda = Tensor::from_vec(lambda, (1, k * classes), dev)?;
+    let xt = xs.t()?.contiguous()?;
+    let w = Var::zeros((d, k * classes), DType::F32, dev)?;
+    let b = Var::zeros((1, k * classes), DType::F32, dev)?;
+    let mut opt = AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], 0.0)?;
+    let steps = cfg.iterations.max(1) as f64;
+    for i in 0..cfg.iterations {
+        let logits = xs.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
+        let p = sits_models::nn::softmax_last(&logits.reshape((n, k, classes))?)?;
+        let dlogits = (p.broadcast_sub(&onehot)? / n as f64)?.reshape((n, k * classes))?;
+        let gw = (xt.matmul(&dlogits)? + w.as_tensor().broadcast_mul(&lambda)?)?;
+        let gb = dlogits.sum_keepdim(0)?;
+        let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / steps).cos());
+        opt.step_with(&[gw, gb], lr)?;
+    }
+    let (w, b) = (w.as_tensor().detach(), b.as_tensor().detach());
+    (0..k)
+        .map(|j| {
+            let cols = j * classes;
+            Ok((
+                w.narrow(1, cols, classes)?.contiguous()?,
+                b.narrow(1, cols, classes)?.flatten_all()?,
+            ))
+        })
+        .collect()
+}
+
 impl LinearProbe {
     /// Fits on features `(N, d)` with labels in `0..classes`, λ chosen by
     /// cross-validation as [`ProbeConfig::folds`] says.
@@ -193,8 +247,8 @@ impl LinearProbe {
                 continue;
             }
             let (xt, yt) = rows(&|g| g != Some(f))?;
-            for (k, &l2) in L2_CANDIDATES.iter().enumerate() {
-                let p = Self::fit_l2(&xt, &yt, classes, cfg, l2)?;
+            let fitted = Self::fit_each(&xt, &yt, classes, cfg, &L2_CANDIDATES)?;
+            for (k, p) in fitted.iter().enumerate() {
                 correct[k] += count_correct(&p.predict(&xv)?, &yv);
             }
         }
@@ -216,32 +270,33 @@ impl LinearProbe {
         cfg: ProbeConfig,
         l2: f64,
     ) -> Result<Self> {
-        let (n, d) = check_rows(x, labels, classes)?;
-        let dev = x.device().clone();
+        Self::fit_each(x, labels, classes, cfg, &[l2])?
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("linear probe: no probe fitted".into()))
+    }
+
+    /// One probe per λ of `l2s` on the same rows, fitted together (see
+    /// [`fit_candidates`]).
+    fn fit_each(
+        x: &Tensor,
+        labels: &[usize],
+        classes: usize,
+        cfg: ProbeConfig,
+        l2s: &[f64],
+    ) -> Result<Vec<Self>> {
+        check_rows(x, labels, classes)?;
         let scaler = Standardizer::fit(x)?;
-        let xs = scaler.transform(x)?;
-        let y = Tensor::from_vec(
-            labels.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            (n, 1),
-            &dev,
-        )?;
-        let w = Var::zeros((d, classes), DType::F32, &dev)?;
-        let b = Var::zeros(classes, DType::F32, &dev)?;
-        let mut opt = AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], 0.0)?;
-        // cosine decay to zero: a constant rate leaves Adam circling the optimum,
-        // worst with a strong penalty (steep objective)
-        let steps = cfg.iterations.max(1) as f64;
-        for i in 0..cfg.iterations {
-            let loss = Self::objective(&xs, &y, w.as_tensor(), b.as_tensor(), l2)?;
-            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / steps).cos());
-            opt.backward_step(&loss, lr)?;
-        }
-        Ok(Self {
-            w: w.as_tensor().detach(),
-            b: b.as_tensor().detach(),
-            scaler,
-            l2,
-        })
+        let fitted = fit_candidates(&scaler.transform(x)?, labels, classes, cfg, l2s)?;
+        Ok(fitted
+            .into_iter()
+            .zip(l2s)
+            .map(|((w, b), &l2)| Self {
+                w,
+                b,
+                scaler: scaler.clone(),
+                l2,
+            })
+            .collect())
     }
 
     /// The L2 strength the probe was fitted with (chosen by cross-validation or
@@ -250,7 +305,8 @@ impl LinearProbe {
         self.l2
     }
 
-    /// `mean CE + λ/2 ‖W‖²` on standardised features `xs` and labels `(N, 1)`.
+    /// `mean CE + λ/2 ‖W‖²` on standardised features `xs` and labels `(N, 1)`: the
+    /// objective the probe minimises (fitting uses its gradient in closed form).
     pub fn objective(xs: &Tensor, y: &Tensor, w: &Tensor, b: &Tensor, l2: f64) -> Result<Tensor> {
         let logits = xs.matmul(w)?.broadcast_add(b)?;
         let ce = log_softmax(&logits)?.gather(y, 1)?.neg()?.mean_all()?;
@@ -460,6 +516,69 @@ mod tests {
         let gn = weight_gradient_norm(&p, &x, &y);
         assert!(gn < 5e-3, "gradient norm at the solution {gn}");
         assert!(LinearProbe::fit(&x, &y[..5], 3, cfg).is_err());
+    }
+
+    #[test]
+    fn candidates_fitted_together_match_lone_fits_and_autograd() {
+        let (x, y) = blobs(15, 4);
+        let cfg = ProbeConfig {
+            iterations: 60,
+            ..ProbeConfig::default()
+        };
+        let l2s = [1e-3, 0.3, 1.0];
+        let together = LinearProbe::fit_each(&x, &y, 3, cfg, &l2s).unwrap();
+        for (p, &l2) in together.iter().zip(&l2s) {
+            assert_eq!(p.l2(), l2);
+            let alone = LinearProbe::fit_l2(&x, &y, 3, cfg, l2).unwrap();
+            let gap = (&p.w - &alone.w)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            // float rounding only: the matmuls see different column counts
+            assert!(gap < 1e-5, "λ {l2}: weights differ by {gap}");
+        }
+        // the same steps taken with autograd's gradient of the objective
+        let xs = together[1].scaler.transform(&x).unwrap();
+        let yt = Tensor::from_vec(
+            y.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            (y.len(), 1),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let w = Var::zeros((4, 3), DType::F32, &Device::Cpu).unwrap();
+        let b = Var::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        let mut opt =
+            AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], 0.0).unwrap();
+        for i in 0..cfg.iterations {
+            let loss = LinearProbe::objective(&xs, &yt, w.as_tensor(), b.as_tensor(), 0.3).unwrap();
+            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / 60.0).cos());
+            opt.backward_step(&loss, lr).unwrap();
+        }
+        let gap = (w.as_tensor() - &together[1].w)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            gap < 1e-4,
+            "hand-written gradient drifts from autograd's by {gap}"
+        );
+        let w_far = (w
+            .as_tensor()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>())
+        .unwrap();
+        assert!(w_far > 0.1, "the fit moved the weights: {w_far}");
     }
 
     #[test]

@@ -1,0 +1,40 @@
+//! Linear probe fitting on CPU: the evaluation every frozen-encoder result line pays
+//! for (five-fold cross-validation over five L2 strengths, then the final fit; 500
+//! full-batch iterations each).
+//!
+//! ```text
+//! cargo bench --bench probe
+//! ```
+//! - `probe_fit/cv5_1500xD_9`: 1,500 labelled rows (about the Mato Grosso training
+//!   set), 9 classes, `D` features (64: a pooled encoder; 640: ALISE's 10 x 64).
+#![allow(clippy::unwrap_used)]
+
+use candle_core::{Device, Tensor};
+use criterion::{criterion_group, criterion_main, Criterion};
+use sits::sits_ssl::probe::{LinearProbe, ProbeConfig};
+
+fn probe(c: &mut Criterion) {
+    sits::sits_core::memory::reuse_large_allocations();
+    let dev = Device::Cpu;
+    let mut g = c.benchmark_group("probe_fit");
+    g.sample_size(10);
+    let (n, classes) = (1500, 9);
+    let labels: Vec<usize> = (0..n).map(|i| i % classes).collect();
+    for d in [64usize, 640] {
+        // class means on the first coordinates plus unit noise: a problem that is
+        // neither separable nor hopeless
+        let noise = Tensor::randn(0f32, 1.0, (n, d), &dev).unwrap();
+        let mut shift = vec![0f32; n * d];
+        for (i, &c) in labels.iter().enumerate() {
+            shift[i * d + c] = 1.5;
+        }
+        let x = (noise + Tensor::from_vec(shift, (n, d), &dev).unwrap()).unwrap();
+        g.bench_function(format!("cv5_{n}x{d}_{classes}"), |b| {
+            b.iter(|| LinearProbe::fit(&x, &labels, classes, ProbeConfig::default()).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, probe);
+criterion_main!(benches);
