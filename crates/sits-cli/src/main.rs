@@ -214,6 +214,10 @@ struct SegmentArgs {
     /// U-TAE training epochs.
     #[arg(long, default_value_t = 12)]
     utae_epochs: usize,
+    /// Fine-tuning epochs of the pretrained U-BARN and its head (0: no fine-tuned
+    /// model).
+    #[arg(long, default_value_t = 1)]
+    finetune_epochs: usize,
     /// Keep the dates where at least this fraction of the image is cloud-free.
     #[arg(long, default_value_t = 0.05)]
     min_clear: f64,
@@ -833,6 +837,7 @@ fn segment_cmd(a: SegmentArgs, device: &str) -> Res<()> {
     let cfg = SegmentConfig {
         epochs: a.epochs,
         utae_epochs: a.utae_epochs,
+        finetune_epochs: a.finetune_epochs,
         min_clear: a.min_clear,
         seed: a.seed,
         save_encoder: Some(out.join("ubarn_pretrained.safetensors")),

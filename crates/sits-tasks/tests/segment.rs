@@ -5,7 +5,7 @@
 use candle_core::Device;
 use ndarray::Array2;
 use sits_tasks::segment::{
-    segment, write_outputs, SegmentConfig, SegmentationInput, RAW, UBARN, UTAE,
+    segment, write_outputs, SegmentConfig, SegmentationInput, RAW, UBARN, UBARN_FINETUNED, UTAE,
 };
 use sits_tasks::synthetic::{cube, SyntheticCube};
 
@@ -37,6 +37,7 @@ fn small() -> SegmentConfig {
     SegmentConfig {
         epochs: 1,
         utae_epochs: 1,
+        finetune_epochs: 1,
         head_steps: 10,
         pretrain_patch: 8,
         patch: 16,
@@ -52,7 +53,7 @@ fn every_model_is_trained_scored_and_written() {
     let s = segment(&inp, &small(), &dev).expect("segment");
     assert_eq!(s.dates_kept, (10, 10));
     assert_eq!(s.pixels, (256 - 64, 64));
-    assert_eq!(s.models.len(), 4);
+    assert_eq!(s.models.len(), 5);
     for m in &s.models {
         assert_eq!(m.prediction.dim(), (16, 16));
         assert_eq!(
@@ -70,6 +71,12 @@ fn every_model_is_trained_scored_and_written() {
     assert_eq!(s.pretrain_curve.len(), 1);
     assert_eq!(s.head_losses.len(), 10);
     assert!(s.utae_val_curve.is_empty(), "no validation unless asked");
+    assert!(
+        s.finetune_val_curve.is_empty(),
+        "no validation unless asked"
+    );
+    assert_eq!(s.finetune_curve.len(), 1);
+    assert!(s.result_line().contains(" ubarn_finetuned_miou=0."));
 
     let again = segment(&inp, &small(), &dev).expect("segment again");
     for (a, b) in s.models.iter().zip(&again.models) {
@@ -84,6 +91,7 @@ fn every_model_is_trained_scored_and_written() {
         "report.md",
         "results.json",
         "raw_probe.zarr",
+        "ubarn_finetuned.zarr",
     ] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
@@ -106,20 +114,43 @@ fn labels_of_another_size_or_without_a_test_split_are_refused() {
 }
 
 #[test]
-fn utae_validation_scores_every_epoch_on_held_out_training_cells() {
+fn validation_scores_every_epoch_of_both_supervised_models_on_held_out_training_cells() {
     let dev = Device::Cpu;
     let cfg = SegmentConfig {
         utae_epochs: 2,
+        finetune_epochs: 3,
         utae_validation: true,
         ..small()
     };
     let s = segment(&input(), &cfg, &dev).expect("segment");
     assert_eq!(s.utae_val_curve.len(), 2);
-    for (i, &(epoch, miou)) in s.utae_val_curve.iter().enumerate() {
-        assert_eq!(epoch, (i + 1) as f64);
-        assert!((0.0..=1.0).contains(&miou), "validation mIoU {miou}");
+    assert_eq!(s.finetune_val_curve.len(), 4, "epoch 0 (frozen) to 3");
+    for (curve, first) in [(&s.utae_val_curve, 1), (&s.finetune_val_curve, 0)] {
+        for (i, &(epoch, miou)) in curve.iter().enumerate() {
+            assert_eq!(epoch, (i + first) as f64);
+            assert!((0.0..=1.0).contains(&miou), "validation mIoU {miou}");
+        }
     }
+    let ft = s.model(UBARN_FINETUNED).expect("fine-tuned U-BARN");
+    assert_eq!(ft.confusion.total(), 64);
     // the test pixels are still the split's test pixels
     assert_eq!(s.pixels, (256 - 64, 64));
     assert_eq!(s.model(UTAE).expect("U-TAE").confusion.total(), 64);
+}
+
+#[test]
+fn no_fine_tuned_model_when_its_epochs_are_zero() {
+    let cfg = SegmentConfig {
+        finetune_epochs: 0,
+        ..small()
+    };
+    let s = segment(&input(), &cfg, &Device::Cpu).expect("segment");
+    assert_eq!(s.models.len(), 4);
+    assert!(s.model(UBARN_FINETUNED).is_none());
+    assert!(s.finetune_curve.is_empty());
+    assert!(
+        s.result_line().ends_with("ubarn_finetuned_miou=NaN"),
+        "{}",
+        s.result_line()
+    );
 }
