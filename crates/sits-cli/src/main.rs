@@ -111,9 +111,12 @@ enum Command {
         /// Number of clusters.
         #[arg(long, default_value_t = 6)]
         k: usize,
-        /// Seed of k-means.
+        /// Seed of k-means (of its first run; run r uses seed + r).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// k-means runs from different seedings; the one of lowest inertia is kept.
+        #[arg(long, default_value_t = 10)]
+        restarts: usize,
         /// Fit the centroids once on a sample of the embeddings store INPUT and save
         /// them as OUT/cluster_model.json, for the shards to assign with.
         #[arg(long)]
@@ -479,6 +482,7 @@ fn run(cli: Cli) -> Res<()> {
             encoder,
             k,
             seed,
+            restarts,
             fit,
             sample,
             shard,
@@ -486,6 +490,7 @@ fn run(cli: Cli) -> Res<()> {
             let cfg = ClusterConfig {
                 k,
                 seed,
+                restarts,
                 ..ClusterConfig::default()
             };
             if fit {

@@ -138,6 +138,39 @@ pub fn kmeans(
     })
 }
 
+/// The run of lowest inertia among `restarts` runs of [`kmeans`] seeded `seed`,
+/// `seed + 1`, ... (the first of equally low ones). One k-means++ seeding can settle
+/// in a poor local minimum; the inertia picks the best without reading any label
+/// (scikit-learn's `n_init`). `restarts = 1` is [`kmeans`] itself.
+pub fn kmeans_restarts(
+    points: &[Vec<f32>],
+    k: usize,
+    max_iter: usize,
+    seed: u64,
+    restarts: usize,
+) -> Result<KMeans, SslError> {
+    if restarts == 0 {
+        return Err(SslError::input(
+            "k-means",
+            "restarts = 0: at least one run is needed",
+        ));
+    }
+    use rayon::prelude::*;
+    // the runs in parallel, compared in seed order: the same result on any number
+    // of threads
+    let runs = (0..restarts as u64)
+        .into_par_iter()
+        .map(|r| kmeans(points, k, max_iter, seed.wrapping_add(r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut best = None::<KMeans>;
+    for km in runs {
+        if best.as_ref().is_none_or(|b| km.inertia < b.inertia) {
+            best = Some(km);
+        }
+    }
+    best.ok_or_else(|| SslError::input("k-means", "no run"))
+}
+
 /// Trajectories of pixels over years: `years[y][p]` is pixel `p`'s embedding in year
 /// `y`; the result has one row per pixel, the years concatenated in order.
 pub fn trajectories(years: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<f32>>, SslError> {
@@ -384,6 +417,33 @@ mod tests {
         assert_eq!(km, kmeans(&pts, 3, 100, 1).unwrap());
         assert!(kmeans(&pts, 0, 10, 1).is_err());
         assert!(kmeans(&pts, 61, 10, 1).is_err());
+    }
+
+    #[test]
+    fn restarts_keep_the_lowest_inertia() {
+        // four blobs, two of them close: single seedings disagree on some seeds
+        let mut pts = Vec::new();
+        for (cx, cy) in [(0.0f32, 0.0f32), (10.0, 0.0), (0.0, 10.0), (1.5, 0.0)] {
+            for i in 0..15 {
+                let a = i as f32 * 0.7;
+                pts.push(vec![cx + 0.4 * a.sin(), cy + 0.4 * a.cos()]);
+            }
+        }
+        let singles: Vec<f64> = (0..8)
+            .map(|s| kmeans(&pts, 4, 100, s).unwrap().inertia)
+            .collect();
+        let best = kmeans_restarts(&pts, 4, 100, 0, 8).unwrap();
+        let lowest = singles.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(
+            singles.iter().any(|&v| v > 1.5 * lowest),
+            "some single seeding should land in a worse minimum: {singles:?}"
+        );
+        assert_eq!(best.inertia, lowest, "singles {singles:?}");
+        assert_eq!(
+            kmeans_restarts(&pts, 4, 100, 3, 1).unwrap(),
+            kmeans(&pts, 4, 100, 3).unwrap()
+        );
+        assert!(kmeans_restarts(&pts, 4, 100, 0, 0).is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sits_core::dates::Timestamps;
 use sits_core::io::IfExists;
 use sits_data::zarr::{CubeChunks, DynStore, SharedCubeWriter, ZarrCube};
-use sits_ssl::cluster::{kmeans, nearest};
+use sits_ssl::cluster::{kmeans_restarts, nearest};
 use sits_ssl::probe::{features, LinearProbe, ProbeParts};
 
 use crate::changes::Distance;
@@ -192,7 +192,7 @@ pub fn fit_clusters(
         Some(s) => rows.iter().map(|r| s.apply(r)).collect(),
         None => rows,
     };
-    let km = kmeans(&x, cfg.k, cfg.max_iter, cfg.seed)?;
+    let km = kmeans_restarts(&x, cfg.k, cfg.max_iter, cfg.seed, cfg.restarts)?;
     Ok(ClusterModel {
         embeddings: what.to_string(),
         dims: emb.shape()[1],

@@ -5,7 +5,7 @@
 
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
-use sits_ssl::cluster::{adjusted_rand_index, kmeans, trajectories};
+use sits_ssl::cluster::{adjusted_rand_index, kmeans_restarts, trajectories};
 
 use crate::error::{Result, TaskError};
 use crate::input::Grid;
@@ -18,13 +18,22 @@ pub struct ClusterConfig {
     pub k: usize,
     /// Lloyd iterations at most.
     pub max_iter: usize,
-    /// Seed of the k-means++ initialisation.
+    /// Seed of the k-means++ initialisation (of the first run; run `r` uses
+    /// `seed + r`).
     pub seed: u64,
+    /// k-means runs from different seedings; the one of lowest inertia is kept
+    /// ([`sits_ssl::cluster::kmeans_restarts`]).
+    #[serde(default = "default_restarts")]
+    pub restarts: usize,
     /// Scale every feature to zero mean and unit variance over the rows first, so
     /// that no dimension dominates the distance.
     pub standardise: bool,
     /// Also cluster the trajectories of the pixels present in every period.
     pub trajectories: bool,
+}
+
+fn default_restarts() -> usize {
+    10
 }
 
 impl Default for ClusterConfig {
@@ -33,6 +42,7 @@ impl Default for ClusterConfig {
             k: 6,
             max_iter: 100,
             seed: 0,
+            restarts: default_restarts(),
             standardise: true,
             trajectories: true,
         }
@@ -128,7 +138,7 @@ pub fn cluster(rows: &[Vec<f32>], grid: &Grid, cfg: &ClusterConfig) -> Result<Cl
     } else {
         rows.to_vec()
     };
-    let km = kmeans(&x, cfg.k, cfg.max_iter, cfg.seed)?;
+    let km = kmeans_restarts(&x, cfg.k, cfg.max_iter, cfg.seed, cfg.restarts)?;
     let ari = ari_on_labelled(&km.assignment, &grid.labels())?;
     let mut sizes = vec![0usize; cfg.k];
     km.assignment.iter().for_each(|&c| sizes[c] += 1);
@@ -183,7 +193,7 @@ fn trajectory_clusters(
         })
         .collect();
     let traj = trajectories(&per_period)?;
-    let km = kmeans(&traj, cfg.k, cfg.max_iter, cfg.seed)?;
+    let km = kmeans_restarts(&traj, cfg.k, cfg.max_iter, cfg.seed, cfg.restarts)?;
     Ok(pixels
         .into_iter()
         .zip(km.assignment)
