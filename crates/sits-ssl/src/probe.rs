@@ -480,6 +480,18 @@ mod tests {
         (features(&rows, &Device::Cpu).unwrap(), labels)
     }
 
+    /// The largest elementwise difference of two tensors of one shape.
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// ‖∂objective/∂W‖ at a fitted probe's weights, with the probe's own λ (zero at
     /// the optimum of the convex problem).
     fn weight_gradient_norm(p: &LinearProbe, x: &Tensor, y: &[usize]) -> f32 {
@@ -530,14 +542,7 @@ mod tests {
         for (p, &l2) in together.iter().zip(&l2s) {
             assert_eq!(p.l2(), l2);
             let alone = LinearProbe::fit_l2(&x, &y, 3, cfg, l2).unwrap();
-            let gap = (&p.w - &alone.w)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let gap = max_abs_diff(&p.w, &alone.w);
             // float rounding only: the matmuls see different column counts
             assert!(gap < 1e-5, "λ {l2}: weights differ by {gap}");
         }
@@ -558,26 +563,12 @@ mod tests {
             let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / 60.0).cos());
             opt.backward_step(&loss, lr).unwrap();
         }
-        let gap = (w.as_tensor() - &together[1].w)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let gap = max_abs_diff(w.as_tensor(), &together[1].w);
         assert!(
             gap < 1e-4,
             "hand-written gradient drifts from autograd's by {gap}"
         );
-        let w_far = (w
-            .as_tensor()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>())
-        .unwrap();
+        let w_far = max_abs_diff(w.as_tensor(), &w.as_tensor().zeros_like().unwrap());
         assert!(w_far > 0.1, "the fit moved the weights: {w_far}");
     }
 

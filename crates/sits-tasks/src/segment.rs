@@ -334,6 +334,41 @@ impl DateHead {
     }
 }
 
+/// A trainer of every variable of `vars` for `epochs`: 10 warm-up steps to `lr`,
+/// cosine decay to `min_lr`, no checkpoint.
+fn trainer(
+    epochs: usize,
+    lr: f64,
+    min_lr: f64,
+    seed: u64,
+    vars: &VarMap,
+    buffers: &sits_models::Buffers,
+) -> candle_core::Result<Trainer> {
+    let cfg = TrainConfig {
+        epochs,
+        lr,
+        min_lr,
+        warmup_steps: 10,
+        seed,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
+    Trainer::new(cfg, vars, buffers, None)
+}
+
+/// Cross-entropy of class logits `(B, K, H, W)` against a labelled patch batch's
+/// classes (negative ones ignored), with the accuracy as a metric.
+fn labelled_loss(b: &SitsBatch, logits: &Tensor) -> candle_core::Result<ObjectiveOutput> {
+    let labels = b
+        .labels()
+        .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
+    let (loss, accuracy) = cross_entropy_ignore(logits, labels)?;
+    Ok(ObjectiveOutput {
+        loss,
+        metrics: vec![("accuracy".into(), accuracy)],
+    })
+}
+
 /// Shuffled patches with random flips and rotations and a random subset of `dates`
 /// dates per patch.
 fn loader(
@@ -552,21 +587,8 @@ pub fn segment(
         // variables and BatchNorm statistics (of the U-Net decoder) alike
         load_weights(path, &vm, &ctx.buffers)?;
     } else {
-        let mut tr = Trainer::new(
-            TrainConfig {
-                epochs: cfg.epochs,
-                lr: 2e-3,
-                min_lr: 1e-5,
-                warmup_steps: 10,
-                seed: cfg.seed,
-                checkpoint_every: 0,
-                ..TrainConfig::default()
-            },
-            &vm,
-            &ctx.buffers,
-            None,
-        )
-        .ctx("U-BARN pretraining")?;
+        let mut tr = trainer(cfg.epochs, 2e-3, 1e-5, cfg.seed, &vm, &ctx.buffers)
+            .ctx("U-BARN pretraining")?;
         tr.fit(&pre_ld, &mut obj).ctx("U-BARN pretraining")?;
         pretrain_curve = epoch_means(tr.history(), pre_ld.num_batches());
         if let Some(path) = &cfg.save_encoder {
@@ -668,31 +690,19 @@ pub fn segment(
             cfg.seed,
             &cube,
         )?;
-        let mut ftr = Trainer::new(
-            TrainConfig {
-                epochs: cfg.finetune_epochs,
-                lr: cfg.finetune_lr,
-                min_lr: cfg.finetune_lr / 100.0,
-                warmup_steps: 10,
-                seed: cfg.seed,
-                checkpoint_every: 0,
-                ..TrainConfig::default()
-            },
+        let lr = cfg.finetune_lr;
+        let mut ftr = trainer(
+            cfg.finetune_epochs,
+            lr,
+            lr / 100.0,
+            cfg.seed,
             &fvm,
             &ctx.buffers,
-            None,
         )
         .ctx("U-BARN fine-tuning")?;
         let mut ft = FnObjective::new("ubarn-finetune", |b: &SitsBatch, step, _rng| {
-            let labels = b
-                .labels()
-                .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
             let out = ubarn.forward(b.values(), &b.doy()?, b.pad_mask(), step.train)?;
-            let (loss, accuracy) = cross_entropy_ignore(&head.forward(&out.per_date)?, labels)?;
-            Ok(ObjectiveOutput {
-                loss,
-                metrics: vec![("accuracy".into(), accuracy)],
-            })
+            labelled_loss(b, &head.forward(&out.per_date)?)
         });
         let predict = || -> Result<Array2<i64>> {
             argmax_map(
@@ -740,32 +750,11 @@ pub fn segment(
     .ctx("building U-TAE")?;
     seeded_init(&uvm, cfg.seed + 20).ctx("seeding U-TAE")?;
     let start = Instant::now();
-    let mut utr = Trainer::new(
-        TrainConfig {
-            epochs: cfg.utae_epochs,
-            lr: 2e-3,
-            min_lr: 1e-5,
-            warmup_steps: 10,
-            seed: cfg.seed,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
-        },
-        &uvm,
-        &uctx.buffers,
-        None,
-    )
-    .ctx("U-TAE training")?;
-    // U-TAE's forward gives class logits directly (its own head): a loss in place
+    let mut utr = trainer(cfg.utae_epochs, 2e-3, 1e-5, cfg.seed, &uvm, &uctx.buffers)
+        .ctx("U-TAE training")?;
+    // U-TAE's forward gives class logits directly (its own head)
     let mut seg = FnObjective::new("utae-segmentation", |b: &SitsBatch, step, _rng| {
-        let labels = b
-            .labels()
-            .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
-        let (logits, _) = utae.forward(b.values(), b.days(), step.train)?;
-        let (loss, accuracy) = cross_entropy_ignore(&logits, labels)?;
-        Ok(ObjectiveOutput {
-            loss,
-            metrics: vec![("accuracy".into(), accuracy)],
-        })
+        labelled_loss(b, &utae.forward(b.values(), b.days(), step.train)?.0)
     });
     let mut utae_val_curve = Vec::new();
     if cfg.utae_validation {
