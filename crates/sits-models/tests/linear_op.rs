@@ -73,6 +73,24 @@ fn linear_matches_candle() {
 }
 
 #[test]
+fn tall_products_split_by_rows_match_candle() {
+    // from 1024 rows per thread the product runs as one band of rows per thread:
+    // 2, 3 and 4 threads, row counts that do not split evenly
+    for threads in [2, 3, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for (r, i, o) in [(4099, 33, 17), (3 * 1024 + 1, 128, 40)] {
+                check(r, i, o, true);
+                check(r, i, o, false);
+            }
+        });
+    }
+}
+
+#[test]
 fn frozen_input_or_weight_gets_no_gradient() {
     let x = tensor(&[12, 5], 1);
     let w = Var::from_tensor(&tensor(&[3, 5], 2)).unwrap();

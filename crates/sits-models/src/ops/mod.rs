@@ -101,6 +101,16 @@ fn matmul_into(a: Mat, b: Mat, dst: &mut [f32], threads: usize) -> Result<()> {
     matmul_acc_into(a, b, dst, false, threads)
 }
 
+/// Rows of the left operand per thread from which [`matmul_acc_into`] splits a product
+/// into one single-threaded product per thread on its own band of rows, instead of
+/// letting the `gemm` crate share out each block among the threads (which meet at a
+/// barrier per block). The per-date layers of the sequence models are tall, narrow
+/// products (23,552 x 128 by 128 x 384 in the pixel-transformer bench): split, the
+/// bench's forward pass went from 344 ms to 298 ms (`cargo bench --bench models --
+/// pixel_transformer`, the two builds alternated twice); L-TAE2d's did not move.
+/// Each output row is the same sum in the same order either way.
+const SPLIT_ROWS: usize = 1024;
+
 /// `dst = [dst +] a · b` (added to `dst`'s values when `accumulate`).
 fn matmul_acc_into(
     a: Mat,
@@ -118,6 +128,23 @@ fn matmul_acc_into(
             b.cols,
             dst.len()
         );
+    }
+    if threads > 1 && a.rows >= threads * SPLIT_ROWS {
+        // one single-threaded product per thread on its own band of rows
+        use rayon::prelude::*;
+        let per = a.rows.div_ceil(threads);
+        return dst
+            .par_chunks_mut(per * b.cols)
+            .enumerate()
+            .try_for_each(|(t, d)| {
+                let r0 = t * per;
+                let band = Mat {
+                    data: &a.data[r0 * a.rs..],
+                    rows: d.len() / b.cols,
+                    ..a
+                };
+                matmul_acc_into(band, b, d, accumulate, 1)
+            });
     }
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
