@@ -253,12 +253,14 @@ const TRANSPOSE_BLOCK: usize = 64;
 /// gradient band, channel-major with a row stride of a whole image, rewritten
 /// pixel-major.
 ///
-/// The weight gradient's matrix product reads the band with its channels as rows. In
-/// the channel-major layout the rows are an image apart, a power of two floats at the
-/// usual sizes (64 x 64 pixels: 16 KiB), and gathering them into the product's
-/// packed panels maps every row to the same cache sets; that packing was half the
-/// weight gradient's time (`perf`, `conv2d` bench). In the pixel-major copy the
-/// product reads each pixel's channels side by side and needs no gather.
+/// The `gemm` crate writes into a column-major destination and reads its left
+/// operand column-major; anything else it first gathers into packed panels. With
+/// the band channel-major, the weight gradient's product could only be posed with
+/// one gathered operand, and gemm chose the whole column buffer (`perf`, `conv2d`
+/// bench: that gather was a quarter of the forward + backward time, twice the weight
+/// gradient's arithmetic). From the pixel-major copy the product is posed with both
+/// operands at unit stride. Copying the band alone, with the product posed as
+/// before, changed nothing: the gather of the columns stayed.
 fn transpose_band(src: &[f32], o: usize, np: usize, stride: usize, dst: &mut [f32]) {
     for p0 in (0..np).step_by(TRANSPOSE_BLOCK) {
         let p1 = (p0 + TRANSPOSE_BLOCK).min(np);

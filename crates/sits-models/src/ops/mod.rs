@@ -108,7 +108,9 @@ fn matmul_into(a: Mat, b: Mat, dst: &mut [f32], threads: usize) -> Result<()> {
 /// products (23,552 x 128 by 128 x 384 in the pixel-transformer bench): split, the
 /// bench's forward pass went from 344 ms to 298 ms (`cargo bench --bench models --
 /// pixel_transformer`, the two builds alternated twice); L-TAE2d's did not move.
-/// Each output row is the same sum in the same order either way.
+/// Each output row comes from the same kernels; gemm's blocking depends on the
+/// product's size, so a row's sum may be grouped differently (float rounding: the
+/// quickstart's result line did not move).
 const SPLIT_ROWS: usize = 1024;
 
 /// `dst = [dst +] a · b` (added to `dst`'s values when `accumulate`).
