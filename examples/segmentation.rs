@@ -87,6 +87,10 @@ struct Args {
     /// (how `--utae-epochs` and `--finetune-epochs` were chosen).
     #[arg(long)]
     utae_validation: bool,
+    /// Weight every supervised model's loss by class ("balanced" weights of the
+    /// training pixels): heads, fine-tuning, U-TAE and the raw probe alike.
+    #[arg(long)]
+    class_balanced: bool,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -116,6 +120,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         save_encoder: Some(args.out.join("ubarn_pretrained.safetensors")),
         seed: args.seed,
         utae_validation: args.utae_validation,
+        class_balanced: args.class_balanced,
         ..SegmentConfig::default()
     };
     let dir = sits::bundled_data_dir().join(datasets::SLOVENIA_NDVI);
@@ -158,6 +163,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     for (epoch, miou) in &s.finetune_val_curve {
         println!("finetune_validation: epoch {epoch:.0} miou {miou:.4}");
+    }
+    for (model, miou) in &s.validation {
+        println!("validation: {model}: miou {miou:.4}");
     }
     println!(
         "\ntest blocks (IoU per class):\n{}",

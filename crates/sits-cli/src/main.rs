@@ -224,6 +224,10 @@ struct SegmentArgs {
     /// Keep the dates where at least this fraction of the image is cloud-free.
     #[arg(long, default_value_t = 0.05)]
     min_clear: f64,
+    /// Weight every supervised model's loss by class ("balanced" weights of the
+    /// training pixels), for rare classes that the mIoU counts as much as common ones.
+    #[arg(long)]
+    class_balanced: bool,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -844,6 +848,7 @@ fn segment_cmd(a: SegmentArgs, device: &str) -> Res<()> {
         utae_epochs: a.utae_epochs,
         finetune_epochs: a.finetune_epochs,
         min_clear: a.min_clear,
+        class_balanced: a.class_balanced,
         seed: a.seed,
         save_encoder: Some(out.join("ubarn_pretrained.safetensors")),
         ..SegmentConfig::default()

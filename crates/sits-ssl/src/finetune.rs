@@ -15,6 +15,20 @@ use sits_models::nn::log_softmax;
 ///
 /// Returns the loss and the accuracy of the argmax over the labelled entries.
 pub fn cross_entropy_ignore(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, f64)> {
+    weighted_cross_entropy_ignore(logits, labels, None)
+}
+
+/// [`cross_entropy_ignore`] with a weight per class, as PyTorch's
+/// `F.cross_entropy(logits, target, weight=w, ignore_index=-1)`: the mean of
+/// `w[y] · nll` over the labelled entries divided by the mean of `w[y]` (so uniform
+/// weights give the plain loss). `None` is the plain loss. The weights must be one
+/// per class, finite and not negative, and the labelled entries' sum positive.
+/// The accuracy returned is unweighted.
+pub fn weighted_cross_entropy_ignore(
+    logits: &Tensor,
+    labels: &Tensor,
+    class_weights: Option<&[f64]>,
+) -> Result<(Tensor, f64)> {
     let (rows, k) = match logits.rank() {
         2 => (logits.clone(), logits.dim(1)?),
         4 => {
@@ -55,10 +69,36 @@ pub fn cross_entropy_ignore(logits: &Tensor, labels: &Tensor) -> Result<(Tensor,
     let rows = rows.index_select(&idx, 0)?;
     let target: Vec<u32> = keep.iter().map(|&i| y[i as usize] as u32).collect();
     let target = Tensor::from_vec(target, (keep.len(), 1), rows.device())?;
-    let loss = log_softmax(&rows.to_dtype(DType::F32)?)?
+    let nll = log_softmax(&rows.to_dtype(DType::F32)?)?
         .gather(&target, 1)?
-        .neg()?
-        .mean_all()?;
+        .neg()?;
+    let loss = match class_weights {
+        None => nll.mean_all()?,
+        Some(cw) => {
+            if cw.len() != k {
+                candle_core::bail!("cross-entropy: {} class weights for {k} classes", cw.len());
+            }
+            if let Some((c, w)) = cw
+                .iter()
+                .enumerate()
+                .find(|(_, w)| !w.is_finite() || **w < 0.0)
+            {
+                candle_core::bail!(
+                    "cross-entropy: class weight {w} of class {c} is not a finite number >= 0"
+                );
+            }
+            let per_row: Vec<f32> = keep
+                .iter()
+                .map(|&i| cw[y[i as usize] as usize] as f32)
+                .collect();
+            let total: f64 = per_row.iter().map(|&v| v as f64).sum();
+            if total <= 0.0 {
+                candle_core::bail!("cross-entropy: the labelled entries' class weights sum to 0");
+            }
+            let per_row = Tensor::from_vec(per_row, (keep.len(), 1), rows.device())?;
+            (nll * per_row)?.sum_all()?.affine(1.0 / total, 0.0)?
+        }
+    };
     let pred: Vec<u32> = rows.argmax(1)?.to_vec1()?;
     let correct = pred
         .iter()
@@ -66,6 +106,33 @@ pub fn cross_entropy_ignore(logits: &Tensor, labels: &Tensor) -> Result<(Tensor,
         .filter(|(p, &i)| **p as i64 == y[i as usize])
         .count();
     Ok((loss, correct as f64 / keep.len() as f64))
+}
+
+/// Class weights `n / (K · n_c)` for the labelled entries of `labels` (negative
+/// labels ignored; `n_c` entries of class `c`, `n` in all, `K` classes present)
+/// over `classes` classes, as scikit-learn's `class_weight="balanced"`: every class
+/// present then carries the same total weight in a weighted loss.
+/// A class without entries gets weight 0; labels at or above `classes` are ignored
+/// here (the loss rejects them).
+pub fn balanced_class_weights(labels: impl IntoIterator<Item = i64>, classes: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; classes];
+    for l in labels {
+        if l >= 0 && (l as usize) < classes {
+            counts[l as usize] += 1;
+        }
+    }
+    let n: usize = counts.iter().sum();
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                n as f64 / (present as f64 * c as f64)
+            }
+        })
+        .collect()
 }
 
 /// Supervised classification as an [`Objective`]: `head` on the encoder's

@@ -84,6 +84,14 @@ pub struct ProbeConfig {
     /// class with a single labelled row always stay in training.
     #[serde(default = "default_folds")]
     pub folds: usize,
+    /// Weight each training row by its class's balanced weight
+    /// ([`crate::finetune::balanced_class_weights`], scikit-learn's
+    /// `class_weight="balanced"`): every class then counts the same in the loss and
+    /// in the cross-validated choice of λ, which then maximises the weighted share of
+    /// correct held-out rows (balanced accuracy) instead of plain accuracy. For
+    /// metrics that average over classes (mIoU, macro F1) with rare classes.
+    #[serde(default)]
+    pub balanced: bool,
 }
 
 fn default_folds() -> usize {
@@ -97,6 +105,7 @@ impl Default for ProbeConfig {
             iterations: 500,
             lr: 0.05,
             folds: default_folds(),
+            balanced: false,
         }
     }
 }
@@ -178,6 +187,15 @@ fn fit_candidates(
         onehot[i * classes + c] = 1.0;
     }
     let onehot = Tensor::from_vec(onehot, (n, 1, classes), dev)?;
+    // each row's share of the loss: 1/n, or its class weight over the rows' sum
+    let row_share = if cfg.balanced {
+        let cw = crate::finetune::balanced_class_weights(labels.iter().map(|&c| c as i64), classes);
+        let total: f64 = labels.iter().map(|&c| cw[c]).sum();
+        let share: Vec<f32> = labels.iter().map(|&c| (cw[c] / total) as f32).collect();
+        Some(Tensor::from_vec(share, (n, 1, 1), dev)?)
+    } else {
+        None
+    };
     let lambda: Vec<f32> = l2s
         .iter()
         .flat_map(|&l| std::iter::repeat_n(l as f32, classes))
@@ -191,7 +209,12 @@ fn fit_candidates(
     for i in 0..cfg.iterations {
         let logits = xs.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
         let p = sits_models::nn::softmax_last(&logits.reshape((n, k, classes))?)?;
-        let dlogits = (p.broadcast_sub(&onehot)? / n as f64)?.reshape((n, k * classes))?;
+        let diff = p.broadcast_sub(&onehot)?;
+        let dlogits = match &row_share {
+            None => (diff / n as f64)?,
+            Some(share) => diff.broadcast_mul(share)?,
+        }
+        .reshape((n, k * classes))?;
         let gw = (xt.matmul(&dlogits)? + w.as_tensor().broadcast_mul(&lambda)?)?;
         let gb = dlogits.sum_keepdim(0)?;
         let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / steps).cos());
@@ -240,7 +263,9 @@ impl LinearProbe {
             let it = Tensor::from_vec(idx, n, x.device())?;
             Ok((x.index_select(&it, 0)?, y))
         };
-        let mut correct = [0usize; L2_CANDIDATES.len()];
+        // a correct held-out row counts 1, or its class's balanced weight
+        let cw = crate::finetune::balanced_class_weights(labels.iter().map(|&c| c as i64), classes);
+        let mut correct = [0f64; L2_CANDIDATES.len()];
         for f in 0..cfg.folds {
             let (xv, yv) = rows(&|g| g == Some(f))?;
             if yv.is_empty() {
@@ -249,7 +274,16 @@ impl LinearProbe {
             let (xt, yt) = rows(&|g| g != Some(f))?;
             let fitted = Self::fit_each(&xt, &yt, classes, cfg, &L2_CANDIDATES)?;
             for (k, p) in fitted.iter().enumerate() {
-                correct[k] += count_correct(&p.predict(&xv)?, &yv);
+                correct[k] += if cfg.balanced {
+                    p.predict(&xv)?
+                        .iter()
+                        .zip(&yv)
+                        .filter(|(a, b)| a == b)
+                        .map(|(_, &c)| cw[c])
+                        .sum()
+                } else {
+                    count_correct(&p.predict(&xv)?, &yv) as f64
+                };
             }
         }
         // the most correct rows; a tie goes to the stronger penalty
@@ -570,6 +604,53 @@ mod tests {
         );
         let w_far = max_abs_diff(w.as_tensor(), &w.as_tensor().zeros_like().unwrap());
         assert!(w_far > 0.1, "the fit moved the weights: {w_far}");
+    }
+
+    #[test]
+    fn balanced_rows_lift_a_rare_class() {
+        // two overlapping classes in one dimension, the second 15 times rarer
+        let mut u = uniform(9);
+        let (mut rows, mut y) = (Vec::new(), Vec::new());
+        for i in 0..320 {
+            let c = usize::from(i % 16 == 0);
+            rows.push(vec![u() * 4.0 + c as f32 * 1.5, u()]);
+            y.push(c);
+        }
+        let x = features(&rows, &Device::Cpu).unwrap();
+        let recall = |balanced: bool| {
+            let cfg = ProbeConfig {
+                iterations: 200,
+                folds: 0,
+                balanced,
+                ..ProbeConfig::default()
+            };
+            let p = LinearProbe::fit(&x, &y, 2, cfg)
+                .unwrap()
+                .predict(&x)
+                .unwrap();
+            let hit = p.iter().zip(&y).filter(|(a, b)| **b == 1 && a == b).count();
+            hit as f64 / 20.0
+        };
+        let (plain, balanced) = (recall(false), recall(true));
+        assert!(plain < 0.4, "plain probe's rare-class recall {plain}");
+        assert!(
+            balanced > 0.6,
+            "balanced probe's rare-class recall {balanced}"
+        );
+
+        // with equal classes, balanced rows are the plain 1/n rows
+        let (xb, yb) = blobs(20, 4);
+        let fit = |balanced| {
+            let cfg = ProbeConfig {
+                iterations: 60,
+                balanced,
+                ..ProbeConfig::default()
+            };
+            LinearProbe::fit(&xb, &yb, 3, cfg).unwrap()
+        };
+        let (a, b) = (fit(false), fit(true));
+        assert_eq!(a.l2(), b.l2());
+        assert!(max_abs_diff(&a.w, &b.w) < 1e-5);
     }
 
     #[test]

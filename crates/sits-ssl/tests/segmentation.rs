@@ -21,7 +21,9 @@ use sits_data::Loader;
 use sits_models::nn::seeded_init;
 use sits_models::{Ctx, Ubarn, UbarnConfig};
 use sits_ssl::bert::{corrupt, Corruption};
-use sits_ssl::finetune::cross_entropy_ignore;
+use sits_ssl::finetune::{
+    balanced_class_weights, cross_entropy_ignore, weighted_cross_entropy_ignore,
+};
 use sits_ssl::train::{TrainConfig, Trainer};
 use sits_ssl::ubarn::CubeMaskedReconstruction;
 
@@ -106,6 +108,63 @@ fn pixel_cross_entropy_matches_pytorch_with_ignore_index() {
         .filter(|(p, &l)| l >= 0 && **p as i64 == l)
         .count();
     assert!((acc - hits as f64 / counted as f64).abs() < 1e-12);
+}
+
+#[test]
+fn class_weighted_cross_entropy_matches_pytorch() {
+    let scalars: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx("scalars.json")).unwrap()).unwrap();
+    let target = read_npy(&fx("ce_target.npy")).unwrap();
+    let shape = target.shape().to_vec();
+    let y: Vec<i64> = target.to_f32().iter().map(|&v| v as i64).collect();
+    let labels = Tensor::from_vec(y.clone(), shape, &Device::Cpu).unwrap();
+    let weights = |name: &str| -> Vec<f64> {
+        scalars["weighted"][name]["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    // the balanced weights computed here are PyTorch's fixture's
+    let balanced = balanced_class_weights(y.iter().copied(), 4);
+    for (a, b) in balanced.iter().zip(weights("balanced")) {
+        assert!((a - b).abs() < 1e-12, "{balanced:?}");
+    }
+    let (plain, _) = cross_entropy_ignore(&npy_f32("ce_logits.npy"), &labels).unwrap();
+    for name in ["fixed", "balanced"] {
+        let logits = Var::from_tensor(&npy_f32("ce_logits.npy")).unwrap();
+        let w = weights(name);
+        let (loss, acc) =
+            weighted_cross_entropy_ignore(logits.as_tensor(), &labels, Some(&w)).unwrap();
+        let want = scalars["weighted"][name]["ce"].as_f64().unwrap();
+        let got = loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{name}: {got} vs {want}");
+        // the weights change the loss (the fixture's weights are not uniform)
+        assert!((got - plain.to_scalar::<f32>().unwrap() as f64).abs() > 1e-3);
+        let grads = loss.backward().unwrap();
+        let g = grads.get(logits.as_tensor()).unwrap();
+        assert!(
+            max_diff(g, &npy_f32(&format!("ce_{name}_grad.npy"))) < 1e-5,
+            "{name}"
+        );
+        assert!(acc > 0.0 && acc < 1.0);
+    }
+    // weights of the wrong length or sign are refused, by name
+    let logits = npy_f32("ce_logits.npy");
+    let e = weighted_cross_entropy_ignore(&logits, &labels, Some(&[1.0; 3])).unwrap_err();
+    assert!(
+        e.to_string().contains("3 class weights for 4 classes"),
+        "{e}"
+    );
+    let e =
+        weighted_cross_entropy_ignore(&logits, &labels, Some(&[1.0, -1.0, 1.0, 1.0])).unwrap_err();
+    assert!(e.to_string().contains("class 1"), "{e}");
+    let e = weighted_cross_entropy_ignore(&logits, &labels, Some(&[0.0; 4])).unwrap_err();
+    assert!(e.to_string().contains("sum to 0"), "{e}");
+    // a class that never occurs gets weight 0; the others share the total equally
+    let w = balanced_class_weights([0i64, 0, 0, 2, -1, 9], 3);
+    assert_eq!(w, vec![4.0 / 6.0, 0.0, 4.0 / 2.0]);
 }
 
 #[test]

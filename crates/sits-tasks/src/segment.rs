@@ -42,7 +42,7 @@ use sits_models::utae::Norm;
 use sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
 use sits_repr::render::{label_color, RgbImage};
 use sits_ssl::bert::Corruption;
-use sits_ssl::finetune::cross_entropy_ignore;
+use sits_ssl::finetune::{balanced_class_weights, weighted_cross_entropy_ignore};
 use sits_ssl::metrics::ConfusionMatrix;
 use sits_ssl::optim::AdamW;
 use sits_ssl::probe::{features, LinearProbe, ProbeConfig};
@@ -109,6 +109,15 @@ pub struct SegmentConfig {
     /// and `finetune_epochs` without looking at the test pixels.
     #[serde(default)]
     pub utae_validation: bool,
+    /// Weight every supervised model's loss by class, scikit-learn's "balanced"
+    /// weights of the training pixels (the heads, fine-tuning, U-TAE and the raw
+    /// probe alike): the rare classes then count as much as the common ones, as in
+    /// the mIoU. Off by default: on the example's validation cells (seeds 0, 1, 2,
+    /// the same pretrained encoders) it moved the head on the frozen U-BARN from
+    /// 0.5375 / 0.5188 / 0.5341 to 0.5284 / 0.5350 / 0.5156 and the raw probe from
+    /// 0.5337 to 0.5167.
+    #[serde(default)]
+    pub class_balanced: bool,
 }
 
 /// Chosen on the validation cells of the `segmentation` example (seed 0, the frozen
@@ -155,6 +164,7 @@ impl Default for SegmentConfig {
             },
             seed: 0,
             utae_validation: false,
+            class_balanced: false,
         }
     }
 }
@@ -195,6 +205,10 @@ pub struct Segmentation {
     /// epoch 0 (the head on the frozen encoder, where fine-tuning starts; empty
     /// unless [`SegmentConfig::utae_validation`]).
     pub finetune_val_curve: Vec<(f64, f64)>,
+    /// Each model's mIoU on the validation cells at the end of its training, in the
+    /// order of [`Segmentation::models`] (empty unless
+    /// [`SegmentConfig::utae_validation`]).
+    pub validation: Vec<(String, f64)>,
     /// Head loss per step (on the pretrained U-BARN).
     pub head_losses: Vec<f64>,
     /// Wall-clock seconds in all.
@@ -322,11 +336,16 @@ impl DateHead {
         per_date: &Tensor,
         train_labels: &Tensor,
         steps: usize,
+        class_weights: Option<&[f64]>,
     ) -> candle_core::Result<Vec<f64>> {
         let mut opt = AdamW::from_varmap(&self.vars, 1e-2)?;
         let mut losses = Vec::with_capacity(steps);
         for _ in 0..steps {
-            let (loss, _) = cross_entropy_ignore(&self.forward(per_date)?, train_labels)?;
+            let (loss, _) = weighted_cross_entropy_ignore(
+                &self.forward(per_date)?,
+                train_labels,
+                class_weights,
+            )?;
             opt.backward_step(&loss, 3e-3)?;
             losses.push(loss.to_scalar::<f32>()? as f64);
         }
@@ -357,12 +376,17 @@ fn trainer(
 }
 
 /// Cross-entropy of class logits `(B, K, H, W)` against a labelled patch batch's
-/// classes (negative ones ignored), with the accuracy as a metric.
-fn labelled_loss(b: &SitsBatch, logits: &Tensor) -> candle_core::Result<ObjectiveOutput> {
+/// classes (negative ones ignored; weighted by class when `class_weights` are
+/// given), with the accuracy as a metric.
+fn labelled_loss(
+    b: &SitsBatch,
+    logits: &Tensor,
+    class_weights: Option<&[f64]>,
+) -> candle_core::Result<ObjectiveOutput> {
     let labels = b
         .labels()
         .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
-    let (loss, accuracy) = cross_entropy_ignore(logits, labels)?;
+    let (loss, accuracy) = weighted_cross_entropy_ignore(logits, labels, class_weights)?;
     Ok(ObjectiveOutput {
         loss,
         metrics: vec![("accuracy".into(), accuracy)],
@@ -531,6 +555,10 @@ pub fn segment(
         |(y, x)| if is_val(y, x) { train_map[[y, x]] } else { -1 },
     );
     let count = |m: &Array2<i64>| m.iter().filter(|&&c| c >= 0).count();
+    let weights = cfg
+        .class_balanced
+        .then(|| balanced_class_weights(sup_train_map.iter().copied(), classes));
+    let class_weights = weights.as_deref();
     let score = |name: &str, pred: Array2<i64>, seconds: f64| -> Result<ModelResult> {
         let tr: Vec<i64> = test_map.iter().copied().collect();
         let p: Vec<i64> = pred.iter().copied().collect();
@@ -612,7 +640,7 @@ pub fn segment(
         let head =
             DateHead::new(t, cfg.ubarn.d_model, classes, seed, dev).ctx("building the head")?;
         let losses = head
-            .fit_frozen(&maps, &train_full, cfg.head_steps)
+            .fit_frozen(&maps, &train_full, cfg.head_steps, class_weights)
             .ctx("training the head")?;
         let logits = head.forward(&maps).ctx("the head")?;
         Ok((
@@ -702,7 +730,7 @@ pub fn segment(
         .ctx("U-BARN fine-tuning")?;
         let mut ft = FnObjective::new("ubarn-finetune", |b: &SitsBatch, step, _rng| {
             let out = ubarn.forward(b.values(), &b.doy()?, b.pad_mask(), step.train)?;
-            labelled_loss(b, &head.forward(&out.per_date)?)
+            labelled_loss(b, &head.forward(&out.per_date)?, class_weights)
         });
         let predict = || -> Result<Array2<i64>> {
             argmax_map(
@@ -754,7 +782,11 @@ pub fn segment(
         .ctx("U-TAE training")?;
     // U-TAE's forward gives class logits directly (its own head)
     let mut seg = FnObjective::new("utae-segmentation", |b: &SitsBatch, step, _rng| {
-        labelled_loss(b, &utae.forward(b.values(), b.days(), step.train)?.0)
+        labelled_loss(
+            b,
+            &utae.forward(b.values(), b.days(), step.train)?.0,
+            class_weights,
+        )
     });
     let mut utae_val_curve = Vec::new();
     if cfg.utae_validation {
@@ -791,7 +823,7 @@ pub fn segment(
         })
         .collect();
     let train_idx: Vec<usize> = (0..h * w)
-        .filter(|&k| train_map[[k / w, k % w]] >= 0)
+        .filter(|&k| sup_train_map[[k / w, k % w]] >= 0)
         .collect();
     let xtr = features(
         &train_idx
@@ -803,24 +835,38 @@ pub fn segment(
     .ctx("raw features")?;
     let ytr: Vec<usize> = train_idx
         .iter()
-        .map(|&k| train_map[[k / w, k % w]] as usize)
+        .map(|&k| sup_train_map[[k / w, k % w]] as usize)
         .collect();
-    let probe = LinearProbe::fit(&xtr, &ytr, classes, ProbeConfig::default()).ctx("raw probe")?;
+    let probe_cfg = ProbeConfig {
+        balanced: cfg.class_balanced,
+        ..ProbeConfig::default()
+    };
+    let probe = LinearProbe::fit(&xtr, &ytr, classes, probe_cfg).ctx("raw probe")?;
     let all = probe
         .predict(&features(&rows, dev).ctx("raw features")?)
         .ctx("raw probe")?;
     let raw_pred = Array2::from_shape_fn((h, w), |(y, x)| all[y * w + x] as i64);
     let raw_result = score(RAW, raw_pred, start.elapsed().as_secs_f64())?;
 
+    let models: Vec<ModelResult> = [Some(ubarn_result), Some(random_result), finetuned]
+        .into_iter()
+        .flatten()
+        .chain([utae_result, raw_result])
+        .collect();
+    let validation = if cfg.utae_validation {
+        models
+            .iter()
+            .map(|m| Ok((m.name.clone(), validation_miou(&m.prediction)?)))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     Ok(Segmentation {
         dates_kept: (t, t_all),
         pixels: (count(&train_map), count(&test_map)),
         utae_val_curve,
-        models: [Some(ubarn_result), Some(random_result), finetuned]
-            .into_iter()
-            .flatten()
-            .chain([utae_result, raw_result])
-            .collect(),
+        validation,
+        models,
         finetune_curve,
         finetune_val_curve,
         pretrain_curve,

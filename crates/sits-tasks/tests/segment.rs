@@ -131,6 +131,18 @@ fn validation_scores_every_epoch_of_both_supervised_models_on_held_out_training_
             assert!((0.0..=1.0).contains(&miou), "validation mIoU {miou}");
         }
     }
+    // every model scored once on the validation cells, in the models' order; the
+    // fine-tuned model's score is the last point of its curve
+    let names: Vec<&str> = s.validation.iter().map(|(n, _)| n.as_str()).collect();
+    let models: Vec<&str> = s.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, models);
+    let ft_val = s
+        .validation
+        .iter()
+        .find(|(n, _)| n == UBARN_FINETUNED)
+        .unwrap()
+        .1;
+    assert_eq!(ft_val, s.finetune_val_curve[3].1);
     let ft = s.model(UBARN_FINETUNED).expect("fine-tuned U-BARN");
     assert_eq!(ft.confusion.total(), 64);
     // the test pixels are still the split's test pixels
@@ -146,6 +158,7 @@ fn no_fine_tuned_model_when_its_epochs_are_zero() {
     };
     let s = segment(&input(), &cfg, &Device::Cpu).expect("segment");
     assert_eq!(s.models.len(), 4);
+    assert!(s.validation.is_empty(), "no validation cells held out");
     assert!(s.model(UBARN_FINETUNED).is_none());
     assert!(s.finetune_curve.is_empty());
     assert!(
