@@ -39,6 +39,7 @@ use clap::Parser;
 use ndarray::Array2;
 use sits::sits_data::datasets::{self, SloveniaNdvi};
 use sits::sits_data::io_util::prepare_run_dir;
+use sits::sits_models::UbarnConfig;
 use sits::tasks::segment::{segment, table, write_outputs, SegmentConfig, SegmentationInput};
 
 /// U-BARN (self-supervised) vs U-TAE (from scratch) vs raw per-pixel probe.
@@ -91,6 +92,13 @@ struct Args {
     /// training pixels): heads, fine-tuning, U-TAE and the raw probe alike.
     #[arg(long)]
     class_balanced: bool,
+    /// The U-BARN encoder: `small` (widths 16/32/32, d_model 32, 2 pre-norm
+    /// layers: the default, what the result line was measured with) or
+    /// `published` (`UbarnConfig::preset`: the sizes of Dumeur et al.'s public
+    /// configuration, widths 64/64/64/128, d_model 64, 3 post-norm layers, dropout
+    /// 0.1; about N times slower to pretrain).
+    #[arg(long, default_value = "small")]
+    ubarn: String,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -122,6 +130,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         utae_validation: args.utae_validation,
         class_balanced: args.class_balanced,
         ..SegmentConfig::default()
+    };
+    let cfg = match args.ubarn.as_str() {
+        "small" => cfg,
+        "published" => SegmentConfig {
+            ubarn: UbarnConfig::preset(1),
+            ..cfg
+        },
+        other => {
+            return Err(format!("--ubarn {other}: expected `small` or `published`").into());
+        }
     };
     let dir = sits::bundled_data_dir().join(datasets::SLOVENIA_NDVI);
     let slo = SloveniaNdvi::load(&dir)?;

@@ -159,6 +159,48 @@ impl SitsBatch {
         Ok(self)
     }
 
+    /// The same batch with every date that has no valid observation in its sample
+    /// (no valid pixel of a patch, or an invalid date of a pixel series) also
+    /// flagged as padding; a sample none of whose dates is valid keeps its own pad
+    /// flags (a model needs at least one date per sample). Without a validity mask
+    /// the batch is returned as it is.
+    ///
+    /// For models that normalise each date's image (U-BARN's per-date U-Net with
+    /// GroupNorm): an empty date is a constant image (collated to zeros), whose
+    /// normalisation divides by `sqrt(eps)` and multiplies the gradient by about
+    /// 300 at every normalisation layer; stacked, the gradient of the biases
+    /// before them overflows. U-TAE skips such dates itself (all values equal to its
+    /// pad value); padded dates skip U-BARN's U-Net.
+    pub fn with_empty_dates_as_padding(mut self) -> Result<Self> {
+        let Some(valid) = &self.valid else {
+            return Ok(self);
+        };
+        let (b, t) = (self.values.dims()[0], self.values.dims()[1]);
+        let any_valid: Vec<u8> = valid
+            .reshape((b, t, ()))?
+            .max(2)?
+            .flatten_all()?
+            .to_vec1()?;
+        let mut pad: Vec<u8> = self.pad_mask.flatten_all()?.to_vec1()?;
+        let mut changed = false;
+        for i in 0..b {
+            let row = i * t..(i + 1) * t;
+            if any_valid[row.clone()].iter().all(|&v| v == 0) {
+                continue;
+            }
+            for k in row {
+                if any_valid[k] == 0 && pad[k] == 0 {
+                    pad[k] = 1;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.pad_mask = Tensor::from_vec(pad, (b, t), self.pad_mask.device())?;
+        }
+        Ok(self)
+    }
+
     /// Adds labels, `(B)` (one class per item) or `(B,H,W)` (one per pixel), i64.
     pub fn with_labels(mut self, labels: Tensor) -> Result<Self> {
         let d = self.values.dims();
@@ -357,5 +399,53 @@ mod tests {
             vec![vec![31.0, 153.0, 0.0]]
         );
         assert_eq!(b.pad_mask().to_vec2::<u8>().unwrap(), vec![vec![0, 0, 1]]);
+    }
+
+    #[test]
+    fn empty_dates_become_padding() {
+        let dev = Device::Cpu;
+        let v = Tensor::zeros((3, 4, 1, 1, 2), DType::F32, &dev).unwrap();
+        let pad = [
+            [false, false, false, true],
+            [false, false, false, false],
+            [false, false, true, true],
+        ];
+        let batch =
+            SitsBatch::from_days(v, &[[0i64, 1, 2, 3]; 3], &pad, reference(), &dev).unwrap();
+        // without validity nothing changes
+        let same = batch.clone().with_empty_dates_as_padding().unwrap();
+        assert_eq!(
+            same.pad_mask().to_vec2::<u8>().unwrap(),
+            batch.pad_mask().to_vec2::<u8>().unwrap()
+        );
+        // sample 0: date 1 has no valid pixel, date 2 one of two; sample 1: no
+        // valid date at all (keeps its flags); sample 2: date 0 empty
+        let valid = Tensor::new(
+            &[
+                [[[1u8, 1]], [[0, 0]], [[0, 1]], [[0, 0]]],
+                [[[0, 0]], [[0, 0]], [[0, 0]], [[0, 0]]],
+                [[[0, 0]], [[1, 0]], [[0, 0]], [[0, 0]]],
+            ],
+            &dev,
+        )
+        .unwrap();
+        let b = batch
+            .with_valid(valid)
+            .unwrap()
+            .with_empty_dates_as_padding()
+            .unwrap();
+        assert_eq!(
+            b.pad_mask().to_vec2::<u8>().unwrap(),
+            vec![vec![0, 1, 0, 1], vec![0, 0, 0, 0], vec![1, 0, 1, 1]]
+        );
+        // pixel series: validity (B, T)
+        let v = Tensor::zeros((1, 3, 2), DType::F32, &dev).unwrap();
+        let s = SitsBatch::from_days(v, &[[0i64, 1, 2]], &[[false; 3]], reference(), &dev)
+            .unwrap()
+            .with_valid(Tensor::new(&[[1u8, 0, 1]], &dev).unwrap())
+            .unwrap()
+            .with_empty_dates_as_padding()
+            .unwrap();
+        assert_eq!(s.pad_mask().to_vec2::<u8>().unwrap(), vec![vec![0, 1, 0]]);
     }
 }

@@ -421,8 +421,11 @@ impl Ubarn {
 }
 
 impl Encoder for Ubarn {
-    /// Pooled maps `(B, d, H, W)` of a cube batch, day of year as positions.
+    /// Pooled maps `(B, d, H, W)` of a cube batch, day of year as positions; dates
+    /// without any valid pixel in a sample count as padding
+    /// ([`SitsBatch::with_empty_dates_as_padding`]).
     fn encode(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
+        let batch = batch.clone().with_empty_dates_as_padding()?;
         Ok(self
             .forward(batch.values(), &batch.doy()?, batch.pad_mask(), train)?
             .pooled)

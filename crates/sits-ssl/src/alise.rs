@@ -53,7 +53,12 @@ impl DateEncoder for PixelTransformer {
 }
 
 impl DateEncoder for Ubarn {
+    /// Per-date vectors of every pixel; dates without any valid pixel in a sample
+    /// skip the U-Net as padding ([`SitsBatch::with_empty_dates_as_padding`]): give
+    /// the projector a batch converted the same way (the objective does), as their
+    /// vectors are not meaningful.
     fn date_vectors(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
+        let batch = batch.clone().with_empty_dates_as_padding()?;
         let z = self
             .forward(batch.values(), &batch.doy()?, batch.pad_mask(), train)?
             .per_date; // (B, T, d, H, W)
@@ -290,6 +295,14 @@ impl Objective for Alise<'_> {
         step: &Step,
         rng: &mut dyn RngCore,
     ) -> Result<ObjectiveOutput> {
+        // patches: a date without any valid pixel is padding (U-BARN skips it)
+        let converted;
+        let batch = if batch.layout() == BatchLayout::Patch {
+            converted = batch.clone().with_empty_dates_as_padding()?;
+            &converted
+        } else {
+            batch
+        };
         let pad: Vec<Vec<u8>> = batch.pad_mask().to_dtype(DType::U8)?.to_vec2()?;
         let (pa, pb) = split_dates(&pad, self.view_fraction, rng);
         let (va, vb) = (view_of(batch, pa)?, view_of(batch, pb)?);

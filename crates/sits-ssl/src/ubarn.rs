@@ -71,6 +71,11 @@ impl Objective for CubeMaskedReconstruction<'_> {
         rng: &mut dyn RngCore,
     ) -> Result<ObjectiveOutput> {
         let train = step.train;
+        // dates without any valid pixel in a patch are padding: the date mask and
+        // the corruption draw from the others, and the U-Net skips them (see
+        // `SitsBatch::with_empty_dates_as_padding`: a constant image's GroupNorm
+        // would blow the gradient up)
+        let batch = &batch.clone().with_empty_dates_as_padding()?;
         let x = batch.values();
         let (b, t, _, h, w) = x.dims5().map_err(|_| {
             candle_core::Error::Msg(format!(

@@ -573,7 +573,11 @@ pub fn segment(
     // The whole image, padded to sides divisible by 8, for inference and the head.
     let (hp, wp) = (h.div_ceil(8) * 8, w.div_ceil(8) * 8);
     let reference = cube.times().as_slice()[0].date();
-    let full = pad_edges(&cube, hp, wp)?.to_batch(reference, dev)?;
+    // (a kept date can still be empty when `min_clear` is 0)
+    let full = pad_edges(&cube, hp, wp)?
+        .to_batch(reference, dev)?
+        .with_empty_dates_as_padding()
+        .ctx("the image's empty dates")?;
     let v: Vec<i64> = (0..hp * wp)
         .map(|k| {
             let (y, x) = (k / wp, k % wp);
@@ -729,6 +733,8 @@ pub fn segment(
         )
         .ctx("U-BARN fine-tuning")?;
         let mut ft = FnObjective::new("ubarn-finetune", |b: &SitsBatch, step, _rng| {
+            // dates without a clear pixel in the patch skip the U-Net (as in pretraining)
+            let b = &b.clone().with_empty_dates_as_padding()?;
             let out = ubarn.forward(b.values(), &b.doy()?, b.pad_mask(), step.train)?;
             labelled_loss(b, &head.forward(&out.per_date)?, class_weights)
         });
