@@ -85,7 +85,8 @@ struct Args {
     encoder: Option<PathBuf>,
     /// Hold out validation cells of the supervised models' training pixels and
     /// print U-TAE's and the fine-tuned U-BARN's validation mIoU after every epoch
-    /// (how `--utae-epochs` and `--finetune-epochs` were chosen).
+    /// and every model's at the end (how `--utae-epochs`, `--finetune-epochs` and
+    /// the other settings were chosen; `--utae-epochs 0` skips U-TAE's training).
     #[arg(long)]
     utae_validation: bool,
     /// Weight every supervised model's loss by class ("balanced" weights of the

@@ -167,8 +167,9 @@ fn count_correct(predicted: &[usize], truth: &[usize]) -> usize {
 /// Weights `(d, classes)` and biases minimising `mean CE + λ/2 ‖W‖²` on standardised
 /// features `xs` `(N, d)`, one pair per λ of `l2s`, all fitted in one pass: the
 /// candidates' weights sit side by side in one `(d, k·classes)` matrix, and the
-/// gradient is written out (`∂/∂logits = (softmax − onehot) / N`, plus `λW`) instead
-/// of being taken by autograd. Adam is elementwise, so each candidate follows exactly
+/// gradient is written out (`∂/∂logits = (softmax − onehot) / N`, plus `λW`; with
+/// [`ProbeConfig::balanced`] each row's `1/N` becomes its class weight over the rows'
+/// sum of weights, the weighted mean CE) instead of being taken by autograd. Adam is elementwise, so each candidate follows exactly
 /// the path it would follow alone: full batch, `cfg.iterations` steps, rate decaying
 /// from `cfg.lr` to zero on a cosine (a constant rate leaves Adam circling the
 /// optimum, worst with a strong penalty).
@@ -340,7 +341,8 @@ impl LinearProbe {
     }
 
     /// `mean CE + λ/2 ‖W‖²` on standardised features `xs` and labels `(N, 1)`: the
-    /// objective the probe minimises (fitting uses its gradient in closed form).
+    /// objective the probe minimises (fitting uses its gradient in closed form;
+    /// a [`ProbeConfig::balanced`] probe minimises the class-weighted mean instead).
     pub fn objective(xs: &Tensor, y: &Tensor, w: &Tensor, b: &Tensor, l2: f64) -> Result<Tensor> {
         let logits = xs.matmul(w)?.broadcast_add(b)?;
         let ce = log_softmax(&logits)?.gather(y, 1)?.neg()?.mean_all()?;

@@ -102,11 +102,13 @@ pub struct SegmentConfig {
     pub ubarn: UbarnConfig,
     /// Seed.
     pub seed: u64,
-    /// Hold out validation cells from the supervised models' training pixels
-    /// (U-TAE's and the fine-tuned U-BARN's) and score both on them after every
-    /// epoch ([`Segmentation::utae_val_curve`],
-    /// [`Segmentation::finetune_val_curve`]): the run that chooses `utae_epochs`
-    /// and `finetune_epochs` without looking at the test pixels.
+    /// Hold out validation cells from every supervised model's training pixels
+    /// (the heads, fine-tuning, U-TAE and the raw probe), score U-TAE and the
+    /// fine-tuned U-BARN on them after every epoch
+    /// ([`Segmentation::utae_val_curve`], [`Segmentation::finetune_val_curve`]) and
+    /// every model at the end ([`Segmentation::validation`]): the run that makes
+    /// choices (`utae_epochs`, `finetune_epochs`, any setting) without looking at
+    /// the test pixels.
     #[serde(default)]
     pub utae_validation: bool,
     /// Weight every supervised model's loss by class, scikit-learn's "balanced"
