@@ -124,6 +124,28 @@ pub fn ari_on_labelled(assign: &[usize], labels: &[Option<usize>]) -> Result<Opt
     Ok(Some(adjusted_rand_index(&a, &b)?))
 }
 
+/// The labels of `grid` (one per row) split into two halves by pixel, `(validation,
+/// test)`: every period of a pixel falls in the same half, drawn from a fixed hash of
+/// its position (about half of the labelled pixels each). For an unsupervised method
+/// (k-means, a choice of embedding) whose settings are chosen on the agreement with
+/// labels: choose on the first half with [`ari_on_labelled`], report the second.
+pub fn labels_by_pixel_halves(grid: &Grid) -> (Vec<Option<usize>>, Vec<Option<usize>>) {
+    // splitmix64 of the position: neighbouring pixels land independently
+    let half = |row: usize, col: usize| {
+        let mut z = ((row as u64) << 32 ^ col as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) & 1
+    };
+    grid.index
+        .iter()
+        .map(|p| {
+            let first = half(p.row, p.col) == 0;
+            (p.label.filter(|_| first), p.label.filter(|_| !first))
+        })
+        .unzip()
+}
+
 /// Clusters `rows` (one per entry of `grid.index`).
 pub fn cluster(rows: &[Vec<f32>], grid: &Grid, cfg: &ClusterConfig) -> Result<Clusters> {
     if rows.len() != grid.index.len() {
@@ -245,4 +267,57 @@ pub(crate) fn period_times(grid: &Grid) -> Result<sits_core::dates::Timestamps> 
         sits_core::dates::Timestamps::parse(&grid.period_starts, "period starts")
             .map_err(sits_data::DataError::from)?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::PixelPeriod;
+
+    #[test]
+    fn pixel_halves_keep_a_pixel_together_and_split_the_labels() {
+        let (h, w) = (20, 20);
+        let mut index = Vec::new();
+        for period in [2019, 2020] {
+            for row in 0..h {
+                for col in 0..w {
+                    index.push(PixelPeriod {
+                        row,
+                        col,
+                        period,
+                        // one pixel in seven unlabelled
+                        label: ((row * w + col) % 7 != 0).then_some((row + col) % 3),
+                        split: None,
+                    });
+                }
+            }
+        }
+        let grid = Grid {
+            index,
+            size: (h, w),
+            periods: vec![2019, 2020],
+            period_starts: vec!["2019-01-01".into(), "2020-01-01".into()],
+            class_names: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let (val, test) = labels_by_pixel_halves(&grid);
+        let n = h * w;
+        let mut in_val = 0;
+        for (i, p) in grid.index.iter().enumerate() {
+            // a labelled row is in exactly one half, with its label; others in none
+            match p.label {
+                Some(l) => {
+                    assert!(val[i].is_some() != test[i].is_some(), "row {i}");
+                    assert_eq!(val[i].or(test[i]), Some(l));
+                }
+                None => assert!(val[i].is_none() && test[i].is_none()),
+            }
+            // both periods of a pixel in the same half
+            let j = (i + n) % (2 * n);
+            assert_eq!(val[i].is_some(), val[j].is_some());
+            in_val += usize::from(val[i].is_some());
+        }
+        let labelled = grid.index.iter().filter(|p| p.label.is_some()).count();
+        let share = in_val as f64 / labelled as f64;
+        assert!((0.4..0.6).contains(&share), "validation share {share}");
+    }
 }
