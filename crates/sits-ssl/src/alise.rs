@@ -22,6 +22,8 @@
 //! batches `(B, T, C, H, W)` with [`Ubarn`], whose per-date maps become one
 //! sequence per pixel (see [`DateEncoder`]).
 
+use std::borrow::Cow;
+
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 use rand::seq::SliceRandom;
@@ -271,6 +273,18 @@ impl<'a> Alise<'a> {
     }
 }
 
+/// `batch` as the ALISE objective and [`AlignedEncoder`] see it: for patch batches,
+/// dates without any valid pixel in a sample become padding
+/// ([`SitsBatch::with_empty_dates_as_padding`]; U-BARN skips them, so the projector
+/// must not attend to them); pixel batches unchanged (their invalid observations
+/// stay out of the reconstruction target through the validity mask).
+pub fn for_date_encoder(batch: &SitsBatch) -> Result<Cow<'_, SitsBatch>> {
+    Ok(match batch.layout() {
+        BatchLayout::Patch => Cow::Owned(batch.clone().with_empty_dates_as_padding()?),
+        BatchLayout::Pixel => Cow::Borrowed(batch),
+    })
+}
+
 /// `batch` with another pad mask (the dates a view keeps).
 fn view_of(batch: &SitsBatch, pad: Vec<u8>) -> Result<SitsBatch> {
     let (b, t) = (batch.batch_size(), batch.seq_len());
@@ -295,14 +309,7 @@ impl Objective for Alise<'_> {
         step: &Step,
         rng: &mut dyn RngCore,
     ) -> Result<ObjectiveOutput> {
-        // patches: a date without any valid pixel is padding (U-BARN skips it)
-        let converted;
-        let batch = if batch.layout() == BatchLayout::Patch {
-            converted = batch.clone().with_empty_dates_as_padding()?;
-            &converted
-        } else {
-            batch
-        };
+        let batch = &for_date_encoder(batch)?;
         let pad: Vec<Vec<u8>> = batch.pad_mask().to_dtype(DType::U8)?.to_vec2()?;
         let (pa, pb) = split_dates(&pad, self.view_fraction, rng);
         let (va, vb) = (view_of(batch, pa)?, view_of(batch, pb)?);
@@ -368,7 +375,10 @@ impl<'a> AlignedEncoder<'a> {
 }
 
 impl sits_core::Encoder for AlignedEncoder<'_> {
+    /// Patch batches are converted as in training ([`for_date_encoder`]): a date
+    /// without any valid pixel in a sample is padding for the projector too.
     fn encode(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
+        let batch = &for_date_encoder(batch)?;
         let z = self.encoder.date_vectors(batch, train)?;
         let pad = sequence_pad(batch)?;
         let r = self.projector.forward(&z, Some(&pad))?.flatten_from(1)?; // (N, n_q·d)

@@ -212,3 +212,73 @@ fn alise_trains_ubarn_on_cube_patches() {
     let enc = AlignedEncoder::new(&model, &projector);
     assert_eq!(enc.encode(&batch, false).unwrap().dims(), &[2, 48, 8, 8]);
 }
+
+/// The max absolute difference of two tensors of the same shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+#[test]
+fn aligned_encoder_skips_empty_patch_dates_as_training_does() {
+    use sits_models::{Ubarn, UbarnConfig};
+    let ld = common::loader(common::slovenia_patches(12, 8, 40), 2, 2);
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+    let ucfg = UbarnConfig {
+        encoder_widths: vec![8, 16],
+        decoder_widths: vec![8, 16],
+        d_model: 16,
+        layers: 1,
+        heads: 2,
+        d_ff: 32,
+        pool_heads: 2,
+        ..UbarnConfig::preset(1)
+    };
+    let model = Ubarn::new(&ctx.pp("encoder"), ucfg).unwrap();
+    let acfg = AliseConfig {
+        n_queries: 3,
+        ..AliseConfig::published(16)
+    };
+    let projector = TemporalProjector::new(ctx.vb.pp("aligner"), acfg).unwrap();
+    // every pixel valid except date 3 of sample 0, which has no valid pixel at all
+    let batch = ld.epoch(0).next().unwrap().unwrap();
+    let (b, t, _, h, w) = batch.values().dims5().unwrap();
+    let keep: Vec<u8> = (0..b * t).map(|i| u8::from(i != 3)).collect();
+    let valid = Tensor::from_vec(keep, (b, t, 1, 1), &Device::Cpu)
+        .unwrap()
+        .repeat((1, 1, h, w))
+        .unwrap();
+    assert_eq!(batch.pad_mask().to_vec2::<u8>().unwrap()[0][3], 0);
+    let batch = batch.with_valid(valid).unwrap();
+
+    let enc = AlignedEncoder::new(&model, &projector);
+    let got = enc.encode(&batch, false).unwrap(); // (B, n_q·d, H, W)
+                                                  // what the ALISE objective trains: the projector attends only to the dates
+                                                  // that passed the U-Net
+    let converted = batch.clone().with_empty_dates_as_padding().unwrap();
+    assert_eq!(converted.pad_mask().to_vec2::<u8>().unwrap()[0][3], 1);
+    let aligned = |pad_from: &sits_core::SitsBatch| {
+        let z = sits_ssl::alise::DateEncoder::date_vectors(&model, &converted, false).unwrap();
+        let r = projector
+            .forward(&z, Some(&sequence_pad(pad_from).unwrap()))
+            .unwrap()
+            .flatten_from(1)
+            .unwrap();
+        sits_models::nn::pixels_to_maps(&r, b, h, w).unwrap()
+    };
+    let want = aligned(&converted);
+    assert!(max_abs_diff(&got, &want) < 1e-6);
+    // attending to the empty date's zero-filled vectors gives other numbers for
+    // sample 0, so the check above can fail
+    let unconverted = aligned(&batch);
+    assert!(max_abs_diff(&unconverted, &want) > 1e-4);
+}
