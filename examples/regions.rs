@@ -17,8 +17,7 @@ use clap::Parser;
 use sits::sits_core::io::IfExists;
 use sits::sits_data::datasets;
 use sits::tasks::cluster::{
-    ari_on_labelled, cluster, cluster_map, labels_by_pixel_halves, trajectory_map, ClusterConfig,
-    Clusters,
+    cluster, cluster_map, labels_by_pixel_halves, trajectory_map, ClusterConfig, Clusters,
 };
 use sits::tasks::input::{output_dir, Periods};
 use sits::tasks::maps::write_map;
@@ -122,23 +121,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // number of clusters, the method, its epochs) are chosen on the first half and
     // reported on the second
     let (val_labels, test_labels) = labels_by_pixel_halves(&grid);
-    let halves = |c: &Clusters| -> Result<String, Box<dyn std::error::Error>> {
-        let score = |l: &[Option<usize>]| -> Result<f64, Box<dyn std::error::Error>> {
-            Ok(ari_on_labelled(&c.assignment, l)?.unwrap_or(f64::NAN))
-        };
-        Ok(format!(
-            "{:.4} / {:.4}",
-            score(&val_labels)?,
-            score(&test_labels)?
-        ))
+    let halves = |c: &Clusters| {
+        c.ari_halves
+            .map_or("none".to_string(), |(a, b)| format!("{a:.4} / {b:.4}"))
     };
     println!(
         "ARI on the halves of the labelled pixels ({} / {} pixel-years; choose on the first): SSL {}, random init {}, raw {}",
         val_labels.iter().flatten().count(),
         test_labels.iter().flatten().count(),
-        halves(&ssl)?,
-        halves(&random)?,
-        halves(&raw)?
+        halves(&ssl),
+        halves(&random),
+        halves(&raw)
     );
     // one map per year in the shared taxonomy, and the trajectories over the years
     write_map(

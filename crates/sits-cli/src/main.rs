@@ -560,8 +560,15 @@ fn run(cli: Cli) -> Res<()> {
                 show(&out)
             );
             let ari = c.ari.map_or("none".into(), |a| format!("{a:.4}"));
+            // the same clusters on two halves of the labelled pixels: choose k on the
+            // first, report the second
+            let (first, second) = c
+                .ari_halves
+                .map_or(("none".into(), "none".into()), |(a, b)| {
+                    (format!("{a:.4}"), format!("{b:.4}"))
+                });
             println!(
-                "result: k={k} pixel_periods={} inertia={:.1} ari={ari} trajectories={} seconds={:.1}",
+                "result: k={k} pixel_periods={} inertia={:.1} ari={ari} ari_first_half={first} ari_second_half={second} trajectories={} seconds={:.1}",
                 e.rows.len(),
                 c.inertia,
                 c.trajectory.as_ref().map_or(0, Vec::len),

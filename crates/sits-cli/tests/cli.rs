@@ -89,6 +89,8 @@ fn the_cli_path_on_an_unseen_cube() {
     assert_eq!(get(&r, "k"), "3");
     assert_eq!(get(&r, "trajectories"), "120");
     assert_eq!(get(&r, "ari"), "none");
+    assert_eq!(get(&r, "ari_first_half"), "none");
+    assert_eq!(get(&r, "ari_second_half"), "none");
     for f in [
         "clusters.png",
         "clusters_2019.png",

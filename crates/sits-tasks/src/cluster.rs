@@ -60,6 +60,11 @@ pub struct Clusters {
     pub sizes: Vec<usize>,
     /// Adjusted Rand index with the labelled rows, when some rows are labelled.
     pub ari: Option<f64>,
+    /// The same clusters' adjusted Rand index on the two halves of the labelled
+    /// pixels of [`labels_by_pixel_halves`], `(first, second)`, when each half has at
+    /// least 2 labelled rows: choose settings (k, the encoder, its epochs) on the
+    /// first, report the second.
+    pub ari_halves: Option<(f64, f64)>,
     /// Trajectory cluster of each pixel present in every period, as
     /// `(row, col, cluster)`, when asked for and there are at least 2 periods.
     pub trajectory: Option<Vec<(usize, usize, usize)>>,
@@ -162,6 +167,14 @@ pub fn cluster(rows: &[Vec<f32>], grid: &Grid, cfg: &ClusterConfig) -> Result<Cl
     };
     let km = kmeans_restarts(&x, cfg.k, cfg.max_iter, cfg.seed, cfg.restarts)?;
     let ari = ari_on_labelled(&km.assignment, &grid.labels())?;
+    let (first, second) = labels_by_pixel_halves(grid);
+    let ari_halves = match (
+        ari_on_labelled(&km.assignment, &first)?,
+        ari_on_labelled(&km.assignment, &second)?,
+    ) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
     let mut sizes = vec![0usize; cfg.k];
     km.assignment.iter().for_each(|&c| sizes[c] += 1);
     let trajectory = if cfg.trajectories && grid.periods.len() >= 2 {
@@ -174,6 +187,7 @@ pub fn cluster(rows: &[Vec<f32>], grid: &Grid, cfg: &ClusterConfig) -> Result<Cl
         inertia: km.inertia,
         sizes,
         ari,
+        ari_halves,
         trajectory,
     })
 }
@@ -274,9 +288,8 @@ mod tests {
     use super::*;
     use crate::input::PixelPeriod;
 
-    #[test]
-    fn pixel_halves_keep_a_pixel_together_and_split_the_labels() {
-        let (h, w) = (20, 20);
+    /// Two periods of an `h x w` grid, one pixel in seven unlabelled, three classes.
+    fn two_period_grid(h: usize, w: usize) -> Grid {
         let mut index = Vec::new();
         for period in [2019, 2020] {
             for row in 0..h {
@@ -285,20 +298,63 @@ mod tests {
                         row,
                         col,
                         period,
-                        // one pixel in seven unlabelled
-                        label: ((row * w + col) % 7 != 0).then_some((row + col) % 3),
+                        label: (!(row * w + col).is_multiple_of(7)).then_some((row + col) % 3),
                         split: None,
                     });
                 }
             }
         }
-        let grid = Grid {
+        Grid {
             index,
             size: (h, w),
             periods: vec![2019, 2020],
             period_starts: vec!["2019-01-01".into(), "2020-01-01".into()],
             class_names: vec!["a".into(), "b".into(), "c".into()],
+        }
+    }
+
+    #[test]
+    fn clusters_are_scored_on_both_halves() {
+        let grid = two_period_grid(12, 12);
+        // rows that separate the classes except for every tenth row, which
+        // sits with the next class: the ARI is high but below 1 on each half
+        let rows: Vec<Vec<f32>> = grid
+            .index
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let c = p.label.unwrap_or(0);
+                let c = if i.is_multiple_of(10) { (c + 1) % 3 } else { c };
+                vec![10.0 * c as f32 + (i % 3) as f32 * 0.1]
+            })
+            .collect();
+        let cfg = ClusterConfig {
+            k: 3,
+            trajectories: false,
+            ..ClusterConfig::default()
         };
+        let c = cluster(&rows, &grid, &cfg).unwrap();
+        let (first, second) = labels_by_pixel_halves(&grid);
+        let want = (
+            ari_on_labelled(&c.assignment, &first).unwrap().unwrap(),
+            ari_on_labelled(&c.assignment, &second).unwrap().unwrap(),
+        );
+        assert_eq!(c.ari_halves, Some(want));
+        assert!(
+            want.0 > 0.5 && want.0 < 1.0 && want.1 > 0.5 && want.1 < 1.0,
+            "{want:?}"
+        );
+        // without labels neither half can be scored
+        let mut unlabelled = grid.clone();
+        unlabelled.index.iter_mut().for_each(|p| p.label = None);
+        let c = cluster(&rows, &unlabelled, &cfg).unwrap();
+        assert_eq!((c.ari, c.ari_halves), (None, None));
+    }
+
+    #[test]
+    fn pixel_halves_keep_a_pixel_together_and_split_the_labels() {
+        let (h, w) = (20, 20);
+        let grid = two_period_grid(h, w);
         let (val, test) = labels_by_pixel_halves(&grid);
         let n = h * w;
         let mut in_val = 0;
