@@ -57,7 +57,8 @@ impl DateEncoder for PixelTransformer {
 impl DateEncoder for Ubarn {
     /// Per-date vectors of every pixel; dates without any valid pixel in a sample
     /// skip the U-Net as padding ([`SitsBatch::with_empty_dates_as_padding`]): give
-    /// the projector a batch converted the same way (the objective does), as their
+    /// the projector the pad mask of a batch converted the same way
+    /// ([`for_date_encoder`]; the objective and [`AlignedEncoder`] do), as their
     /// vectors are not meaningful.
     fn date_vectors(&self, batch: &SitsBatch, train: bool) -> Result<Tensor> {
         let batch = batch.clone().with_empty_dates_as_padding()?;

@@ -12,7 +12,7 @@ use sits_core::Encoder;
 use sits_data::Loader;
 use sits_models::alise::{AliseConfig, TemporalProjector};
 use sits_models::nn::seeded_init;
-use sits_models::{Buffers, Ctx, PixelTransformer};
+use sits_models::{Buffers, Ctx, PixelTransformer, Ubarn, UbarnConfig};
 use sits_ssl::alise::{
     covariance_penalty, sequence_pad, sequences, split_dates, variance_penalty, AlignedEncoder,
     Alise,
@@ -155,12 +155,8 @@ fn alise_on_pixel_series_learns_to_reconstruct_unseen_dates() {
     assert_eq!(z.dims(), &[16, 64]);
 }
 
-#[test]
-fn alise_trains_ubarn_on_cube_patches() {
-    use sits_models::{Ubarn, UbarnConfig};
-    let ld = common::loader(common::slovenia_patches(12, 8, 40), 2, 2);
-    let vm = VarMap::new();
-    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+/// A small U-BARN (widths 8 / 16, d_model 16) on one band and a 3-query projector.
+fn small_ubarn_and_projector(ctx: &Ctx) -> (Ubarn, TemporalProjector) {
     let ucfg = UbarnConfig {
         encoder_widths: vec![8, 16],
         decoder_widths: vec![8, 16],
@@ -177,6 +173,15 @@ fn alise_trains_ubarn_on_cube_patches() {
         ..AliseConfig::published(16)
     };
     let projector = TemporalProjector::new(ctx.vb.pp("aligner"), acfg).unwrap();
+    (model, projector)
+}
+
+#[test]
+fn alise_trains_ubarn_on_cube_patches() {
+    let ld = common::loader(common::slovenia_patches(12, 8, 40), 2, 2);
+    let vm = VarMap::new();
+    let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
+    let (model, projector) = small_ubarn_and_projector(&ctx);
     let mut obj = Alise::new(&model, &projector, ctx.vb.pp("head"), 1).unwrap();
     let batch = ld.epoch(0).next().unwrap().unwrap();
     let seq = sequences(&batch).unwrap();
@@ -213,42 +218,12 @@ fn alise_trains_ubarn_on_cube_patches() {
     assert_eq!(enc.encode(&batch, false).unwrap().dims(), &[2, 48, 8, 8]);
 }
 
-/// The max absolute difference of two tensors of the same shape.
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 #[test]
 fn aligned_encoder_skips_empty_patch_dates_as_training_does() {
-    use sits_models::{Ubarn, UbarnConfig};
     let ld = common::loader(common::slovenia_patches(12, 8, 40), 2, 2);
     let vm = VarMap::new();
     let ctx = Ctx::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu));
-    let ucfg = UbarnConfig {
-        encoder_widths: vec![8, 16],
-        decoder_widths: vec![8, 16],
-        d_model: 16,
-        layers: 1,
-        heads: 2,
-        d_ff: 32,
-        pool_heads: 2,
-        ..UbarnConfig::preset(1)
-    };
-    let model = Ubarn::new(&ctx.pp("encoder"), ucfg).unwrap();
-    let acfg = AliseConfig {
-        n_queries: 3,
-        ..AliseConfig::published(16)
-    };
-    let projector = TemporalProjector::new(ctx.vb.pp("aligner"), acfg).unwrap();
+    let (model, projector) = small_ubarn_and_projector(&ctx);
     // every pixel valid except date 3 of sample 0, which has no valid pixel at all
     let batch = ld.epoch(0).next().unwrap().unwrap();
     let (b, t, _, h, w) = batch.values().dims5().unwrap();
@@ -261,9 +236,10 @@ fn aligned_encoder_skips_empty_patch_dates_as_training_does() {
     let batch = batch.with_valid(valid).unwrap();
 
     let enc = AlignedEncoder::new(&model, &projector);
-    let got = enc.encode(&batch, false).unwrap(); // (B, n_q·d, H, W)
-                                                  // what the ALISE objective trains: the projector attends only to the dates
-                                                  // that passed the U-Net
+    // (B, n_q·d, H, W)
+    let got = enc.encode(&batch, false).unwrap();
+    // what the ALISE objective trains: the projector attends only to the dates
+    // that passed the U-Net
     let converted = batch.clone().with_empty_dates_as_padding().unwrap();
     assert_eq!(converted.pad_mask().to_vec2::<u8>().unwrap()[0][3], 1);
     let aligned = |pad_from: &sits_core::SitsBatch| {
@@ -276,9 +252,9 @@ fn aligned_encoder_skips_empty_patch_dates_as_training_does() {
         sits_models::nn::pixels_to_maps(&r, b, h, w).unwrap()
     };
     let want = aligned(&converted);
-    assert!(max_abs_diff(&got, &want) < 1e-6);
+    assert!(common::max_diff(&got, &want) < 1e-6);
     // attending to the empty date's zero-filled vectors gives other numbers for
     // sample 0, so the check above can fail
     let unconverted = aligned(&batch);
-    assert!(max_abs_diff(&unconverted, &want) > 1e-4);
+    assert!(common::max_diff(&unconverted, &want) > 1e-4);
 }

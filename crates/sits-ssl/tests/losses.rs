@@ -4,6 +4,8 @@
 //! 1e-7, and the sharpest case, temperature 0.01, amplifies it a hundredfold).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -37,20 +39,6 @@ fn scalar(name: &str) -> f64 {
     v[name].as_f64().unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 fn val(t: &Tensor) -> f64 {
     t.to_scalar::<f32>().unwrap() as f64
 }
@@ -78,7 +66,7 @@ fn nt_xent_matches_both_references() {
             );
             let g = loss.backward().unwrap();
             for (v, w) in [(&z1, "g1"), (&z2, "g2")] {
-                let d = max_diff(
+                let d = common::max_diff(
                     g.get(v.as_tensor()).unwrap(),
                     &npy(&format!("ntxent_{case}_{kind}_{w}")),
                 );
@@ -138,12 +126,12 @@ fn dino_loss_center_and_health_match_the_reference() {
             val(&l)
         );
         let g = l.backward().unwrap();
-        let d = max_diff(
+        let d = common::max_diff(
             g.get(s.as_tensor()).unwrap(),
             &npy(&format!("dino_grad{step}")),
         );
         assert!(d < 1e-5, "step {step} gradient {d:e}");
-        let d = max_diff(loss.center(), &npy(&format!("dino_center{step}")));
+        let d = common::max_diff(loss.center(), &npy(&format!("dino_center{step}")));
         assert!(d < 1e-6, "step {step} center {d:e}");
         // entropy in [0, ln K], KL >= 0, and the loss is entropy + KL on average
         assert!(health.teacher_entropy >= 0.0 && health.teacher_entropy <= (32f64).ln() + 1e-6);
@@ -174,14 +162,14 @@ fn infonce_mse_and_cscl_match_the_reference() {
         scalar("infonce")
     );
     let g = l.backward().unwrap();
-    assert!(max_diff(g.get(a.as_tensor()).unwrap(), &npy("infonce_ga")) < 1e-5);
-    assert!(max_diff(g.get(b.as_tensor()).unwrap(), &npy("infonce_gb")) < 1e-5);
+    assert!(common::max_diff(g.get(a.as_tensor()).unwrap(), &npy("infonce_ga")) < 1e-5);
+    assert!(common::max_diff(g.get(b.as_tensor()).unwrap(), &npy("infonce_gb")) < 1e-5);
 
     let p = Var::from_tensor(&npy("mse_pred")).unwrap();
     let l = masked_mse(p.as_tensor(), &npy("mse_target"), &npy("mse_mask")).unwrap();
     assert!((val(&l) - scalar("mse")).abs() < 1e-5);
     let g = l.backward().unwrap();
-    assert!(max_diff(g.get(p.as_tensor()).unwrap(), &npy("mse_grad")) < 1e-5);
+    assert!(common::max_diff(g.get(p.as_tensor()).unwrap(), &npy("mse_grad")) < 1e-5);
     assert!(masked_mse(
         p.as_tensor(),
         &npy("mse_target"),
@@ -193,7 +181,7 @@ fn infonce_mse_and_cscl_match_the_reference() {
     let l = cscl_loss(s.as_tensor(), &npy("cscl_y"), &npy("cscl_valid"), 0.125).unwrap();
     assert!((val(&l) - scalar("cscl")).abs() < 1e-5);
     let g = l.backward().unwrap();
-    assert!(max_diff(g.get(s.as_tensor()).unwrap(), &npy("cscl_grad")) < 1e-5);
+    assert!(common::max_diff(g.get(s.as_tensor()).unwrap(), &npy("cscl_grad")) < 1e-5);
 }
 
 /// The DINO head loads from both PyTorch weight-norm spellings and gives the
@@ -211,7 +199,7 @@ fn dino_head_loads_both_weight_norm_spellings() {
         let t = candle_core::safetensors::load(fx(file), &Device::Cpu).unwrap();
         let vb = VarBuilder::from_tensors(t, DType::F32, &Device::Cpu);
         let head = DinoHead::new(vb, 6, 10, 3, 16, 8, false).unwrap();
-        let d = max_diff(&head.forward(&x).unwrap(), &want);
+        let d = common::max_diff(&head.forward(&x).unwrap(), &want);
         assert!(d < 1e-5, "{file}: {d:e}");
     }
     // Built fresh on a VarMap with norm_last_layer: the gain gets no gradient.
@@ -262,7 +250,7 @@ fn cscl_similarity_and_targets() {
     )
     .unwrap();
     let out = sim.forward(&npy("cscl_sim_x")).unwrap();
-    let d = max_diff(&out, &npy("cscl_sim_out"));
+    let d = common::max_diff(&out, &npy("cscl_sim_out"));
     assert!(d < 1e-5, "similarity differs by {d:e}");
 
     // labels [[0, 0], [1, -1]] with ignore -1, window 3

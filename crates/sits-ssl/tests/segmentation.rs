@@ -44,20 +44,6 @@ fn npy_f32(name: &str) -> Tensor {
     .unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn pixel_cross_entropy_matches_pytorch_with_ignore_index() {
     let scalars: serde_json::Value =
@@ -77,7 +63,7 @@ fn pixel_cross_entropy_matches_pytorch_with_ignore_index() {
     assert!((loss.to_scalar::<f32>().unwrap() as f64 - want).abs() < 1e-5);
     let grads = loss.backward().unwrap();
     let g = grads.get(logits.as_tensor()).unwrap();
-    assert!(max_diff(g, &npy_f32("ce_grad.npy")) < 1e-5);
+    assert!(common::max_diff(g, &npy_f32("ce_grad.npy")) < 1e-5);
     // Ignored pixels get no gradient at all.
     let g_rows: Vec<Vec<f32>> = g
         .permute((0, 2, 3, 1))
@@ -145,7 +131,7 @@ fn class_weighted_cross_entropy_matches_pytorch() {
         let grads = loss.backward().unwrap();
         let g = grads.get(logits.as_tensor()).unwrap();
         assert!(
-            max_diff(g, &npy_f32(&format!("ce_{name}_grad.npy"))) < 1e-5,
+            common::max_diff(g, &npy_f32(&format!("ce_{name}_grad.npy"))) < 1e-5,
             "{name}"
         );
         assert!(acc > 0.0 && acc < 1.0);

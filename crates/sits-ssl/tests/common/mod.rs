@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use sits_data::datasets::{self, SloveniaNdvi};
 use sits_data::loader::CubePatches;
 use sits_data::{Loader, LoaderConfig, SampleSet};
@@ -81,4 +81,19 @@ pub(crate) fn tiny_pixel_transformer(dropout: f32) -> sits_models::PixelTransfor
         dropout,
         ..sits_models::PixelTransformerConfig::small(6)
     }
+}
+
+/// The largest absolute difference between two tensors of the same shape.
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
