@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 secs=${1:-900}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(npy sample_folder cube_folder zarr_store pastis)
+[ ${#targets[@]} -gt 0 ] || targets=(npy sample_folder cube_folder zarr_store pastis geotiff)
 toolchain=()
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   toolchain=(+nightly)

@@ -297,7 +297,28 @@ fn check_seeds() -> Res<()> {
     Ok(())
 }
 
+/// GeoTIFF seeds: a few of the files GDAL wrote for sits-data's tests (strips and
+/// tiles, LZW, deflate with the float predictor, PackBits, BigTIFF, a user-defined
+/// CRS), each read whole as the target reads it.
+fn geotiff() -> Res<()> {
+    let fixtures = root().join("crates/sits-data/tests/fixtures/geotiff");
+    for name in [
+        "codec_lzw_strips_pixel",
+        "dtype_float32",
+        "crs_albers_user_defined",
+        "bigtiff_deflate",
+        "codec_packbits_tiles_band",
+    ] {
+        let bytes = std::fs::read(fixtures.join(format!("{name}.tif")))?;
+        sits_data::geotiff::GeoTiff::from_bytes(Path::new(name), bytes.clone())?
+            .read_all::<f32>()?;
+        seed("geotiff", &format!("{name}.tif"), &bytes)?;
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
+    geotiff()?;
     sample_folder()?;
     cube_folder()?;
     zarr_store()?;

@@ -55,6 +55,15 @@ pub enum DataError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A raster (GeoTIFF) that cannot be read: not a TIFF, truncated, a codec or
+    /// sample type that is not read, georeferencing that cannot be understood.
+    #[error("{}: {reason}", path.display())]
+    Raster {
+        /// The file or object URL.
+        path: PathBuf,
+        /// What is wrong, and the fix where there is one.
+        reason: String,
+    },
     /// An array with the wrong shape.
     #[error("{what}: expected shape {expected}, got {got:?}")]
     Shape {

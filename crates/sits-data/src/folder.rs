@@ -317,10 +317,14 @@ fn list_npy(dir: &Path) -> Result<Vec<String>> {
 
 pub(crate) fn read_geo(meta: &serde_json::Value) -> Option<GeoInfo> {
     let grid = meta.get("grid")?;
-    let crs = grid
-        .get("crs_wkt")
-        .or_else(|| grid.get("crs"))
-        .and_then(|c| c.as_str())
+    // `crs` when it is an EPSG code or a PROJ string (what the GeoTIFF writer and
+    // the projections take), else the WKT
+    let text = |k: &str| grid.get(k).and_then(|c| c.as_str());
+    let usable = |c: &&str| crate::geo::epsg_code(c).is_some() || c.trim_start().starts_with('+');
+    let crs = text("crs")
+        .filter(usable)
+        .or_else(|| text("crs_wkt"))
+        .or_else(|| text("crs"))
         .unwrap_or("")
         .to_string();
     let gt = grid

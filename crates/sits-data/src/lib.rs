@@ -35,12 +35,15 @@ pub mod datasets;
 pub mod error;
 pub mod folder;
 pub mod gapfill;
+pub mod geo;
+pub mod geotiff;
 pub mod io_util;
 pub mod loader;
 pub mod norm;
 pub mod npy;
 pub mod open;
 pub mod pastis;
+pub mod rasters;
 pub mod samples;
 pub mod zarr;
 

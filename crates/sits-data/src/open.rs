@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::error::{DataError, Result};
 use crate::folder::CubeFolder;
 use crate::pastis::Pastis;
+use crate::rasters::{RasterFolder, RasterFolderOptions};
 use crate::samples::SampleSet;
 
 use crate::zarr::{self, ZarrContent, ZarrCube};
@@ -21,6 +22,9 @@ pub enum Opened {
     ZarrCube(Box<ZarrCube<crate::zarr::DynStore>>),
     /// A PASTIS-layout folder.
     Pastis(Pastis),
+    /// A folder of single-band GeoTIFFs, one per band and date (scanned, checked;
+    /// read windows on demand).
+    Rasters(Box<RasterFolder>),
 }
 
 /// The layout of a folder, told from the names of the files in it (nothing is read).
@@ -34,6 +38,8 @@ pub enum Layout {
     SampleTable,
     /// A cube folder (`metadata.json` and `.npy` arrays, no `timeseries.csv`).
     CubeFolder,
+    /// A folder of GeoTIFF files (`.tif`, `.tiff`), one per band and date.
+    RasterFolder,
 }
 
 impl std::fmt::Display for Layout {
@@ -43,6 +49,7 @@ impl std::fmt::Display for Layout {
             Self::Pastis => "a PASTIS folder",
             Self::SampleTable => "a sample-table folder",
             Self::CubeFolder => "a cube folder",
+            Self::RasterFolder => "a folder of GeoTIFF rasters",
         })
     }
 }
@@ -57,7 +64,8 @@ pub fn detect(path: &Path) -> Result<Layout> {
     }
     crate::io_util::listable_dir(
         path,
-        "a sample-table folder, a cube folder, a PASTIS folder or a Zarr store",
+        "a sample-table folder, a cube folder, a PASTIS folder, a Zarr store or a folder of \
+         GeoTIFFs",
     )?;
     let has = |f: &str| -> Result<bool> {
         let p = path.join(f);
@@ -71,12 +79,15 @@ pub fn detect(path: &Path) -> Result<Layout> {
         Layout::SampleTable
     } else if has("metadata.json")? {
         Layout::CubeFolder
+    } else if crate::rasters::has_rasters(path)? {
+        Layout::RasterFolder
     } else {
         return Err(DataError::field(
             path,
             "layout",
-            "not a Zarr store, PASTIS folder, sample-table folder or cube folder \
-             (expected zarr.json/.zgroup, metadata.geojson, timeseries.csv or metadata.json)",
+            "not a Zarr store, PASTIS folder, sample-table folder, cube folder or folder \
+             of GeoTIFFs (expected zarr.json/.zgroup, metadata.geojson, timeseries.csv, \
+             metadata.json or .tif files)",
         ));
     })
 }
@@ -91,6 +102,10 @@ pub fn open(path: &Path) -> Result<Opened> {
         Layout::Pastis => Opened::Pastis(Pastis::open(path)?),
         Layout::SampleTable => Opened::Samples(Box::new(SampleSet::read_folder(path)?)),
         Layout::CubeFolder => Opened::Cube(Box::new(CubeFolder::read(path)?)),
+        Layout::RasterFolder => Opened::Rasters(Box::new(RasterFolder::scan(
+            path,
+            &RasterFolderOptions::default(),
+        )?)),
     })
 }
 
