@@ -97,6 +97,7 @@ impl Changes {
                 .map_err(sits_data::DataError::from)?,
             values: self.scores.clone(),
             kind: MapKind::Continuous,
+            geo: grid.geo.clone(),
         })
     }
 }

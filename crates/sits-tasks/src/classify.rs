@@ -261,5 +261,6 @@ pub fn class_map(c: &Classification, grid: &Grid, name: &str) -> Result<MapStack
         times: period_times(grid)?,
         values: v,
         kind: MapKind::Categorical,
+        geo: grid.geo.clone(),
     })
 }

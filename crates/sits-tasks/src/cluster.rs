@@ -254,6 +254,7 @@ pub fn cluster_map(c: &Clusters, grid: &Grid, name: &str) -> Result<MapStack> {
         times: period_times(grid)?,
         values: v,
         kind: MapKind::Categorical,
+        geo: grid.geo.clone(),
     })
 }
 
@@ -273,6 +274,7 @@ pub fn trajectory_map(traj: &[(usize, usize, usize)], grid: &Grid, name: &str) -
             .map_err(sits_data::DataError::from)?,
         values: v,
         kind: MapKind::Categorical,
+        geo: grid.geo.clone(),
     })
 }
 
@@ -310,6 +312,7 @@ mod tests {
             periods: vec![2019, 2020],
             period_starts: vec!["2019-01-01".into(), "2020-01-01".into()],
             class_names: vec!["a".into(), "b".into(), "c".into()],
+            geo: None,
         }
     }
 

@@ -71,6 +71,17 @@ pub fn convert(
                 not_converted: Vec::new(),
             }
         }
+        Opened::Rasters(r) => {
+            let cube = r.read_all()?;
+            write_cube(&cube, output, CubeChunks::default(), if_exists)?;
+            let (t, c, h, w) = cube.shape();
+            Converted {
+                kind: "cube",
+                values: t * c * h * w,
+                to: "Zarr store",
+                not_converted: Vec::new(),
+            }
+        }
         Opened::Pastis(_) => {
             let crate::input::Input::Cube { cube, .. } = crate::input::read_cube(input, patch)?
             else {

@@ -93,7 +93,7 @@ pub fn embeddings_cube(e: &Embeddings) -> Result<Datacube> {
     let times = Timestamps::parse(&e.grid.period_starts, "period starts")
         .map_err(sits_data::DataError::from)?;
     let bands = (0..d).map(|i| format!("e{i}")).collect();
-    Ok(Datacube::new(values, times, bands)?)
+    Ok(Datacube::new(values, times, bands)?.with_geo(e.grid.geo.clone()))
 }
 
 /// Writes the embeddings as a Zarr cube at `path` (see [`embeddings_cube`]), one
@@ -163,6 +163,7 @@ pub fn read_embeddings(path: &Path) -> Result<Embeddings> {
             periods,
             period_starts: times.to_iso(),
             class_names: Vec::new(),
+            geo: cube.geo().cloned(),
         },
         rows,
     })

@@ -67,6 +67,11 @@ pub fn read(path: &Path, patch: Option<u64>) -> Result<Input> {
             labels: Vec::new(),
             class_names: Vec::new(),
         },
+        Opened::Rasters(r) => Input::Cube {
+            cube: Box::new(r.read_all()?),
+            labels: Vec::new(),
+            class_names: Vec::new(),
+        },
         Opened::Pastis(p) => {
             let ids: Vec<u64> = p.patches().iter().map(|q| q.id).collect();
             let some = ids
@@ -179,6 +184,8 @@ pub struct Grid {
     pub period_starts: Vec<String>,
     /// Class names of the labels.
     pub class_names: Vec<String>,
+    /// The georeference of the grid (the input's), written with every map.
+    pub geo: Option<sits_data::GeoInfo>,
 }
 
 impl Grid {
@@ -346,6 +353,7 @@ pub fn pixel_periods(
             periods: chosen.iter().map(|(y, _)| *y).collect(),
             period_starts,
             class_names: class_names.to_vec(),
+            geo: cube.geo().cloned(),
         },
         dates,
         skipped,

@@ -108,6 +108,31 @@ pub fn describe(path: &Path) -> Result<Vec<String>> {
             out.push(format!("dates:  {}", dates(z.times())));
             out.push(format!("bands:  {:?}", z.bands()));
         }
+        Opened::Rasters(r) => {
+            let (t, c, h, w) = r.shape();
+            out.push("kind:   folder of GeoTIFF rasters (one file per band and date)".to_string());
+            out.push(format!(
+                "shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"
+            ));
+            let times =
+                Timestamps::from_dates(r.dates(), "dates").map_err(sits_data::DataError::from)?;
+            out.push(format!("dates:  {}", dates(&times)));
+            out.push(format!("bands:  {:?}", r.bands()));
+            match r.cloud() {
+                Some(c) => out.push(format!(
+                    "clouds: layer {} (values {:?} masked)",
+                    c.band, c.invalid
+                )),
+                None => out.push("clouds: no cloud layer (validity from nodata only)".into()),
+            }
+            match r.geo() {
+                Some(g) => {
+                    out.push(format!("crs:    {}", g.crs));
+                    out.push(format!("transform: {:?} (GDAL order)", g.transform));
+                }
+                None => out.push("crs:    none (the files are not georeferenced)".into()),
+            }
+        }
         Opened::Pastis(p) => {
             out.push("kind:   PASTIS folder".to_string());
             out.push(format!("patches: {}", p.patches().len()));

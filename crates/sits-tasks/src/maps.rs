@@ -1,13 +1,16 @@
-//! Every map a job makes is written twice: as PNG images for eyes (one per layer,
-//! and a panel of all layers) and as a Zarr cube for programs (one band, one date
-//! per layer, NaN where there is no value), readable by every reader of this
-//! library and by xarray.
+//! Every map a job makes is written three ways: as PNG images for eyes (one per
+//! layer, and a panel of all layers), as a GeoTIFF for a GIS (one band per layer, on
+//! the input's grid: its CRS and geotransform, NaN as nodata; GDAL and QGIS place it
+//! on the map) and as a Zarr cube for programs (one band, one date per layer, NaN
+//! where there is no value, the CRS and geotransform in its attributes), readable by
+//! every reader of this library and by xarray.
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, Array4, Axis};
 use sits_core::dates::Timestamps;
 use sits_core::io::IfExists;
+use sits_data::geotiff::write::{write_geotiff, WriteOptions};
 use sits_data::zarr::{write_cube, CubeChunks};
 use sits_data::Datacube;
 use sits_repr::render::{Colormap, RgbImage};
@@ -38,6 +41,8 @@ pub struct MapStack {
     pub values: Array3<f32>,
     /// How to draw them.
     pub kind: MapKind,
+    /// The grid's georeference (the input's), when it has one.
+    pub geo: Option<sits_data::GeoInfo>,
 }
 
 /// The PNG magnification of a map `h` x `w`: small cubes are drawn larger.
@@ -56,7 +61,8 @@ fn image(layer: ndarray::ArrayView2<'_, f32>, kind: MapKind, scale: usize) -> Rg
 }
 
 /// Writes `map` into `dir`: `{name}_{label}.png` per layer, `{name}.png` with every
-/// layer side by side, and the Zarr store `{name}.zarr`. Returns the paths written.
+/// layer side by side, the GeoTIFF `{name}.tif` (Cloud-Optimized, a band per layer
+/// named by its label) and the Zarr store `{name}.zarr`. Returns the paths written.
 /// Existing outputs are replaced only with [`IfExists::Replace`].
 pub fn write_map(dir: &Path, map: &MapStack, if_exists: IfExists) -> Result<Vec<PathBuf>> {
     let (n, h, w) = map.values.dim();
@@ -75,8 +81,24 @@ pub fn write_map(dir: &Path, map: &MapStack, if_exists: IfExists) -> Result<Vec<
     check(&panel, if_exists)?;
     RgbImage::hstack(&images, 6).write_png(&panel)?;
     written.push(panel);
+    let tif = dir.join(format!("{}.tif", map.name));
+    check(&tif, if_exists)?;
+    let options = WriteOptions {
+        tile: 256,
+        cog: true,
+        band_names: map.labels.clone(),
+    };
+    write_geotiff(
+        &tif,
+        map.values.view(),
+        map.geo.as_ref(),
+        Some(f64::NAN),
+        &options,
+    )?;
+    written.push(tif);
     let values: Array4<f32> = map.values.clone().insert_axis(Axis(1));
-    let cube = Datacube::new(values, map.times.clone(), vec![map.band.clone()])?;
+    let cube =
+        Datacube::new(values, map.times.clone(), vec![map.band.clone()])?.with_geo(map.geo.clone());
     let zarr = dir.join(format!("{}.zarr", map.name));
     let chunks = CubeChunks {
         t: 1,
