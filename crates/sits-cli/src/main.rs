@@ -443,6 +443,10 @@ fn run(cli: Cli) -> Res<()> {
                     let src = CubeSource::Zarr(&z);
                     embed_to_zarr(&enc, &src, &what, &zarr, opts, &device, &mut tick)?
                 }
+                sits_data::open::Opened::Rasters(r) => {
+                    let src = CubeSource::Rasters(&r);
+                    embed_to_zarr(&enc, &src, &what, &zarr, opts, &device, &mut tick)?
+                }
                 _ => {
                     let Input::Cube { cube, .. } = read_cube(&io.input, io.patch)? else {
                         return Err("not a cube".into());
@@ -459,6 +463,15 @@ fn run(cli: Cli) -> Res<()> {
                 None if shard.is_some() => println!("note: no PNG for a shard"),
                 None if remote => println!("note: no PNG on object storage"),
                 None => println!("note: no PNG (more than 64 M pixels in all periods)"),
+            }
+            // a GeoTIFF per period for a GIS, when one process wrote the whole local store
+            if shard.is_none() && !remote {
+                let tifs = sits_tasks::embed::embeddings_geotiffs(&zarr, &out, ow)?;
+                let first = tifs.first().map(|p| show(p)).unwrap_or_default();
+                println!(
+                    "wrote {} GeoTIFF(s) of the embeddings, from {first}",
+                    tifs.len()
+                );
             }
             println!(
                 "embedded {} pixel-periods (periods {:?}) in {} blocks with {}; wrote {}",

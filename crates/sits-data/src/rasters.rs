@@ -81,6 +81,7 @@ pub struct RasterFolder {
     dir: PathBuf,
     bands: Vec<String>,
     dates: Vec<NaiveDate>,
+    times: Timestamps,
     /// `files[t][c]`.
     files: Vec<Vec<PathBuf>>,
     cloud: Option<(CloudMask, Vec<PathBuf>)>,
@@ -405,9 +406,11 @@ impl RasterFolder {
                 (i.nodata, i.scales[0], i.offsets[0])
             })
             .collect();
+        let times = Timestamps::from_dates(&dates, &dir.display().to_string())?;
         Ok(Self {
             dir: dir.to_path_buf(),
             bands,
+            times,
             dates,
             files,
             cloud,
@@ -431,6 +434,11 @@ impl RasterFolder {
     /// Acquisition dates, sorted.
     pub fn dates(&self) -> &[NaiveDate] {
         &self.dates
+    }
+
+    /// Acquisition times (the dates at midnight).
+    pub fn times(&self) -> &Timestamps {
+        &self.times
     }
 
     /// `(T, C, H, W)` of the whole cube.
@@ -495,8 +503,7 @@ impl RasterFolder {
                 }
             });
         }
-        let times = Timestamps::from_dates(&self.dates, &self.dir.display().to_string())?;
-        let mut cube = Datacube::new(values, times, self.bands.clone())?
+        let mut cube = Datacube::new(values, self.times.clone(), self.bands.clone())?
             .with_geo(self.geo.as_ref().map(|g| g.shifted(row, col)));
         if shared {
             cube = cube.with_radiometry(Radiometry {

@@ -329,6 +329,7 @@ fn run_pass(
             y: cy,
             x: cx,
         },
+        emb.geo().as_ref(),
     )?;
     let mut pass = Pass {
         store: out.to_path_buf(),

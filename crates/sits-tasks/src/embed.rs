@@ -2,7 +2,7 @@
 //! in memory (for clustering, change scores, probes) and as a Zarr cube on disk
 //! (one date per period, one band per embedding dimension).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::Device;
@@ -108,6 +108,38 @@ pub fn write_embeddings(e: &Embeddings, path: &Path, if_exists: IfExists) -> Res
         x: w.clamp(1, 64),
     };
     Ok(write_cube(&cube, path, chunks, if_exists)?)
+}
+
+/// Writes each period of the embeddings store `zarr` as a Cloud-Optimized GeoTIFF
+/// `embeddings_<period start>.tif` in `dir` (a band per dimension, `e0`, `e1`...,
+/// on the store's grid, NaN nodata), one period in memory at a time. Returns the
+/// paths written.
+pub fn embeddings_geotiffs(zarr: &Path, dir: &Path, if_exists: IfExists) -> Result<Vec<PathBuf>> {
+    let z = sits_data::zarr::ZarrCube::open_path(zarr)?;
+    let [t, _, h, w] = z.shape();
+    let geo = z.geo();
+    let iso = z.times().to_iso();
+    let mut written = Vec::with_capacity(t);
+    for (i, day) in iso.iter().enumerate() {
+        let cube = z.read(i..i + 1, 0..h, 0..w)?;
+        let values = cube.values().index_axis(ndarray::Axis(0), 0).to_owned();
+        let path = dir.join(format!("embeddings_{}.tif", &day[..day.len().min(10)]));
+        sits_data::io_util::check_file_output(&path, if_exists)?;
+        let options = sits_data::geotiff::write::WriteOptions {
+            tile: 256,
+            cog: true,
+            band_names: cube.bands().to_vec(),
+        };
+        sits_data::geotiff::write::write_geotiff(
+            &path,
+            values.view(),
+            geo.as_ref(),
+            Some(f64::NAN),
+            &options,
+        )?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Reads embeddings written by [`write_embeddings`] (or any cube: one row per pixel
@@ -304,6 +336,8 @@ pub enum CubeSource<'a> {
     Memory(&'a Datacube),
     /// A Zarr cube store, read a window at a time (only the chunks it touches).
     Zarr(&'a sits_data::zarr::ZarrCube<sits_data::zarr::DynStore>),
+    /// A folder of GeoTIFFs, read a window at a time (only the tiles it touches).
+    Rasters(&'a sits_data::rasters::RasterFolder),
 }
 
 impl CubeSource<'_> {
@@ -314,6 +348,18 @@ impl CubeSource<'_> {
                 [t, b, h, w]
             }
             CubeSource::Zarr(z) => z.shape(),
+            CubeSource::Rasters(r) => {
+                let (t, b, h, w) = r.shape();
+                [t, b, h, w]
+            }
+        }
+    }
+
+    fn geo(&self) -> Option<sits_data::GeoInfo> {
+        match self {
+            CubeSource::Memory(c) => c.geo().cloned(),
+            CubeSource::Zarr(z) => z.geo(),
+            CubeSource::Rasters(r) => r.geo().cloned(),
         }
     }
 
@@ -321,6 +367,7 @@ impl CubeSource<'_> {
         match self {
             CubeSource::Memory(c) => c.times(),
             CubeSource::Zarr(z) => z.times(),
+            CubeSource::Rasters(r) => r.times(),
         }
     }
 
@@ -328,6 +375,7 @@ impl CubeSource<'_> {
         match self {
             CubeSource::Memory(c) => c.bands(),
             CubeSource::Zarr(z) => z.bands(),
+            CubeSource::Rasters(r) => r.bands(),
         }
     }
 
@@ -338,6 +386,7 @@ impl CubeSource<'_> {
                 let t = z.shape()[0];
                 z.read(0..t, row..row + h, col..col + w)?
             }
+            CubeSource::Rasters(r) => r.read_window(row, col, h, w)?,
         })
     }
 }
@@ -445,7 +494,7 @@ pub fn embed_to_zarr(
             bands,
             [h, w],
             chunks,
-            None,
+            source.geo().as_ref(),
             if_exists,
         )?),
         Some(_) => Writer::Shared(sits_data::zarr::SharedCubeWriter::create_or_open(
@@ -454,6 +503,7 @@ pub fn embed_to_zarr(
             bands,
             [h, w],
             chunks,
+            source.geo().as_ref(),
         )?),
     };
     let origins: Vec<(usize, usize)> = (0..h)

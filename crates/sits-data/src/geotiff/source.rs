@@ -13,10 +13,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use zarrs::storage::{byte_range::ByteRange, Bytes, StoreKey};
+use zarrs::storage::Bytes;
 
 use crate::error::{DataError, Result};
-use crate::zarr::store::{self, DynStore};
+use crate::zarr::store::{self, RangedObject};
 
 /// Bytes fetched on a cache miss (headers are read in small pieces).
 const MISS_FETCH: u64 = 64 * 1024;
@@ -34,8 +34,7 @@ pub(crate) enum Source {
 
 pub(crate) struct Remote {
     url: String,
-    store: Arc<DynStore>,
-    key: StoreKey,
+    object: RangedObject,
     len: u64,
     pos: u64,
     cache: Vec<(u64, Bytes)>,
@@ -50,25 +49,15 @@ impl Source {
             let f = File::open(path).map_err(|e| DataError::io(path, e))?;
             return Ok(Self::Local(BufReader::with_capacity(64 * 1024, f)));
         };
-        let (dir, name) = url.rsplit_once('/').ok_or_else(|| DataError::Zarr {
-            store: url.to_string(),
-            reason: "not an object URL".into(),
-        })?;
-        let remote_err = |reason: String| DataError::Zarr {
-            store: url.to_string(),
-            reason,
-        };
-        let store = store::open_remote(dir)?;
-        let key = StoreKey::new(name).map_err(|e| remote_err(e.to_string()))?;
+        let object = RangedObject::open(url)?;
         requests.fetch_add(1, Ordering::Relaxed);
-        let len = store
-            .size_key(&key)
-            .map_err(|e| remote_err(e.to_string()))?
-            .ok_or_else(|| remote_err("no such object".into()))?;
+        let len = object.size()?.ok_or_else(|| DataError::Zarr {
+            store: url.to_string(),
+            reason: "no such object".into(),
+        })?;
         Ok(Self::Remote(Remote {
             url: url.to_string(),
-            store,
-            key,
+            object,
             len,
             pos: 0,
             cache: Vec::new(),
@@ -130,11 +119,14 @@ impl Remote {
             return Ok(());
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let bytes = self
-            .store
-            .get_partial(&self.key, ByteRange::FromStart(off, Some(len)))
-            .map_err(std::io::Error::other)?
-            .ok_or_else(|| std::io::Error::other(format!("{}: object vanished", self.url)))?;
+        let bytes = self.object.get_range(off, off + len)?;
+        if bytes.len() as u64 != len {
+            return Err(std::io::Error::other(format!(
+                "{}: asked for {len} bytes at {off}, got {}",
+                self.url,
+                bytes.len()
+            )));
+        }
         if self.cache.len() >= CACHE_SEGMENTS {
             self.cache.remove(0);
         }

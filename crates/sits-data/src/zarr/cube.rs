@@ -341,6 +341,14 @@ impl<S: ReadableStorageTraits + ?Sized + 'static> ZarrCube<S> {
         &self.attrs.bands
     }
 
+    /// The grid's CRS and geotransform, when the store carries them.
+    pub fn geo(&self) -> Option<GeoInfo> {
+        self.attrs.geotransform.map(|transform| GeoInfo {
+            crs: self.attrs.crs.clone().unwrap_or_default(),
+            transform,
+        })
+    }
+
     /// Chunk shape of `/values` (of its first chunk).
     pub fn chunk_shape(&self) -> Result<Vec<usize>> {
         Ok(self.values.chunk_shape_usize(&[0, 0, 0, 0])?)

@@ -116,6 +116,7 @@ impl SharedCubeWriter {
         bands: Vec<String>,
         [height, width]: [usize; 2],
         chunks: CubeChunks,
+        geo: Option<&GeoInfo>,
     ) -> Result<Self> {
         let desc = path.display().to_string();
         let shape = [times.len(), bands.len(), height, width];
@@ -137,8 +138,8 @@ impl SharedCubeWriter {
             scale: 1.0,
             offset: 0.0,
             nodata: None,
-            crs: None,
-            geotransform: None,
+            crs: geo.map(|g| g.crs.clone()),
+            geotransform: geo.map(|g| g.transform),
             class_names: Vec::new(),
             ids: Vec::new(),
         };
@@ -284,6 +285,10 @@ impl SharedCubeWriter {
                 format!("/values has shape {s:?} and chunks {ch:?}"),
             ));
         }
+        let geo = attrs.geotransform.map(|transform| GeoInfo {
+            crs: attrs.crs.clone().unwrap_or_default(),
+            transform,
+        });
         Self::create_or_open(
             path,
             &times,
@@ -295,6 +300,7 @@ impl SharedCubeWriter {
                 y: ch[2] as usize,
                 x: ch[3] as usize,
             },
+            geo.as_ref(),
         )
     }
 

@@ -92,6 +92,12 @@ fn remote_err(url: &str, reason: impl std::fmt::Display) -> DataError {
 /// Opens the object-storage prefix `url` as a synchronous store (nothing is read
 /// yet: a wrong bucket or credentials show at the first request).
 pub fn open_remote(url: &str) -> Result<Arc<DynStore>> {
+    let (store, prefix) = object_store_at(url)?;
+    wrap(store, &prefix)
+}
+
+/// The object store of `url` and the prefix inside it.
+fn object_store_at(url: &str) -> Result<(Arc<dyn object_store::ObjectStore>, String)> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| remote_err(url, "not a URL"))?;
@@ -113,38 +119,86 @@ pub fn open_remote(url: &str) -> Result<Arc<DynStore>> {
         )
     };
     let base = format!("{scheme}://{bucket}");
-    let store: Arc<DynStore> = match scheme {
-        "s3" => wrap(
+    let store: Arc<dyn object_store::ObjectStore> = match scheme {
+        "s3" => Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
                 .with_url(&base)
                 .build()
                 .map_err(bad)?,
-            prefix,
-        )?,
-        "gs" => wrap(
+        ),
+        "gs" => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(&base)
                 .build()
                 .map_err(bad)?,
-            prefix,
-        )?,
-        "az" | "abfs" | "azure" => wrap(
+        ),
+        "az" | "abfs" | "azure" => Arc::new(
             object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_url(&base)
                 .build()
                 .map_err(bad)?,
-            prefix,
-        )?,
-        "http" | "https" => wrap(
-            object_store::http::HttpBuilder::new()
+        ),
+        "http" | "https" => {
+            let store = object_store::http::HttpBuilder::new()
                 .with_url(url.trim_end_matches('/'))
                 .build()
-                .map_err(bad)?,
-            "",
-        )?,
+                .map_err(bad)?;
+            return Ok((Arc::new(store), String::new()));
+        }
         other => return Err(remote_err(url, format!("unknown scheme {other}://"))),
     };
-    Ok(store)
+    Ok((store, prefix.to_string()))
+}
+
+/// One object on object storage, read by byte ranges: one ranged GET per call (the
+/// GeoTIFF reader fetches headers and tiles this way). Synchronous, like the stores.
+pub(crate) struct RangedObject {
+    store: Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    handle: tokio::runtime::Handle,
+    url: String,
+}
+
+impl RangedObject {
+    /// The object at `url` (`s3://bucket/key.tif`, `https://host/path/file.tif`...);
+    /// nothing is requested yet.
+    pub(crate) fn open(url: &str) -> Result<Self> {
+        let (dir, name) = url
+            .rsplit_once('/')
+            .filter(|(d, n)| !n.is_empty() && d.contains("://"))
+            .ok_or_else(|| remote_err(url, "not the URL of an object"))?;
+        let (store, prefix) = object_store_at(dir)?;
+        let key = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let handle = runtime().map_err(|e| remote_err(url, format!("async runtime: {e}")))?;
+        Ok(Self {
+            store,
+            path: object_store::path::Path::from(key),
+            handle,
+            url: url.to_string(),
+        })
+    }
+
+    /// The object's size in bytes (one HEAD request); `None` when it does not exist.
+    pub(crate) fn size(&self) -> Result<Option<u64>> {
+        use object_store::ObjectStoreExt;
+        match self.handle.block_on(self.store.head(&self.path)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote_err(&self.url, e)),
+        }
+    }
+
+    /// Bytes `start..end` (one ranged GET).
+    pub(crate) fn get_range(&self, start: u64, end: u64) -> std::io::Result<Bytes> {
+        use object_store::ObjectStoreExt;
+        self.handle
+            .block_on(self.store.get_range(&self.path, start..end))
+            .map_err(std::io::Error::other)
+    }
 }
 
 fn wrap<T: object_store::ObjectStore>(store: T, prefix: &str) -> Result<Arc<DynStore>> {
