@@ -23,6 +23,7 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use sits_core::io::IfExists;
+use sits_data::rasters::{CloudMask, RasterFolderOptions};
 use sits_tasks::blockwise;
 use sits_tasks::changes::{changes, Distance};
 use sits_tasks::classify::{class_map, classify, points_for, ClassifyConfig, Points};
@@ -33,7 +34,7 @@ use sits_tasks::embed::{
 };
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::{ExperimentConfig, Method};
-use sits_tasks::input::{output_dir, read, read_cube, Input, Periods};
+use sits_tasks::input::{output_dir, read_cube_with, read_with, Input, Periods};
 use sits_tasks::maps::write_map;
 use sits_tasks::pretrain::{pretrain, PoolingChoice, PretrainConfig};
 use sits_tasks::shard::Shard;
@@ -59,8 +60,11 @@ struct Cli {
 enum Command {
     /// What a dataset holds: kind, shape, dates, bands, classes.
     Inspect {
-        /// A sample-table folder, cube folder, PASTIS folder or Zarr store.
+        /// A sample-table folder, cube folder, PASTIS folder, Zarr store or folder of
+        /// GeoTIFFs.
         input: PathBuf,
+        #[command(flatten)]
+        rasters: RasterArgs,
     },
     /// Converts a sample-table or cube folder (or a PASTIS patch) to a Zarr store, or
     /// a cube Zarr store to a cube folder.
@@ -75,6 +79,8 @@ enum Command {
         /// Replace an output written by sits before.
         #[arg(long)]
         overwrite: bool,
+        #[command(flatten)]
+        rasters: RasterArgs,
     },
     /// Pretrains a pixel encoder without labels and saves it with its card.
     Pretrain(PretrainArgs),
@@ -247,12 +253,63 @@ struct MapIo {
     /// Replace outputs written by sits before.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    rasters: RasterArgs,
+}
+
+/// How a folder of GeoTIFFs is read (one file per band and date).
+#[derive(Args, Debug, Clone, Default)]
+struct RasterArgs {
+    /// File-name pattern of a folder of GeoTIFFs, without the extension, with {band}
+    /// and {date} fields (default: the R sits naming
+    /// {satellite}_{sensor}_{tile}_{band}_{date}).
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Bands of a folder of GeoTIFFs to use, comma-separated, in this order
+    /// (default: every band but the cloud layer).
+    #[arg(long, value_delimiter = ',')]
+    bands: Option<Vec<String>>,
+    /// The cloud layer of a folder of GeoTIFFs (default: a layer named CMASK or SCL,
+    /// with its preset values; `none` turns masking off).
+    #[arg(long)]
+    cloud_band: Option<String>,
+    /// Values of --cloud-band that mark an unusable observation, comma-separated
+    /// (default: the preset of CMASK or SCL).
+    #[arg(long, value_delimiter = ',')]
+    cloud_values: Option<Vec<f64>>,
+}
+
+impl RasterArgs {
+    fn options(&self) -> Res<RasterFolderOptions> {
+        let cloud = match (&self.cloud_band, &self.cloud_values) {
+            (None, None) => None,
+            (Some(b), _) if b.eq_ignore_ascii_case("none") => Some(CloudMask {
+                band: String::new(),
+                invalid: Vec::new(),
+            }),
+            (Some(b), Some(v)) => Some(CloudMask {
+                band: b.clone(),
+                invalid: v.clone(),
+            }),
+            (Some(b), None) => Some(CloudMask::preset(b).ok_or_else(|| {
+                format!("--cloud-band {b}: no preset for this layer; give its --cloud-values")
+            })?),
+            (None, Some(_)) => return Err("--cloud-values needs --cloud-band".into()),
+        };
+        Ok(RasterFolderOptions {
+            pattern: self.pattern.clone(),
+            bands: self.bands.clone(),
+            cloud,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
 struct PretrainArgs {
     /// The input: a cube (cut into periods) or a sample set.
     input: PathBuf,
+    #[command(flatten)]
+    rasters: RasterArgs,
     /// The encoder folder to write.
     #[arg(long)]
     out: PathBuf,
@@ -355,8 +412,8 @@ fn main() {
 fn run(cli: Cli) -> Res<()> {
     let start = Instant::now();
     match cli.command {
-        Command::Inspect { input } => {
-            for line in sits_tasks::inspect::describe(&input)? {
+        Command::Inspect { input, rasters } => {
+            for line in sits_tasks::inspect::describe_with(&input, &rasters.options()?)? {
                 println!("{line}");
             }
             println!("result: input={}", show(&input));
@@ -366,8 +423,15 @@ fn run(cli: Cli) -> Res<()> {
             output,
             patch,
             overwrite,
+            rasters,
         } => {
-            let c = sits_tasks::convert::convert(&input, &output, patch, if_exists(overwrite))?;
+            let c = sits_tasks::convert::convert_with(
+                &input,
+                &output,
+                patch,
+                if_exists(overwrite),
+                &rasters.options()?,
+            )?;
             if !c.not_converted.is_empty() {
                 println!("note: extra layers {:?} are not converted", c.not_converted);
             }
@@ -438,7 +502,7 @@ fn run(cli: Cli) -> Res<()> {
                 bar.set_position(i as u64);
             };
             // a Zarr cube is streamed a block at a time; other layouts are read whole
-            let done = match sits_data::open::open(&io.input)? {
+            let done = match sits_data::open::open_with(&io.input, &io.rasters.options()?)? {
                 sits_data::open::Opened::ZarrCube(z) => {
                     let src = CubeSource::Zarr(&z);
                     embed_to_zarr(&enc, &src, &what, &zarr, opts, &device, &mut tick)?
@@ -448,7 +512,9 @@ fn run(cli: Cli) -> Res<()> {
                     embed_to_zarr(&enc, &src, &what, &zarr, opts, &device, &mut tick)?
                 }
                 _ => {
-                    let Input::Cube { cube, .. } = read_cube(&io.input, io.patch)? else {
+                    let Input::Cube { cube, .. } =
+                        read_cube_with(&io.input, io.patch, &io.rasters.options()?)?
+                    else {
                         return Err("not a cube".into());
                     };
                     let src = CubeSource::Memory(&cube);
@@ -702,7 +768,7 @@ fn run(cli: Cli) -> Res<()> {
                 Some(p) => Some(points_for(&enc, p)?),
                 None => None,
             };
-            let input = read_cube(&io.input, io.patch)?;
+            let input = read_cube_with(&io.input, io.patch, &io.rasters.options()?)?;
             let pb = spinner(cli.quiet, "embedding");
             let (e, _) = embed_cube(&enc, &input, &show(&io.input), &device)?;
             let pts = match pts_set {
@@ -776,7 +842,7 @@ fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> R
         )
         .into());
     }
-    let input = read(&a.input, a.patch)?;
+    let input = read_with(&a.input, a.patch, &a.rasters.options()?)?;
     let cfg = PretrainConfig {
         periods: Periods {
             start_month: a.start_month,
@@ -996,7 +1062,7 @@ fn embeddings(io: &MapIo, encoder: Option<&Path>, quiet: bool, device: &Device) 
     Ok(match encoder {
         Some(dir) => {
             let enc = SavedEncoder::load(dir, device)?;
-            let input = read_cube(&io.input, io.patch)?;
+            let input = read_cube_with(&io.input, io.patch, &io.rasters.options()?)?;
             let pb = spinner(quiet, "embedding");
             let (e, _) = embed_cube(&enc, &input, &show(&io.input), device)?;
             pb.finish_and_clear();

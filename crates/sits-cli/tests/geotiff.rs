@@ -180,3 +180,80 @@ fn the_cli_path_on_a_folder_of_geotiffs() {
         .collect();
     assert_eq!(vals, (0..4).collect());
 }
+
+#[test]
+fn raster_folder_options_and_their_errors() {
+    let input = cbers();
+    let o = sits(&[
+        "inspect",
+        s(&input),
+        "--bands",
+        "B16,B14",
+        "--cloud-band",
+        "none",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("14 dates x 2 bands") && text.contains("[\"B16\", \"B14\"]"),
+        "{text}"
+    );
+    assert!(text.contains("no cloud layer"), "{text}");
+
+    let o = sits(&[
+        "inspect",
+        s(&input),
+        "--cloud-band",
+        "CMASK",
+        "--cloud-values",
+        "4",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("values [4.0] masked"));
+
+    // a pattern without {band}, a band that is not there
+    let o = sits(&["inspect", s(&input), "--pattern", "{tile}_{date}"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("{band}"));
+    let o = sits(&["inspect", s(&input), "--bands", "B13,B99"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("B99"));
+
+    // a copy without one file: the missing band-date is named, nothing is read
+    let tmp = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&input).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.ends_with(".tif") && name != "CBERS-4_AWFI_022024_B15_2018-04-07.tif" {
+            std::fs::copy(&p, tmp.path().join(&name)).unwrap();
+        }
+    }
+    let o = sits(&["inspect", s(tmp.path())]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        !o.status.success() && err.contains("B15 on 2018-04-07"),
+        "{err}"
+    );
+    // leaving the band out is the fix
+    let o = sits(&["inspect", s(tmp.path()), "--bands", "B13,B14,B16"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // a file on another grid is named with what differs
+    let other = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../sits-data/tests/fixtures/geotiff/crs_utm22s.tif"),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("CBERS-4_AWFI_022024_B15_2018-04-07.tif"),
+        other,
+    )
+    .unwrap();
+    let o = sits(&["inspect", s(tmp.path())]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("B15_2018-04-07.tif") && err.contains("CRS"),
+        "{err}"
+    );
+}

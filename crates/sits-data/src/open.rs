@@ -94,6 +94,11 @@ pub fn detect(path: &Path) -> Result<Layout> {
 
 /// Detects the layout of `path` (see [`detect`]) and opens it.
 pub fn open(path: &Path) -> Result<Opened> {
+    open_with(path, &RasterFolderOptions::default())
+}
+
+/// [`open`], with the naming, bands and cloud layer of a raster folder.
+pub fn open_with(path: &Path, rasters: &RasterFolderOptions) -> Result<Opened> {
     Ok(match detect(path)? {
         Layout::Zarr => match zarr::open_path(path)? {
             ZarrContent::Cube(z) => Opened::ZarrCube(z),
@@ -102,10 +107,7 @@ pub fn open(path: &Path) -> Result<Opened> {
         Layout::Pastis => Opened::Pastis(Pastis::open(path)?),
         Layout::SampleTable => Opened::Samples(Box::new(SampleSet::read_folder(path)?)),
         Layout::CubeFolder => Opened::Cube(Box::new(CubeFolder::read(path)?)),
-        Layout::RasterFolder => Opened::Rasters(Box::new(RasterFolder::scan(
-            path,
-            &RasterFolderOptions::default(),
-        )?)),
+        Layout::RasterFolder => Opened::Rasters(Box::new(RasterFolder::scan(path, rasters)?)),
     })
 }
 

@@ -7,7 +7,8 @@ use std::path::Path;
 use sits_core::io::IfExists;
 use sits_data::folder::write_cube_folder;
 use sits_data::io_util::check_output_outside_input;
-use sits_data::open::{open, Opened};
+use sits_data::open::{open_with, Opened};
+use sits_data::rasters::RasterFolderOptions;
 use sits_data::zarr::{write_cube, write_samples, CubeChunks};
 
 use crate::error::{Result, TaskError};
@@ -34,8 +35,25 @@ pub fn convert(
     patch: Option<u64>,
     if_exists: IfExists,
 ) -> Result<Converted> {
+    convert_with(
+        input,
+        output,
+        patch,
+        if_exists,
+        &RasterFolderOptions::default(),
+    )
+}
+
+/// [`convert`], with the naming, bands and cloud layer of a folder of GeoTIFFs.
+pub fn convert_with(
+    input: &Path,
+    output: &Path,
+    patch: Option<u64>,
+    if_exists: IfExists,
+    rasters: &RasterFolderOptions,
+) -> Result<Converted> {
     check_output_outside_input(input, output)?;
-    Ok(match open(input)? {
+    Ok(match open_with(input, rasters)? {
         Opened::Samples(set) => {
             write_samples(&set, output, if_exists)?;
             Converted {

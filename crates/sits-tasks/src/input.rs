@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sits_data::datasets::agricultural_years;
-use sits_data::open::{open, Opened};
+use sits_data::open::{open_with, Opened};
+use sits_data::rasters::RasterFolderOptions;
 use sits_data::samples::Series;
 use sits_data::{Datacube, SampleSet};
 
@@ -55,7 +56,12 @@ impl Input {
 /// picks one (an error lists a few ids when it is missing or unknown). A Zarr cube
 /// is read whole within the read budget of [`sits_data::io_util::read_budget`].
 pub fn read(path: &Path, patch: Option<u64>) -> Result<Input> {
-    Ok(match open(path)? {
+    read_with(path, patch, &RasterFolderOptions::default())
+}
+
+/// [`read`], with the naming, bands and cloud layer of a folder of GeoTIFFs.
+pub fn read_with(path: &Path, patch: Option<u64>, rasters: &RasterFolderOptions) -> Result<Input> {
+    Ok(match open_with(path, rasters)? {
         Opened::Samples(s) => Input::Samples(s),
         Opened::Cube(f) => Input::Cube {
             cube: Box::new(f.cube),
@@ -107,7 +113,16 @@ pub fn read(path: &Path, patch: Option<u64>) -> Result<Input> {
 
 /// Reads `path` and requires a cube (the jobs that draw maps need one).
 pub fn read_cube(path: &Path, patch: Option<u64>) -> Result<Input> {
-    let input = read(path, patch)?;
+    read_cube_with(path, patch, &RasterFolderOptions::default())
+}
+
+/// [`read_cube`], with the naming, bands and cloud layer of a folder of GeoTIFFs.
+pub fn read_cube_with(
+    path: &Path,
+    patch: Option<u64>,
+    rasters: &RasterFolderOptions,
+) -> Result<Input> {
+    let input = read_with(path, patch, rasters)?;
     if let Input::Samples(_) = input {
         return Err(TaskError::input(
             path.display(),

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use sits_core::dates::Timestamps;
 use sits_data::folder::layer_value_counts;
-use sits_data::open::{open, Opened};
+use sits_data::open::{open_with, Opened};
+use sits_data::rasters::RasterFolderOptions;
 use sits_data::SampleSet;
 
 use crate::error::Result;
@@ -53,9 +54,14 @@ fn print_samples(out: &mut Vec<String>, set: &SampleSet) {
 
 /// What `path` holds (kind, shape, dates, bands, classes), as lines of text.
 pub fn describe(path: &Path) -> Result<Vec<String>> {
+    describe_with(path, &RasterFolderOptions::default())
+}
+
+/// [`describe`], with the naming, bands and cloud layer of a folder of GeoTIFFs.
+pub fn describe_with(path: &Path, rasters: &RasterFolderOptions) -> Result<Vec<String>> {
     let mut out = Vec::new();
     out.push(format!("path:   {}", path.display()));
-    match open(path)? {
+    match open_with(path, rasters)? {
         Opened::Samples(set) => print_samples(&mut out, &set),
         Opened::Cube(f) => {
             let (t, c, h, w) = f.cube.shape();
