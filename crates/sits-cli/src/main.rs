@@ -34,7 +34,10 @@ use sits_tasks::embed::{
 };
 use sits_tasks::encoder::SavedEncoder;
 use sits_tasks::experiment::{ExperimentConfig, Method};
-use sits_tasks::input::{output_dir, read_cube_with, read_with, Input, Periods};
+use sits_tasks::input::{
+    is_point_table, labelled_pixel_series, output_dir, read_cube_with, read_with, with_points,
+    Input, Periods,
+};
 use sits_tasks::maps::write_map;
 use sits_tasks::pretrain::{pretrain, PoolingChoice, PretrainConfig};
 use sits_tasks::shard::Shard;
@@ -159,7 +162,10 @@ enum Command {
         /// OUT/probe_model.json).
         #[arg(long)]
         encoder: Option<PathBuf>,
-        /// A labelled sample set (its `split` column marks test points); without it,
+        /// Labelled points: a table in longitude/latitude (.csv or .geojson with
+        /// longitude, latitude, start_date, end_date, label and optionally id and
+        /// split), placed on the cube through its CRS, or a labelled sample set (its
+        /// `split` column marks test points); without it,
         /// the labelled pixels of the cube folder's samples.csv.
         #[arg(long)]
         points: Option<PathBuf>,
@@ -182,9 +188,14 @@ enum Command {
     /// against raw series and a random encoder, fine-tune.
     Experiment {
         /// A labelled sample set with a split column (default: the bundled Mato
-        /// Grosso series).
+        /// Grosso series), or a cube labelled by --points.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Labelled points in longitude/latitude (.csv or .geojson, with a split
+        /// column marking test points) placed on the cube --data: the series of each
+        /// point's pixel over its dates.
+        #[arg(long)]
+        points: Option<PathBuf>,
         /// bert, simclr, dino or alise.
         #[arg(long, default_value = "bert")]
         method: Method,
@@ -716,6 +727,14 @@ fn run(cli: Cli) -> Res<()> {
                 let points = points.ok_or(
                     "--fit needs --points: a labelled sample set with the encoder's bands",
                 )?;
+                if is_point_table(&points) {
+                    return Err(format!(
+                        "{}: --fit reads a labelled sample set; points in longitude/latitude \
+                         are placed on a cube by `sits classify CUBE --points TABLE` without --fit",
+                        show(&points)
+                    )
+                    .into());
+                }
                 let out = output_dir(&io.out, &[&io.input, &points])?;
                 let emb = blockwise::open_embeddings(&io.input)?;
                 let set = points_for(&enc, &points)?;
@@ -764,11 +783,17 @@ fn run(cli: Cli) -> Res<()> {
             }
             let out = output_dir(&io.out, &[&io.input])?;
             // the labelled points are checked before the cube is embedded
+            let table = points.as_deref().filter(|p| is_point_table(p));
             let pts_set = match &points {
-                Some(p) => Some(points_for(&enc, p)?),
-                None => None,
+                Some(p) if table.is_none() => Some(points_for(&enc, p)?),
+                _ => None,
             };
-            let input = read_cube_with(&io.input, io.patch, &io.rasters.options()?)?;
+            let mut input = read_cube_with(&io.input, io.patch, &io.rasters.options()?)?;
+            if let Some(table) = table {
+                let (labelled, refused) = with_points(input, table)?;
+                print_refused(&refused);
+                input = labelled;
+            }
             let pb = spinner(cli.quiet, "embedding");
             let (e, _) = embed_cube(&enc, &input, &show(&io.input), &device)?;
             let pts = match pts_set {
@@ -802,6 +827,7 @@ fn run(cli: Cli) -> Res<()> {
         Command::Segment(a) => segment_cmd(a, &cli.device)?,
         Command::Experiment {
             data,
+            points,
             method,
             epochs,
             seed,
@@ -812,7 +838,27 @@ fn run(cli: Cli) -> Res<()> {
                 sits_tasks::bundled_data_dir().join(sits_data::datasets::MATO_GROSSO)
             });
             let out = output_dir(&out, &[&data])?;
-            let (train, test) = few_label::labelled_splits(&data)?;
+            let (train, test) = match &points {
+                None => few_label::labelled_splits(&data)?,
+                Some(p) => {
+                    let (labelled, refused) =
+                        with_points(read_cube_with(&data, None, &Default::default())?, p)?;
+                    print_refused(&refused);
+                    let Input::Cube {
+                        cube,
+                        labels,
+                        class_names,
+                    } = labelled
+                    else {
+                        return Err("not a cube".into());
+                    };
+                    let set = labelled_pixel_series(&cube, &labels, &class_names)?;
+                    (
+                        set.split(sits_data::Split::Train)?,
+                        set.split(sits_data::Split::Test)?,
+                    )
+                }
+            };
             let cfg = ExperimentConfig {
                 method,
                 epochs,
@@ -830,6 +876,20 @@ fn run(cli: Cli) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// Lists the points that could not be placed on the cube (never dropped silently).
+fn print_refused(refused: &[(String, String)]) {
+    if refused.is_empty() {
+        return;
+    }
+    println!("note: {} point(s) not placed on the cube:", refused.len());
+    for (id, why) in refused.iter().take(20) {
+        println!("  {id}: {why}");
+    }
+    if refused.len() > 20 {
+        println!("  ... and {} more", refused.len() - 20);
+    }
 }
 
 fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> Res<()> {

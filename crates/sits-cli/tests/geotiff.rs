@@ -257,3 +257,56 @@ fn raster_folder_options_and_their_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn points_in_longitude_latitude_label_a_cube_for_classify_and_experiment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cube = root.join("data/eolearn_slovenia_s2_ndvi");
+    let enc = root.join("data/encoders/s2_ndvi_pixel");
+    let points = root.join("crates/sits-data/tests/fixtures/points/slovenia_points.csv");
+    let out = tmp.path().join("cls");
+    let o = sits(&[
+        "classify",
+        s(&cube),
+        "--encoder",
+        s(&enc),
+        "--points",
+        s(&points),
+        "--out",
+        s(&out),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    // the two points that cannot be placed are listed by id, with the reason
+    assert!(
+        text.contains("2 point(s) not placed") && text.contains("outside: outside the cube"),
+        "{text}"
+    );
+    assert!(text.contains("no_dates: no date of the cube"), "{text}");
+    let r = result(&o);
+    let (train, test): (usize, usize) = (
+        get(&r, "train_points").parse().unwrap(),
+        get(&r, "test_points").parse().unwrap(),
+    );
+    assert_eq!(train + test, 59, "{r:?}");
+    assert!(test >= 10, "{r:?}");
+    assert!(out.join("classes.tif").is_file());
+
+    let geojson = points.with_extension("geojson");
+    let o = sits(&[
+        "experiment",
+        "--data",
+        s(&cube),
+        "--points",
+        s(&geojson),
+        "--epochs",
+        "1",
+        "--out",
+        s(&tmp.path().join("exp")),
+    ]);
+    let r = result(&o);
+    assert!(
+        get(&r, "raw_probe_oa@100").parse::<f64>().unwrap() > 0.0,
+        "{r:?}"
+    );
+}

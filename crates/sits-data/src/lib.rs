@@ -43,6 +43,7 @@ pub mod norm;
 pub mod npy;
 pub mod open;
 pub mod pastis;
+pub mod points;
 pub mod rasters;
 pub mod samples;
 pub mod zarr;

@@ -133,6 +133,81 @@ pub fn read_cube_with(
     Ok(input)
 }
 
+/// Whether `path` is a table of labelled points in longitude/latitude (a `.csv`,
+/// `.geojson` or `.json` file) rather than a sample set.
+pub fn is_point_table(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    path.is_file() && matches!(ext.as_deref(), Some("csv" | "geojson" | "json"))
+}
+
+/// Places the labelled points of `points` (longitude/latitude, see
+/// [`sits_data::points`]) on the cube of `input`, whose labels they replace. Returns
+/// the labelled cube and the points that could not be placed, with the reason. An
+/// error when `input` is not a georeferenced cube or when no point can be placed.
+pub fn with_points(input: Input, points: &Path) -> Result<(Input, Vec<(String, String)>)> {
+    let Input::Cube { cube, .. } = input else {
+        return Err(TaskError::input(
+            points.display(),
+            "points in longitude/latitude are placed on a cube; the input is a sample set",
+        ));
+    };
+    let table = sits_data::points::read_points(points)?;
+    let placed = sits_data::points::place(&table, &cube, &points.display().to_string())?;
+    if placed.samples.is_empty() {
+        let why = placed
+            .refused
+            .first()
+            .map_or(String::new(), |(id, r)| format!(" ({id}: {r})"));
+        return Err(TaskError::input(
+            points.display(),
+            format!("none of the {} points lies on the cube{why}", table.len()),
+        ));
+    }
+    Ok((
+        Input::Cube {
+            cube,
+            labels: placed.samples,
+            class_names: placed.class_names,
+        },
+        placed.refused,
+    ))
+}
+
+/// The series of each labelled pixel of a cube over its own dates (`t_start..=t_end`),
+/// with its label and split: the labelled sample set of points placed by
+/// [`with_points`].
+pub fn labelled_pixel_series(
+    cube: &Datacube,
+    labels: &[sits_data::folder::CubePixelSample],
+    class_names: &[String],
+) -> Result<SampleSet> {
+    let mut series = Vec::with_capacity(labels.len());
+    let mut classes = Vec::with_capacity(labels.len());
+    let mut splits = Vec::with_capacity(labels.len());
+    let mut ids = Vec::with_capacity(labels.len());
+    for l in labels {
+        let px = cube.pixel_series(l.row, l.col)?;
+        let idx: Vec<usize> = (l.t_start..=l.t_end).collect();
+        let values = px.values.select(ndarray::Axis(0), &idx);
+        let valid = idx.iter().map(|&t| px.valid[t]).collect();
+        series.push(Series::new(values, px.times.select(&idx), Some(valid))?);
+        classes.push(l.label.unwrap_or(0));
+        splits.push(l.split.unwrap_or(sits_data::Split::Train));
+        ids.push(l.id.clone());
+    }
+    Ok(SampleSet::new(
+        series,
+        cube.bands().to_vec(),
+        Some(classes),
+        class_names.to_vec(),
+        Some(splits),
+    )?
+    .with_ids(ids)?)
+}
+
 /// How a cube's dates are cut into comparable series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Periods {
