@@ -44,12 +44,12 @@ impl Coding {
                 )
             })?,
             8 | 32946 => {
-                let mut out = Vec::with_capacity(expected);
-                flate2::read::ZlibDecoder::new(raw)
-                    .take(expected as u64)
-                    .read_to_end(&mut out)
-                    .map_err(|e| format!("deflate: {e}"))?;
-                out
+                let options = zune_inflate::DeflateOptions::default()
+                    .set_size_hint(expected)
+                    .set_limit(expected);
+                zune_inflate::DeflateDecoder::new_with_options(raw, options)
+                    .decode_zlib()
+                    .map_err(|e| format!("deflate: {e:?}"))?
             }
             5 => lzw(raw, expected)?,
             50000 => {

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ndarray::Array3;
+use ndarray::{Array3, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tiff::decoder::{Decoder, Limits};
@@ -407,56 +407,70 @@ impl GeoTiff {
         }
         let coding = self.coding;
         let (height_all, width_all) = (info.height, info.width);
-        let tiled = info.tiled;
-        let blocks = chunks
-            .par_iter()
-            .zip(raws.par_iter())
-            .map(|(&(_, tr, _, idx), raw)| {
-                // stored size: full tiles, or the rows of this strip
-                let rows = if tiled {
-                    bh
-                } else {
-                    bh.min(height_all - tr * bh)
-                };
-                let cols = if tiled { bw } else { width_all };
-                coding
-                    .decode(raw, rows, cols)
-                    .map(|b| (b, cols))
-                    .map_err(|r| tiff_err(&self.path, format!("block {idx}: {r}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        for (&(p, tr, tc, _), (block, stride)) in chunks.iter().zip(&blocks) {
-            let (y0, x0) = (tr * bh, tc * bw);
-            let ys = y0.max(row)..(y0 + bh).min(row + height);
-            let xs = x0.max(col)..(x0 + bw).min(col + width);
-            macro_rules! copy {
-                ($t:ty) => {{
-                    const N: usize = std::mem::size_of::<$t>();
-                    for y in ys.clone() {
-                        for x in xs.clone() {
-                            let base = ((y - y0) * stride + (x - x0)) * spp;
-                            for s in 0..spp {
-                                let i = (base + s) * N;
-                                let mut b = [0u8; N];
-                                b.copy_from_slice(&block.bytes[i..i + N]);
-                                out[[p + s, y - row, x - col]] =
-                                    T::from_f64(<$t>::from_ne_bytes(b) as f64);
-                            }
-                        }
-                    }
-                }};
-            }
-            match info.sample_type {
-                SampleType::U8 => copy!(u8),
-                SampleType::I8 => copy!(i8),
-                SampleType::U16 => copy!(u16),
-                SampleType::I16 => copy!(i16),
-                SampleType::U32 => copy!(u32),
-                SampleType::I32 => copy!(i32),
-                SampleType::F32 => copy!(f32),
-                SampleType::F64 => copy!(f64),
-            }
+        let (tiled, sample_type) = (info.tiled, info.sample_type);
+        let path = &self.path;
+        // the output cut into one band of rows per tile row (disjoint views), each
+        // decoded and filled by one task
+        let mut groups: Vec<(usize, ndarray::ArrayViewMut3<'_, T>)> = Vec::new();
+        let mut rest = out.view_mut();
+        let mut y = row;
+        for tr in r0..=r1 {
+            let end = ((tr + 1) * bh).min(row + height);
+            let (head, tail) = rest.split_at(Axis(1), end - y);
+            groups.push((tr, head));
+            rest = tail;
+            y = end;
         }
+        let raws_of = |tr: usize| chunks.iter().zip(&raws).filter(move |(c, _)| c.1 == tr);
+        groups
+            .into_par_iter()
+            .try_for_each(|(tr, mut view)| -> Result<()> {
+                let y0 = tr * bh;
+                let top = y0.max(row); // first image row of this view
+                for (&(p, _, tc, idx), raw) in raws_of(tr) {
+                    // stored size: full tiles, or the rows of this strip
+                    let rows = if tiled { bh } else { bh.min(height_all - y0) };
+                    let stride = if tiled { bw } else { width_all };
+                    let block = coding
+                        .decode(raw, rows, stride)
+                        .map_err(|r| tiff_err(path, format!("block {idx}: {r}")))?;
+                    let x0 = tc * bw;
+                    let xs = x0.max(col)..(x0 + bw).min(col + width);
+                    macro_rules! copy {
+                        ($t:ty) => {{
+                            const N: usize = std::mem::size_of::<$t>();
+                            for yy in top..top + view.dim().1 {
+                                let src = &block.bytes
+                                    [((yy - y0) * stride + (xs.start - x0)) * spp * N..];
+                                for s in 0..spp {
+                                    let mut dst = view.slice_mut(ndarray::s![
+                                        p + s,
+                                        yy - top,
+                                        xs.start - col..xs.end - col
+                                    ]);
+                                    for (k, d) in dst.iter_mut().enumerate() {
+                                        let i = (k * spp + s) * N;
+                                        let mut b = [0u8; N];
+                                        b.copy_from_slice(&src[i..i + N]);
+                                        *d = T::from_f64(<$t>::from_ne_bytes(b) as f64);
+                                    }
+                                }
+                            }
+                        }};
+                    }
+                    match sample_type {
+                        SampleType::U8 => copy!(u8),
+                        SampleType::I8 => copy!(i8),
+                        SampleType::U16 => copy!(u16),
+                        SampleType::I16 => copy!(i16),
+                        SampleType::U32 => copy!(u32),
+                        SampleType::I32 => copy!(i32),
+                        SampleType::F32 => copy!(f32),
+                        SampleType::F64 => copy!(f64),
+                    }
+                }
+                Ok(())
+            })?;
         Ok(out)
     }
 
