@@ -288,6 +288,20 @@ struct RasterArgs {
     /// (default: the preset of CMASK or SCL).
     #[arg(long, value_delimiter = ',')]
     cloud_values: Option<Vec<f64>>,
+    /// STAC input: the target CRS (EPSG:<code> or a PROJ string; default: the first
+    /// item's).
+    #[arg(long)]
+    crs: Option<String>,
+    /// STAC input: the pixel size in target units (default: the finest band's).
+    #[arg(long)]
+    resolution: Option<f64>,
+    /// STAC input: the area, lon_min,lat_min,lon_max,lat_max in WGS 84 degrees
+    /// (default: every item's footprint).
+    #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true)]
+    bbox: Option<Vec<f64>>,
+    /// STAC input: leave out items above this eo:cloud_cover (percent).
+    #[arg(long)]
+    max_cloud_cover: Option<f64>,
 }
 
 impl RasterArgs {
@@ -307,10 +321,22 @@ impl RasterArgs {
             })?),
             (None, Some(_)) => return Err("--cloud-values needs --cloud-band".into()),
         };
+        let bbox = match self.bbox.as_deref() {
+            None => None,
+            Some(&[a, b, c, d]) => Some([a, b, c, d]),
+            Some(v) => return Err(format!("--bbox takes 4 numbers, got {}", v.len()).into()),
+        };
         Ok(RasterFolderOptions {
             pattern: self.pattern.clone(),
             bands: self.bands.clone(),
             cloud,
+            stac: sits_data::stac::StacGrid {
+                crs: self.crs.clone(),
+                resolution: self.resolution,
+                bounds: None,
+                bbox,
+                max_cloud_cover: self.max_cloud_cover,
+            },
         })
     }
 }

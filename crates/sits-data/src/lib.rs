@@ -46,6 +46,7 @@ pub mod pastis;
 pub mod points;
 pub mod rasters;
 pub mod samples;
+pub mod stac;
 pub mod zarr;
 
 pub use cube::{Datacube, GeoInfo, PixelSeries, Radiometry};

@@ -25,6 +25,8 @@ pub enum Opened {
     /// A folder of single-band GeoTIFFs, one per band and date (scanned, checked;
     /// read windows on demand).
     Rasters(Box<RasterFolder>),
+    /// A STAC ItemCollection, read as a cube on one grid.
+    Stac(Box<crate::Datacube>),
 }
 
 /// The layout of a folder, told from the names of the files in it (nothing is read).
@@ -40,6 +42,8 @@ pub enum Layout {
     CubeFolder,
     /// A folder of GeoTIFF files (`.tif`, `.tiff`), one per band and date.
     RasterFolder,
+    /// A STAC ItemCollection (a `.json` file or object).
+    Stac,
 }
 
 impl std::fmt::Display for Layout {
@@ -50,6 +54,7 @@ impl std::fmt::Display for Layout {
             Self::SampleTable => "a sample-table folder",
             Self::CubeFolder => "a cube folder",
             Self::RasterFolder => "a folder of GeoTIFF rasters",
+            Self::Stac => "a STAC ItemCollection",
         })
     }
 }
@@ -59,6 +64,13 @@ impl std::fmt::Display for Layout {
 /// "unknown layout". An object-storage URL (`s3://...`, see
 /// [`zarr::store`]) can only be a Zarr store.
 pub fn detect(path: &Path) -> Result<Layout> {
+    let json = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if json {
+        return Ok(Layout::Stac);
+    }
     if zarr::is_remote(path) {
         return Ok(Layout::Zarr);
     }
@@ -108,6 +120,10 @@ pub fn open_with(path: &Path, rasters: &RasterFolderOptions) -> Result<Opened> {
         Layout::SampleTable => Opened::Samples(Box::new(SampleSet::read_folder(path)?)),
         Layout::CubeFolder => Opened::Cube(Box::new(CubeFolder::read(path)?)),
         Layout::RasterFolder => Opened::Rasters(Box::new(RasterFolder::scan(path, rasters)?)),
+        Layout::Stac => {
+            let o = crate::stac::StacCubeOptions::from_rasters(path, rasters)?;
+            Opened::Stac(Box::new(crate::stac::stac_cube(path, &o)?))
+        }
     })
 }
 

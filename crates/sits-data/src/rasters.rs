@@ -73,6 +73,10 @@ pub struct RasterFolderOptions {
     /// The cloud layer: default a layer named `CMASK` or `SCL` with its
     /// [preset](CloudMask::preset); `Some` with an empty `band` turns masking off.
     pub cloud: Option<CloudMask>,
+    /// STAC collections only: the target grid and the items kept (see
+    /// [`crate::stac::StacCubeOptions`]; `bands` and `cloud` above apply too).
+    #[serde(default)]
+    pub stac: crate::stac::StacGrid,
 }
 
 /// A scanned raster folder: its grid, bands and dates; pixels are read on demand.

@@ -89,6 +89,16 @@ pub fn convert_with(
                 not_converted: Vec::new(),
             }
         }
+        Opened::Stac(cube) => {
+            write_cube(&cube, output, CubeChunks::default(), if_exists)?;
+            let (t, c, h, w) = cube.shape();
+            Converted {
+                kind: "cube",
+                values: t * c * h * w,
+                to: "Zarr store",
+                not_converted: Vec::new(),
+            }
+        }
         Opened::Rasters(r) => {
             let cube = r.read_all()?;
             write_cube(&cube, output, CubeChunks::default(), if_exists)?;

@@ -78,6 +78,11 @@ pub fn read_with(path: &Path, patch: Option<u64>, rasters: &RasterFolderOptions)
             labels: Vec::new(),
             class_names: Vec::new(),
         },
+        Opened::Stac(cube) => Input::Cube {
+            cube,
+            labels: Vec::new(),
+            class_names: Vec::new(),
+        },
         Opened::Pastis(p) => {
             let ids: Vec<u64> = p.patches().iter().map(|q| q.id).collect();
             let some = ids

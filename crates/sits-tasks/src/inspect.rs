@@ -139,6 +139,23 @@ pub fn describe_with(path: &Path, rasters: &RasterFolderOptions) -> Result<Vec<S
                 None => out.push("crs:    none (the files are not georeferenced)".into()),
             }
         }
+        Opened::Stac(cube) => {
+            let (t, c, h, w) = cube.shape();
+            out.push("kind:   STAC ItemCollection (read onto one grid)".to_string());
+            out.push(format!("shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"));
+            out.push(format!("dates:  {}", dates(cube.times())));
+            out.push(format!("bands:  {:?}", cube.bands()));
+            let valid = cube.validity();
+            let clear = valid.iter().filter(|v| **v).count();
+            out.push(format!(
+                "valid:  {:.1} % of pixel-dates",
+                100.0 * clear as f64 / valid.len().max(1) as f64
+            ));
+            if let Some(g) = cube.geo() {
+                out.push(format!("crs:    {}", g.crs));
+                out.push(format!("transform: {:?} (GDAL order)", g.transform));
+            }
+        }
         Opened::Pastis(p) => {
             out.push("kind:   PASTIS folder".to_string());
             out.push(format!("patches: {}", p.patches().len()));
