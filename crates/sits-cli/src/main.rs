@@ -297,7 +297,7 @@ struct RasterArgs {
     resolution: Option<f64>,
     /// STAC input: the area, lon_min,lat_min,lon_max,lat_max in WGS 84 degrees
     /// (default: every item's footprint).
-    #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     bbox: Option<Vec<f64>>,
     /// STAC input: leave out items above this eo:cloud_cover (percent).
     #[arg(long)]

@@ -117,7 +117,10 @@ pub struct StacCubeOptions {
 impl StacCubeOptions {
     /// The options of a collection read as a raster input: `bands` (default: every
     /// GeoTIFF asset that every item has, but the cloud layer), `cloud` and the grid.
-    pub fn from_rasters(collection: &Path, o: &crate::rasters::RasterFolderOptions) -> Result<Self> {
+    pub fn from_rasters(
+        collection: &Path,
+        o: &crate::rasters::RasterFolderOptions,
+    ) -> Result<Self> {
         let bands = match &o.bands {
             Some(b) => b.clone(),
             None => {
@@ -283,7 +286,10 @@ pub fn read_item_collection(path: &Path) -> Result<Vec<StacItem>> {
         });
     }
     if items.is_empty() {
-        return Err(DataError::Empty(format!("{}: ItemCollection", path.display())));
+        return Err(DataError::Empty(format!(
+            "{}: ItemCollection",
+            path.display()
+        )));
     }
     Ok(items)
 }
@@ -394,7 +400,12 @@ fn footprint(geo: &GeoInfo, h: usize, w: usize, target: &Crs) -> Result<[f64; 4]
     } else {
         Some(Crs::parse(&geo.crs)?)
     };
-    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let mut b = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     let (hf, wf) = (h as f64, w as f64);
     for k in 0..=8 {
         let f = f64::from(k) / 8.0;
@@ -426,7 +437,11 @@ fn target_grid(
     let target = Crs::parse(&crs_text)?;
     let res = match o.resolution {
         Some(r) if r > 0.0 && r.is_finite() => r,
-        Some(r) => return Err(DataError::Argument(format!("resolution {r}: a positive size"))),
+        Some(r) => {
+            return Err(DataError::Argument(format!(
+                "resolution {r}: a positive size"
+            )))
+        }
         None => {
             let mut best = f64::INFINITY;
             for b in &o.bands {
@@ -439,7 +454,12 @@ fn target_grid(
         (Some(b), _) => b,
         (None, Some([w0, s0, e0, n0])) => {
             // the projected box: corners and edge points of the longitude/latitude box
-            let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+            let mut b = [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ];
             for k in 0..=8 {
                 let f = f64::from(k) / 8.0;
                 for (lon, lat) in [
@@ -455,17 +475,29 @@ fn target_grid(
             b
         }
         (None, None) => {
-            let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+            let mut b = [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ];
             for item in items {
                 let (geo, h, w) = asset_grid(collection, item, &o.bands[0])?;
                 let f = footprint(&geo, h, w, &target)?;
-                b = [b[0].min(f[0]), b[1].min(f[1]), b[2].max(f[2]), b[3].max(f[3])];
+                b = [
+                    b[0].min(f[0]),
+                    b[1].min(f[1]),
+                    b[2].max(f[2]),
+                    b[3].max(f[3]),
+                ];
             }
             b
         }
     };
     if !(bounds[2] > bounds[0] && bounds[3] > bounds[1]) {
-        return Err(DataError::Argument(format!("bounds {bounds:?}: an empty area")));
+        return Err(DataError::Argument(format!(
+            "bounds {bounds:?}: an empty area"
+        )));
     }
     // snap outwards to multiples of the resolution
     let x0 = (bounds[0] / res).floor() * res;
@@ -477,7 +509,12 @@ fn target_grid(
             "a target grid of {h} x {w} pixels (bounds {bounds:?}, resolution {res})"
         )));
     }
-    Ok((crs_text, [x0, res, 0.0, y1, 0.0, -res], h as usize, w as usize))
+    Ok((
+        crs_text,
+        [x0, res, 0.0, y1, 0.0, -res],
+        h as usize,
+        w as usize,
+    ))
 }
 
 /// Reads the items of `collection` (see [`read_item_collection`]) as a cube on one
@@ -556,6 +593,16 @@ pub fn stac_cube(collection: &Path, options: &StacCubeOptions) -> Result<Datacub
         let f = footprint(&geo, ah, aw, &target)?;
         Ok(f[0] < area[2] && f[2] > area[0] && f[1] < area[3] && f[3] > area[1])
     };
+    let mut n_overlap = 0;
+    for item in &items {
+        n_overlap += usize::from(overlaps(item, &options.bands[0])?);
+    }
+    if n_overlap == 0 {
+        return Err(DataError::OutOfBounds {
+            what: format!("{}: the area {area:?} ({})", collection.display(), grid.crs),
+            reason: format!("none of the {} items covers any of it", items.len()),
+        });
+    }
     let mut values = Array4::<f32>::from_elem((t, c, h, w), f32::NAN);
     let mut valid = Array3::<bool>::from_elem((t, h, w), cloud.is_none());
     for (ti, day_items) in days.values().enumerate() {
@@ -622,7 +669,10 @@ fn warp(
             let (x, y) = match (&a.crs, same) {
                 (_, true) => (x, y),
                 (Some(src), false) => {
-                    match target.to_lonlat(x, y).and_then(|(lon, lat)| src.from_lonlat(lon, lat)) {
+                    match target
+                        .to_lonlat(x, y)
+                        .and_then(|(lon, lat)| src.from_lonlat(lon, lat))
+                    {
                         Ok(p) => p,
                         Err(_) => continue,
                     }

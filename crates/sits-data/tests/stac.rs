@@ -16,8 +16,15 @@ fn dir() -> PathBuf {
 }
 
 fn options() -> StacCubeOptions {
-    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap();
-    let b: Vec<f64> = e["bounds"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
+            .unwrap();
+    let b: Vec<f64> = e["bounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     StacCubeOptions {
         bands: vec!["B04".into()],
         crs: Some(e["crs"].as_str().unwrap().into()),
@@ -36,17 +43,30 @@ fn items_in_two_utm_zones_make_the_cube_gdal_makes() {
     assert_eq!(items[2].assets["B04"].offset, 0.0);
 
     let cube = stac_cube(&dir().join("items.json"), &options()).unwrap();
-    let NpyArray::F64(v) = read_npy(&dir().join("expected_values.npy")).unwrap() else { panic!() };
+    let NpyArray::F64(v) = read_npy(&dir().join("expected_values.npy")).unwrap() else {
+        panic!()
+    };
     let want: Array4<f64> = v.into_dimensionality::<Ix4>().unwrap();
-    let NpyArray::Bool(m) = read_npy(&dir().join("expected_valid.npy")).unwrap() else { panic!() };
+    let NpyArray::Bool(m) = read_npy(&dir().join("expected_valid.npy")).unwrap() else {
+        panic!()
+    };
     let want_valid: Array3<bool> = m.into_dimensionality::<Ix3>().unwrap();
     assert_eq!(cube.shape(), (4, 1, 60, 80));
     assert_eq!(cube.times().to_iso()[0].get(..10), Some("2020-07-01"));
 
     // validity (nearest SCL): the same on every pixel
     let valid = cube.valid_mask().unwrap();
-    let same = valid.iter().zip(want_valid.iter()).filter(|(a, b)| a == b).count();
-    assert_eq!(same, valid.len(), "validity agrees on {same} of {}", valid.len());
+    let same = valid
+        .iter()
+        .zip(want_valid.iter())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert_eq!(
+        same,
+        valid.len(),
+        "validity agrees on {same} of {}",
+        valid.len()
+    );
 
     // values (bilinear B04): present on the same pixels; equal to 1e-4 reflectance
     // (one digital number; the two bilinear kernels round differently, 3.5e-5 apart
@@ -73,10 +93,25 @@ fn items_in_two_utm_zones_make_the_cube_gdal_makes() {
 fn an_item_without_a_band_is_named_and_a_bad_collection_refused() {
     let mut o = options();
     o.bands = vec!["B04".into(), "B08".into()];
-    let e = stac_cube(&dir().join("items.json"), &o).unwrap_err().to_string();
+    let e = stac_cube(&dir().join("items.json"), &o)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("item a") && e.contains("B08"), "{e}");
+    // an area no item covers: refused before any pixel is read
+    let o = StacCubeOptions {
+        bands: vec!["B04".into()],
+        bbox: Some([-54.3, -12.1, -54.2, -12.0]),
+        ..StacCubeOptions::default()
+    };
+    let e = stac_cube(&dir().join("items.json"), &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("none of the 5 items"), "{e}");
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("x.json");
     std::fs::write(&p, r#"{"type": "Catalog"}"#).unwrap();
-    assert!(read_item_collection(&p).unwrap_err().to_string().contains("x.json"));
+    assert!(read_item_collection(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("x.json"));
 }

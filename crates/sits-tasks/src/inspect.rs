@@ -142,7 +142,9 @@ pub fn describe_with(path: &Path, rasters: &RasterFolderOptions) -> Result<Vec<S
         Opened::Stac(cube) => {
             let (t, c, h, w) = cube.shape();
             out.push("kind:   STAC ItemCollection (read onto one grid)".to_string());
-            out.push(format!("shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"));
+            out.push(format!(
+                "shape:  {t} dates x {c} bands x {h} x {w} (T, C, H, W)"
+            ));
             out.push(format!("dates:  {}", dates(cube.times())));
             out.push(format!("bands:  {:?}", cube.bands()));
             let valid = cube.validity();
