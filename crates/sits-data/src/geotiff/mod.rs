@@ -1,5 +1,5 @@
 //! GeoTIFF and Cloud-Optimized GeoTIFF, pure Rust: read windows of any band with the
-//! file's georeference, and write georeferenced maps ([`write`]).
+//! file's georeference, and write georeferenced maps ([`mod@write`]).
 //!
 //! The TIFF container and its codecs are the `tiff` crate's (image-rs): strips and
 //! tiles, no compression, deflate, LZW, zstd and PackBits, the horizontal and

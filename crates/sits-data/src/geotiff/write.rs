@@ -3,9 +3,10 @@
 //! coarsest, then the full-resolution tiles, as the COG specification lays them
 //! out).
 //!
-//! The CRS is written as GeoKeys: an EPSG code as such, a PROJ string of the
-//! projections listed in [`keys_for_crs`](super::keys) as user-defined keys (the way
-//! GDAL writes the Brazil Data Cube Albers grid). Bands are stored band by band
+//! The CRS is written as GeoKeys: an EPSG code as such (also the code a WKT names in
+//! its last `AUTHORITY`), a PROJ string of the projections `utm`, `tmerc`, `aea`,
+//! `laea`, `sinu` and `longlat` as user-defined keys (the way GDAL writes the Brazil
+//! Data Cube Albers grid); another CRS is an error naming it. Bands are stored band by band
 //! (`PlanarConfiguration = 2`), so a GIS reading one band of an embedding map reads
 //! only that band. GDAL opens the files with the same CRS, geotransform and nodata
 //! (`crates/sits-data/tests/geotiff_write.rs`).
