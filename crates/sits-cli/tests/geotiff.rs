@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 mod common;
@@ -40,34 +39,6 @@ fn small(args: &[&str]) -> Vec<String> {
 fn run(args: &[String]) -> Vec<(String, String)> {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     result(&sits(&refs))
-}
-
-/// What GDAL sees in each file (`gdal_read.py` of sits-data's fixtures).
-fn gdal(files: &[&Path]) -> Option<BTreeMap<String, serde_json::Value>> {
-    let python = match std::env::var("SITS_GDAL_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set SITS_GDAL_PYTHON"
-            );
-            eprintln!("SITS_GDAL_PYTHON not set: GDAL read-back skipped");
-            return None;
-        }
-    };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../sits-data/tests/fixtures/geotiff/gdal_read.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
 #[test]
@@ -145,7 +116,9 @@ fn the_cli_path_on_a_folder_of_geotiffs() {
     let source = input.join("CBERS-4_AWFI_022024_B13_2018-02-02.tif");
     let mut files: Vec<&Path> = maps.iter().map(PathBuf::as_path).collect();
     files.push(&source);
-    let Some(g) = gdal(&files) else { return };
+    let Some(g) = common::gdal(&files) else {
+        return;
+    };
     let src = &g[s(&source)];
     for m in &maps {
         let got = &g[s(m)];

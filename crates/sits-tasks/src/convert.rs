@@ -89,40 +89,30 @@ pub fn convert_with(
                 not_converted: Vec::new(),
             }
         }
-        Opened::Stac(cube) => {
-            write_cube(&cube, output, CubeChunks::default(), if_exists)?;
-            let (t, c, h, w) = cube.shape();
-            Converted {
-                kind: "cube",
-                values: t * c * h * w,
-                to: "Zarr store",
-                not_converted: Vec::new(),
-            }
-        }
-        Opened::Rasters(r) => {
-            let cube = r.read_all()?;
-            write_cube(&cube, output, CubeChunks::default(), if_exists)?;
-            let (t, c, h, w) = cube.shape();
-            Converted {
-                kind: "cube",
-                values: t * c * h * w,
-                to: "Zarr store",
-                not_converted: Vec::new(),
-            }
-        }
+        Opened::Stac(cube) => cube_to_zarr(&cube, output, if_exists)?,
+        Opened::Rasters(r) => cube_to_zarr(&r.read_all()?, output, if_exists)?,
         Opened::Pastis(_) => {
             let crate::input::Input::Cube { cube, .. } = crate::input::read_cube(input, patch)?
             else {
                 return Err(TaskError::input(input.display(), "not a cube"));
             };
-            write_cube(&cube, output, CubeChunks::default(), if_exists)?;
-            let (t, c, h, w) = cube.shape();
-            Converted {
-                kind: "cube",
-                values: t * c * h * w,
-                to: "Zarr store",
-                not_converted: Vec::new(),
-            }
+            cube_to_zarr(&cube, output, if_exists)?
         }
+    })
+}
+
+/// Writes `cube` as a Zarr store at `output` (default chunks).
+fn cube_to_zarr(
+    cube: &sits_data::Datacube,
+    output: &Path,
+    if_exists: IfExists,
+) -> Result<Converted> {
+    write_cube(cube, output, CubeChunks::default(), if_exists)?;
+    let (t, c, h, w) = cube.shape();
+    Ok(Converted {
+        kind: "cube",
+        values: t * c * h * w,
+        to: "Zarr store",
+        not_converted: Vec::new(),
     })
 }

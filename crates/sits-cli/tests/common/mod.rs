@@ -47,3 +47,33 @@ pub(crate) fn get<'a>(r: &'a [(String, String)], key: &str) -> &'a str {
 pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// What GDAL (through rasterio) sees in each file, from sits-data's `gdal_read.py`:
+/// `None` when `SITS_GDAL_PYTHON` (a python with rasterio) is not set, which CI
+/// refuses (`.ci/run` installs one and sets it).
+pub(crate) fn gdal(files: &[&Path]) -> Option<serde_json::Value> {
+    let python = match std::env::var("SITS_GDAL_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set SITS_GDAL_PYTHON to a python with rasterio"
+            );
+            eprintln!("SITS_GDAL_PYTHON not set: GDAL read-back skipped");
+            return None;
+        }
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sits-data/tests/fixtures/geotiff/gdal_read.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(files)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("JSON from gdal_read.py"))
+}
