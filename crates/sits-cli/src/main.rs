@@ -302,6 +302,10 @@ struct RasterArgs {
     /// STAC input: leave out items above this eo:cloud_cover (percent).
     #[arg(long)]
     max_cloud_cover: Option<f64>,
+    /// STAC input: regular time steps of this many days, each the median of its
+    /// clear observations (default: one date per day with an item).
+    #[arg(long)]
+    step_days: Option<u32>,
 }
 
 impl RasterArgs {
@@ -336,6 +340,7 @@ impl RasterArgs {
                 bounds: None,
                 bbox,
                 max_cloud_cover: self.max_cloud_cover,
+                step_days: self.step_days,
             },
         })
     }

@@ -187,6 +187,84 @@ pub fn resample(series: &Series, every_days: u32) -> Result<Series> {
     Series::new(out, Timestamps::new(times, "resampled series")?, None)
 }
 
+/// Composites `cube` on regular time steps of `every_days` days from its first
+/// date: each step holds, per pixel and band, the median of its valid observations
+/// (the mean of the two middle ones for an even count, as numpy's `nanmedian`), and
+/// is valid where at least one observation was. Steps without any observation stay,
+/// invalid, so that the time axis is regular. Dates are the steps' first days.
+pub fn composite(cube: &Datacube, every_days: u32) -> Result<Datacube> {
+    if every_days == 0 {
+        return Err(DataError::Argument(
+            "composite step must be at least 1 day".into(),
+        ));
+    }
+    let (t, c, h, w) = cube.shape();
+    let days = day_positions(cube.times());
+    let t0 = cube
+        .times()
+        .first()
+        .ok_or_else(|| DataError::Empty("cube".into()))?;
+    let step_of: Vec<usize> = days
+        .iter()
+        .map(|d| (d / f64::from(every_days)).floor() as usize)
+        .collect();
+    let n = step_of.last().map_or(0, |s| s + 1);
+    crate::io_util::check_read_size("composite", &[n as u64, c as u64, h as u64, w as u64], 4)?;
+    let valid = cube.validity();
+    let v = cube.values();
+    let mut out = ndarray::Array4::<f32>::from_elem((n, c, h, w), f32::NAN);
+    let mut ok = ndarray::Array3::<bool>::from_elem((n, h, w), false);
+    let mut buf = Vec::with_capacity(t);
+    for (si, ti0) in (0..n).map(|s| (s, step_of.iter().position(|&x| x == s))) {
+        let Some(ti0) = ti0 else { continue };
+        let members: Vec<usize> = (ti0..t).take_while(|&i| step_of[i] == si).collect();
+        for y in 0..h {
+            for x in 0..w {
+                let clear: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|&i| valid[[i, y, x]])
+                    .collect();
+                if clear.is_empty() {
+                    continue;
+                }
+                ok[[si, y, x]] = true;
+                for ci in 0..c {
+                    buf.clear();
+                    buf.extend(
+                        clear
+                            .iter()
+                            .map(|&i| v[[i, ci, y, x]])
+                            .filter(|v| !v.is_nan()),
+                    );
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    buf.sort_by(f32::total_cmp);
+                    let m = buf.len() / 2;
+                    out[[si, ci, y, x]] = if buf.len() % 2 == 1 {
+                        buf[m]
+                    } else {
+                        ((f64::from(buf[m - 1]) + f64::from(buf[m])) / 2.0) as f32
+                    };
+                }
+            }
+        }
+    }
+    let times: Vec<NaiveDateTime> = (0..n)
+        .map(|s| t0 + Duration::days((s * every_days as usize) as i64))
+        .collect();
+    let mut result = Datacube::new(
+        out,
+        Timestamps::new(times, "composite")?,
+        cube.bands().to_vec(),
+    )?
+    .with_radiometry(cube.radiometry())
+    .with_geo(cube.geo().cloned());
+    result.set_valid(ok)?;
+    Ok(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,11 @@
 //! asset that the target grid covers is read, so on object storage only the tiles
 //! that intersect the area are fetched.
 //!
+//! Optionally, regular time steps are composited from the clear observations
+//! ([`StacCubeOptions::step_days`]: the median, validity kept).
+//!
 //! Not read yet: STAC API searches (save the search result as an ItemCollection
-//! first), regular time steps composited from clear observations, `average`
-//! resampling.
+//! first), `average` resampling.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,8 @@ pub struct StacGrid {
     pub bbox: Option<[f64; 4]>,
     /// See [`StacCubeOptions::max_cloud_cover`].
     pub max_cloud_cover: Option<f64>,
+    /// See [`StacCubeOptions::step_days`].
+    pub step_days: Option<u32>,
 }
 
 /// The target grid and the bands of [`stac_cube`].
@@ -112,6 +116,10 @@ pub struct StacCubeOptions {
     pub bbox: Option<[f64; 4]>,
     /// Items above this `eo:cloud_cover` are left out.
     pub max_cloud_cover: Option<f64>,
+    /// Regular time steps of this many days, each the median of its clear
+    /// observations ([`crate::gapfill::composite`]); default: one date per day with
+    /// an item.
+    pub step_days: Option<u32>,
 }
 
 impl StacCubeOptions {
@@ -151,6 +159,7 @@ impl StacCubeOptions {
             bounds: o.stac.bounds,
             bbox: o.stac.bbox,
             max_cloud_cover: o.stac.max_cloud_cover,
+            step_days: o.stac.step_days,
         })
     }
 }
@@ -643,9 +652,13 @@ pub fn stac_cube(collection: &Path, options: &StacCubeOptions) -> Result<Datacub
     }
     let dates: Vec<NaiveDate> = days.keys().copied().collect();
     let times = Timestamps::from_dates(&dates, &collection.display().to_string())?;
-    Datacube::new(values, times, options.bands.clone())?
+    let cube = Datacube::new(values, times, options.bands.clone())?
         .with_geo(Some(grid))
-        .with_valid(valid)
+        .with_valid(valid)?;
+    match options.step_days {
+        Some(days) => crate::gapfill::composite(&cube, days),
+        None => Ok(cube),
+    }
 }
 
 /// One asset on the target grid (`h x w`, geotransform and CRS of `grid`): physical

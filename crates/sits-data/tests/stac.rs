@@ -115,3 +115,33 @@ fn an_item_without_a_band_is_named_and_a_bad_collection_refused() {
         .to_string()
         .contains("x.json"));
 }
+
+#[test]
+fn regular_16_day_steps_are_the_median_of_the_clear_values() {
+    let o = StacCubeOptions {
+        step_days: Some(16),
+        ..options()
+    };
+    let cube = stac_cube(&dir().join("items.json"), &o).unwrap();
+    let NpyArray::F64(v) = read_npy(&dir().join("expected_composite16.npy")).unwrap() else {
+        panic!()
+    };
+    let want: Array4<f64> = v.into_dimensionality::<Ix4>().unwrap();
+    let NpyArray::Bool(m) = read_npy(&dir().join("expected_composite16_valid.npy")).unwrap() else {
+        panic!()
+    };
+    let want_valid: Array3<bool> = m.into_dimensionality::<Ix3>().unwrap();
+    // 2020-07-01 + 16-day steps up to 2021-07-11: 24 steps, dated at their first day
+    assert_eq!(cube.shape(), (24, 1, 60, 80));
+    assert_eq!(cube.times().to_iso()[1].get(..10), Some("2020-07-17"));
+    assert_eq!(cube.valid_mask().unwrap(), &want_valid);
+    let mut compared = 0;
+    for (a, b) in cube.values().iter().zip(want.iter()) {
+        assert_eq!(a.is_nan(), b.is_nan());
+        if !b.is_nan() {
+            assert!((f64::from(*a) - b).abs() <= 1e-4, "{a} vs {b}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 5000, "{compared}");
+}
