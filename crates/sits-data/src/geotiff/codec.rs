@@ -107,16 +107,26 @@ impl Coding {
         macro_rules! run {
             ($t:ty) => {{
                 const N: usize = std::mem::size_of::<$t>();
-                let n = row.len() / N;
-                for i in spp..n {
-                    let prev = <$t>::from_ne_bytes(
-                        row[(i - spp) * N..(i - spp + 1) * N]
-                            .try_into()
-                            .unwrap_or([0; N]),
-                    );
-                    let cur =
-                        <$t>::from_ne_bytes(row[i * N..(i + 1) * N].try_into().unwrap_or([0; N]));
-                    row[i * N..(i + 1) * N].copy_from_slice(&cur.wrapping_add(prev).to_ne_bytes());
+                if spp == 1 {
+                    // one running sum: the common single-band case, kept tight
+                    let mut prev: $t = 0;
+                    for ch in row.chunks_exact_mut(N) {
+                        let mut b = [0u8; N];
+                        b.copy_from_slice(ch);
+                        let v = <$t>::from_ne_bytes(b).wrapping_add(prev);
+                        ch.copy_from_slice(&v.to_ne_bytes());
+                        prev = v;
+                    }
+                } else {
+                    let mut prev: Vec<$t> = vec![0; spp];
+                    for (k, ch) in row.chunks_exact_mut(N).enumerate() {
+                        let mut b = [0u8; N];
+                        b.copy_from_slice(ch);
+                        let p = &mut prev[k % spp];
+                        let v = <$t>::from_ne_bytes(b).wrapping_add(*p);
+                        ch.copy_from_slice(&v.to_ne_bytes());
+                        *p = v;
+                    }
                 }
             }};
         }
