@@ -103,6 +103,33 @@ enum Command {
         #[arg(long)]
         shard: Option<String>,
     },
+    /// Searches a STAC API and saves the items found as an ItemCollection, which
+    /// every command then reads as a cube.
+    Search {
+        /// The API root (or its /search endpoint).
+        api: String,
+        /// Collections, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        collections: Vec<String>,
+        /// lon_min,lat_min,lon_max,lat_max (WGS 84 degrees).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        bbox: Option<Vec<f64>>,
+        /// An interval, 2020-01-01/2020-12-31.
+        #[arg(long)]
+        datetime: Option<String>,
+        /// Leave out items above this eo:cloud_cover (percent).
+        #[arg(long)]
+        max_cloud_cover: Option<f64>,
+        /// Refuse a search that finds more items.
+        #[arg(long, default_value_t = 10_000)]
+        max_items: usize,
+        /// The ItemCollection to write (.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace a file written before.
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Checks a store written by sharded workers: the blocks not done yet, and the
     /// done blocks whose chunks are missing.
     Verify {
@@ -487,6 +514,37 @@ fn run(cli: Cli) -> Res<()> {
             );
         }
         Command::Pretrain(a) => pretrain_cmd(a, &cli.device, cli.quiet, start)?,
+        Command::Search {
+            api,
+            collections,
+            bbox,
+            datetime,
+            max_cloud_cover,
+            max_items,
+            out,
+            overwrite,
+        } => {
+            let bbox = match bbox.as_deref() {
+                None => None,
+                Some(&[a, b, c, d]) => Some([a, b, c, d]),
+                Some(v) => return Err(format!("--bbox takes 4 numbers, got {}", v.len()).into()),
+            };
+            sits_data::io_util::check_file_output(&out, if_exists(overwrite))?;
+            let found = sits_data::stac::search(&sits_data::stac::StacSearch {
+                api: api.clone(),
+                collections,
+                bbox,
+                datetime,
+                max_cloud_cover,
+                limit: None,
+                max_items: Some(max_items),
+            })?;
+            let n = found["features"].as_array().map_or(0, Vec::len);
+            let bytes = serde_json::to_vec_pretty(&found)?;
+            sits_data::io_util::write_new(&out, &bytes, if_exists(overwrite))?;
+            println!("{n} items from {api} saved to {}", show(&out));
+            println!("result: items={n} out={}", show(&out));
+        }
         Command::Verify { store } => {
             let w = sits_data::zarr::SharedCubeWriter::open(&store)?;
             let missing = w.missing()?;
