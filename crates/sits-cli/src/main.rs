@@ -333,6 +333,20 @@ struct RasterArgs {
     /// clear observations (default: one date per day with an item).
     #[arg(long)]
     step_days: Option<u32>,
+    /// STAC input: bilinear, average (for a coarser grid) or nearest; the cloud
+    /// layer is always nearest.
+    #[arg(long, default_value = "bilinear", value_parser = parse_resampling)]
+    resampling: sits_data::stac::Resampling,
+}
+
+fn parse_resampling(s: &str) -> Result<sits_data::stac::Resampling, String> {
+    use sits_data::stac::Resampling;
+    match s {
+        "bilinear" => Ok(Resampling::Bilinear),
+        "average" => Ok(Resampling::Average),
+        "nearest" => Ok(Resampling::Nearest),
+        o => Err(format!("{o:?}: expected bilinear, average or nearest")),
+    }
 }
 
 impl RasterArgs {
@@ -368,6 +382,7 @@ impl RasterArgs {
                 bbox,
                 max_cloud_cover: self.max_cloud_cover,
                 step_days: self.step_days,
+                resampling: self.resampling,
             },
         })
     }

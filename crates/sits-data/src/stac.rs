@@ -19,7 +19,8 @@
 //! Assets in another CRS than the target grid (another UTM zone, geographic) are
 //! reprojected pixel by pixel through [`crate::geo`]: for each target pixel centre,
 //! the position in the asset, sampled nearest (class layers: the cloud layer) or
-//! bilinear (reflectance), as GDAL's warper does with its exact transformation. An
+//! bilinear (reflectance, by default), as GDAL's warper does with its exact
+//! transformation. An
 //! item whose footprint misses the area is not opened, and only the window of each
 //! asset that the target grid covers is read, so on object storage only the tiles
 //! that intersect the area are fetched.
@@ -27,8 +28,9 @@
 //! Optionally, regular time steps are composited from the clear observations
 //! ([`StacCubeOptions::step_days`]: the median, validity kept).
 //!
-//! [`search`] runs a STAC API search (pages followed) and returns the items as an
-//! ItemCollection to save. Not there yet: `average` resampling.
+//! Bands can also be resampled by [`Resampling::Average`] (onto a coarser grid) or
+//! nearest. [`search`] runs a STAC API search (pages followed) and returns the items
+//! as an ItemCollection to save.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,6 +79,21 @@ pub struct StacItem {
     pub assets: BTreeMap<String, StacAsset>,
 }
 
+/// How band assets are resampled onto the target grid (the cloud layer is always
+/// sampled nearest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resampling {
+    /// Bilinear on pixel centres.
+    #[default]
+    Bilinear,
+    /// The mean of the valid source pixels whose centres fall in the target pixel
+    /// (for a coarser target grid).
+    Average,
+    /// The source pixel under the target pixel's centre.
+    Nearest,
+}
+
 /// The target grid and the items kept, as the command line gives them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StacGrid {
@@ -92,6 +109,9 @@ pub struct StacGrid {
     pub max_cloud_cover: Option<f64>,
     /// See [`StacCubeOptions::step_days`].
     pub step_days: Option<u32>,
+    /// See [`StacCubeOptions::resampling`].
+    #[serde(default)]
+    pub resampling: Resampling,
 }
 
 /// The target grid and the bands of [`stac_cube`].
@@ -120,6 +140,9 @@ pub struct StacCubeOptions {
     /// observations ([`crate::gapfill::composite`]); default: one date per day with
     /// an item.
     pub step_days: Option<u32>,
+    /// How bands are resampled (default bilinear; the cloud layer is nearest).
+    #[serde(default)]
+    pub resampling: Resampling,
 }
 
 impl StacCubeOptions {
@@ -160,6 +183,7 @@ impl StacCubeOptions {
             bbox: o.stac.bbox,
             max_cloud_cover: o.stac.max_cloud_cover,
             step_days: o.stac.step_days,
+            resampling: o.stac.resampling,
         })
     }
 }
@@ -624,14 +648,14 @@ pub fn stac_cube(collection: &Path, options: &StacCubeOptions) -> Result<Datacub
             let clear = match &cloud {
                 Some(m) => {
                     let a = open_asset(collection, item, &m.band)?;
-                    let layer = warp(a, &target, &grid, h, w, true)?;
+                    let layer = warp(a, &target, &grid, h, w, Resampling::Nearest)?;
                     Some(layer.mapv(|v| !v.is_nan() && !m.invalid.contains(&f64::from(v))))
                 }
                 None => None,
             };
             for (ci, b) in options.bands.iter().enumerate() {
                 let a = open_asset(collection, item, b)?;
-                let plane = warp(a, &target, &grid, h, w, false)?;
+                let plane = warp(a, &target, &grid, h, w, options.resampling)?;
                 let mut dst = values.slice_mut(ndarray::s![ti, ci, .., ..]);
                 // same-day fusion: the first item with a clear value wins
                 ndarray::Zip::indexed(&mut dst)
@@ -671,32 +695,41 @@ fn warp(
     grid: &GeoInfo,
     h: usize,
     w: usize,
-    nearest: bool,
+    resampling: Resampling,
 ) -> Result<Array2<f32>> {
+    let nearest = resampling == Resampling::Nearest;
     let same = a.crs.as_ref().is_none_or(|c| c.text() == target.text());
-    // source position (fractional row, col) of every target pixel centre
+    // the source position (fractional row, col) of a target position
+    let source_of = |r: f64, c: f64| -> Option<(f64, f64)> {
+        let (x, y) = grid.coords_of(r, c);
+        let (x, y) = match (&a.crs, same) {
+            (_, true) => (x, y),
+            (Some(src), false) => target
+                .to_lonlat(x, y)
+                .and_then(|(lon, lat)| src.from_lonlat(lon, lat))
+                .ok()?,
+            (None, false) => return None,
+        };
+        a.geo.position_of(x, y)
+    };
+    // of every target pixel centre
     let mut pos = vec![(f64::NAN, f64::NAN); h * w];
     for r in 0..h {
         for c in 0..w {
-            let (x, y) = grid.coords_of(r as f64 + 0.5, c as f64 + 0.5);
-            let (x, y) = match (&a.crs, same) {
-                (_, true) => (x, y),
-                (Some(src), false) => {
-                    match target
-                        .to_lonlat(x, y)
-                        .and_then(|(lon, lat)| src.from_lonlat(lon, lat))
-                    {
-                        Ok(p) => p,
-                        Err(_) => continue,
-                    }
-                }
-                (None, false) => continue,
-            };
-            if let Some(p) = a.geo.position_of(x, y) {
+            if let Some(p) = source_of(r as f64 + 0.5, c as f64 + 0.5) {
                 pos[r * w + c] = p;
             }
         }
     }
+    // and of every pixel corner, for the average
+    let corners: Vec<(f64, f64)> = if resampling == Resampling::Average {
+        (0..=h)
+            .flat_map(|r| (0..=w).map(move |c| (r, c)))
+            .map(|(r, c)| source_of(r as f64, c as f64).unwrap_or((f64::NAN, f64::NAN)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let info = a.tif.info().clone();
     let (sh, sw) = (info.height as f64, info.width as f64);
     let inside = |r: f64, c: f64| r >= 0.0 && c >= 0.0 && r < sh && c < sw;
@@ -707,7 +740,11 @@ fn warp(
         f64::NEG_INFINITY,
         f64::NEG_INFINITY,
     );
-    for &(r, c) in pos.iter().filter(|(r, c)| inside(*r, *c)) {
+    for &(r, c) in pos
+        .iter()
+        .chain(corners.iter())
+        .filter(|(r, c)| inside(*r, *c))
+    {
         r0 = r0.min(r);
         c0 = c0.min(c);
         r1 = r1.max(r);
@@ -739,6 +776,37 @@ fn warp(
         }
         let v = if nearest {
             at(r.floor() as isize, c.floor() as isize)
+        } else if resampling == Resampling::Average {
+            // the source pixels whose centres lie in the box of this pixel's corners
+            let (tr, tc) = (i / w, i % w);
+            let k = [
+                corners[tr * (w + 1) + tc],
+                corners[tr * (w + 1) + tc + 1],
+                corners[(tr + 1) * (w + 1) + tc],
+                corners[(tr + 1) * (w + 1) + tc + 1],
+            ];
+            let rmin = k.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+            let rmax = k.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
+            let cmin = k.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+            let cmax = k.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+            if [rmin, rmax, cmin, cmax].iter().any(|v| !v.is_finite()) {
+                None
+            } else {
+                let (mut sum, mut n) = (0.0, 0usize);
+                let mut rr = (rmin - 0.5).ceil() as isize;
+                while (rr as f64) + 0.5 < rmax {
+                    let mut cc = (cmin - 0.5).ceil() as isize;
+                    while (cc as f64) + 0.5 < cmax {
+                        if let Some(v) = at(rr, cc) {
+                            sum += v;
+                            n += 1;
+                        }
+                        cc += 1;
+                    }
+                    rr += 1;
+                }
+                (n > 0).then(|| sum / n as f64)
+            }
         } else {
             let (fr, fc) = (r - 0.5, c - 0.5);
             let (ir, ic) = (fr.floor() as isize, fc.floor() as isize);

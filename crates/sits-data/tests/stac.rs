@@ -145,3 +145,40 @@ fn regular_16_day_steps_are_the_median_of_the_clear_values() {
     }
     assert!(compared > 5000, "{compared}");
 }
+
+#[test]
+fn average_resampling_onto_a_coarser_grid_is_gdals() {
+    let e: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
+            .unwrap();
+    let b: Vec<f64> = e["average_bounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let o = StacCubeOptions {
+        bands: vec!["B04".into()],
+        crs: Some("EPSG:32632".into()),
+        resolution: Some(20.0),
+        bounds: Some([b[0], b[1], b[2], b[3]]),
+        resampling: sits_data::stac::Resampling::Average,
+        ..StacCubeOptions::default()
+    };
+    let cube = stac_cube(&dir().join("items.json"), &o).unwrap();
+    let NpyArray::F64(v) = read_npy(&dir().join("expected_average20.npy")).unwrap() else {
+        panic!()
+    };
+    let want: Array4<f64> = v.into_dimensionality::<Ix4>().unwrap();
+    assert_eq!(cube.shape(), (4, 1, 20, 8));
+    let mut compared = 0;
+    for (a, b) in cube.values().iter().zip(want.iter()) {
+        assert_eq!(a.is_nan(), b.is_nan(), "{a} vs {b}");
+        if !b.is_nan() {
+            // the mean of four 10 m pixels, up to f32 rounding
+            assert!((f64::from(*a) - b).abs() <= 1e-6, "{a} vs {b}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 300, "{compared}");
+}
