@@ -449,12 +449,20 @@ impl GeoTiff {
                                         xs.start - col..xs.end - col
                                     ]);
                                     // sample s of each pixel of the window's part of the row
-                                    let n = dst.len();
-                                    let samples = src[s * N..].chunks(N).step_by(spp).take(n);
-                                    for (d, b) in dst.iter_mut().zip(samples) {
-                                        let mut a = [0u8; N];
-                                        a.copy_from_slice(b);
-                                        *d = T::from_f64(<$t>::from_ne_bytes(a) as f64);
+                                    if spp == 1 {
+                                        let samples = src.chunks_exact(N);
+                                        for (d, b) in dst.iter_mut().zip(samples) {
+                                            let mut a = [0u8; N];
+                                            a.copy_from_slice(b);
+                                            *d = T::from_f64(<$t>::from_ne_bytes(a) as f64);
+                                        }
+                                    } else {
+                                        for (k, d) in dst.iter_mut().enumerate() {
+                                            let i = (k * spp + s) * N;
+                                            let mut a = [0u8; N];
+                                            a.copy_from_slice(&src[i..i + N]);
+                                            *d = T::from_f64(<$t>::from_ne_bytes(a) as f64);
+                                        }
                                     }
                                 }
                             }
