@@ -5,34 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
 use ndarray::{Array3, Array4, Ix3, Ix4};
 use sits_data::npy::{read_npy, NpyArray};
-use sits_data::stac::{read_item_collection, stac_cube, StacCubeOptions};
+use sits_data::stac::{read_item_collection, stac_cube, StacCubeOptions, StacGrid};
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stac")
-}
-
-fn options() -> StacCubeOptions {
-    let e: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
-            .unwrap();
-    let b: Vec<f64> = e["bounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    StacCubeOptions {
-        bands: vec!["B04".into()],
-        crs: Some(e["crs"].as_str().unwrap().into()),
-        resolution: Some(e["resolution"].as_f64().unwrap()),
-        bounds: Some([b[0], b[1], b[2], b[3]]),
-        ..StacCubeOptions::default()
-    }
-}
+mod common;
+use common::{stac_dir as dir, stac_options as options};
 
 #[test]
 fn items_in_two_utm_zones_make_the_cube_gdal_makes() {
@@ -100,7 +78,10 @@ fn an_item_without_a_band_is_named_and_a_bad_collection_refused() {
     // an area no item covers: refused before any pixel is read
     let o = StacCubeOptions {
         bands: vec!["B04".into()],
-        bbox: Some([-54.3, -12.1, -54.2, -12.0]),
+        grid: StacGrid {
+            bbox: Some([-54.3, -12.1, -54.2, -12.0]),
+            ..StacGrid::default()
+        },
         ..StacCubeOptions::default()
     };
     let e = stac_cube(&dir().join("items.json"), &o)
@@ -118,10 +99,8 @@ fn an_item_without_a_band_is_named_and_a_bad_collection_refused() {
 
 #[test]
 fn regular_16_day_steps_are_the_median_of_the_clear_values() {
-    let o = StacCubeOptions {
-        step_days: Some(16),
-        ..options()
-    };
+    let mut o = options();
+    o.grid.step_days = Some(16);
     let cube = stac_cube(&dir().join("items.json"), &o).unwrap();
     let NpyArray::F64(v) = read_npy(&dir().join("expected_composite16.npy")).unwrap() else {
         panic!()
@@ -157,14 +136,10 @@ fn average_resampling_onto_a_coarser_grid_is_gdals() {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
-    let o = StacCubeOptions {
-        bands: vec!["B04".into()],
-        crs: Some("EPSG:32632".into()),
-        resolution: Some(20.0),
-        bounds: Some([b[0], b[1], b[2], b[3]]),
-        resampling: sits_data::stac::Resampling::Average,
-        ..StacCubeOptions::default()
-    };
+    let mut o = options();
+    o.grid.resolution = Some(20.0);
+    o.grid.bounds = Some([b[0], b[1], b[2], b[3]]);
+    o.grid.resampling = sits_data::stac::Resampling::Average;
     let cube = stac_cube(&dir().join("items.json"), &o).unwrap();
     let NpyArray::F64(v) = read_npy(&dir().join("expected_average20.npy")).unwrap() else {
         panic!()

@@ -7,14 +7,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use sits_data::stac::{read_item_collection, search, stac_cube, StacCubeOptions, StacSearch};
+use sits_data::stac::{read_item_collection, search, stac_cube, StacSearch};
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stac")
-}
+mod common;
+use common::{stac_dir as dir, stac_options};
 
 type Page = (&'static str, &'static str, u16, Value);
 
@@ -134,21 +132,7 @@ fn a_paged_search_finds_the_items_of_the_saved_collection() {
         .map(|i| i.id)
         .collect();
     assert_eq!(ids, ["a", "b", "c", "d", "e"]);
-    let e: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
-            .unwrap();
-    let b: Vec<f64> = e["bounds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let o = StacCubeOptions {
-        bands: vec!["B04".into()],
-        resolution: Some(10.0),
-        bounds: Some([b[0], b[1], b[2], b[3]]),
-        ..StacCubeOptions::default()
-    };
+    let o = stac_options();
     let from_search = stac_cube(&file, &o).unwrap();
     let from_saved = stac_cube(&dir().join("items.json"), &o).unwrap();
     assert_eq!(from_search.shape(), from_saved.shape());
