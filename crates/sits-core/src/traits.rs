@@ -1,7 +1,7 @@
 //! The small object-safe traits through which the crates meet.
 //!
 //! They deliberately stay few: anything that takes one tensor and returns one tensor
-//! is a [`candle_nn::Module`] (or [`candle_nn::ModuleT`] when train and eval differ)
+//! is a `candle_nn::Module` (or `candle_nn::ModuleT` when train and eval differ)
 //! and needs no trait of ours.
 
 use candle_core::{Result, Tensor};

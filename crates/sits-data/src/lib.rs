@@ -26,8 +26,21 @@
 //! ```
 //!
 //! ## Feature flags
+//! - `remote` (off by default): object storage and HTTP(S): Zarr stores, GeoTIFFs
+//!   and STAC items at `s3://`, `gs://`, `az://` and `http(s)://` paths, and STAC API
+//!   searches (`stac::search`). It brings the `object_store` client with its async
+//!   runtime and TLS stack (about 150 more crates). Without it every such path is an
+//!   error that names the feature; local files work the same either way.
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle through `sits-core`. Data
 //!   preparation always runs on the CPU; batches are created on the device you pass.
+//!
+//! ## Re-exports
+//! The crates whose types cross this crate's API are re-exported, so a user never
+//! matches their versions by hand: [`candle_core`] (devices, batches), [`ndarray`]
+//! (cube and series values), [`chrono`] (dates), [`zarrs`] (stores) and
+//! [`sits_core`].
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod augment;
 pub mod cube;
@@ -54,3 +67,5 @@ pub use error::{DataError, Result};
 pub use folder::CubeFolder;
 pub use loader::{collate, Label, Loader, LoaderConfig, Sample, SampleSource};
 pub use samples::{SampleSet, Series, Split};
+
+pub use {candle_core, chrono, ndarray, sits_core, zarrs};

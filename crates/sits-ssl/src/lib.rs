@@ -54,7 +54,14 @@
 //! - [`error`]: [`SslError`], the error of the non-tensor functions.
 //!
 //! ## Feature flags
+//! - `progress` (off by default): a progress bar for [`train::Trainer`] (indicatif)
+//!   when [`train::TrainConfig::progress`] is set; without it the flag is ignored.
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
+//!
+//! ## Re-exports
+//! [`candle_core`] and [`candle_nn`] (tensors, variables, optimiser state) and the
+//! crates below this one ([`sits_core`], [`sits_data`], [`sits_models`],
+//! [`sits_repr`]), so a user never matches their versions by hand.
 
 pub mod alise;
 pub mod bert;
@@ -68,8 +75,11 @@ pub mod metrics;
 pub mod optim;
 pub mod pimc;
 pub mod probe;
+mod progress;
 pub mod simclr;
 pub mod train;
 pub mod ubarn;
 
 pub use error::SslError;
+
+pub use {candle_core, candle_nn, sits_core, sits_data, sits_models, sits_repr};

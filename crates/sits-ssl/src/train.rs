@@ -32,6 +32,7 @@ use sits_data::Loader;
 use sits_models::Buffers;
 
 use crate::optim::{clip_grad_norm, cosine_lr, AdamW};
+use crate::progress::Progress;
 
 /// A closure as an [`Objective`], for losses written in place (a custom head, a
 /// combination of objectives):
@@ -106,7 +107,7 @@ pub struct TrainConfig {
     pub frozen_prefixes: Vec<String>,
     /// Checkpoint every this many epochs (0 = only at the end).
     pub checkpoint_every: usize,
-    /// Show a progress bar (only drawn on a terminal).
+    /// Show a progress bar (only drawn on a terminal; needs the `progress` feature).
     pub progress: bool,
 }
 
@@ -269,19 +270,7 @@ impl Trainer {
         self.open_log()?;
         let per_epoch = loader.num_batches() as u64;
         let total = per_epoch * self.cfg.epochs as u64;
-        let bar = if self.cfg.progress {
-            let b = indicatif::ProgressBar::new(total);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}, {per_sec}]",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_position(self.step);
-            Some(b)
-        } else {
-            None
-        };
+        let bar = Progress::new(self.cfg.progress, total, self.step);
         while self.epoch < stop {
             for batch in loader.epoch(self.epoch as u64) {
                 let batch = batch.map_err(candle_core::Error::wrap)?;
@@ -344,8 +333,7 @@ impl Trainer {
                         .map_err(|e| candle_core::Error::Msg(format!("log.jsonl: {e}")))?;
                 }
                 if let Some(b) = &bar {
-                    b.set_message(format!("epoch {} loss {loss:.4}", self.epoch + 1));
-                    b.inc(1);
+                    b.step(format!("epoch {} loss {loss:.4}", self.epoch + 1));
                 }
                 self.history.push(rec);
                 self.step += 1;
@@ -358,7 +346,7 @@ impl Trainer {
             }
         }
         if let Some(b) = bar {
-            b.finish_and_clear();
+            b.finish();
         }
         Ok(())
     }

@@ -8,15 +8,13 @@ use std::path::Path;
 use candle_core::Device;
 use sits_data::open::open_samples;
 use sits_data::{SampleSet, Split};
-use sits_ssl::cluster::pca;
-use sits_ssl::metrics::ConfusionMatrix;
 use sits_ssl::probe::FractionResult;
 
 use crate::error::{Result, TaskError};
 use crate::experiment::{
     few_label_experiment, few_label_experiment_with, ExperimentConfig, ExperimentOutput,
 };
-use crate::report::{confusion_chart, line_chart, markdown_table, scatter_chart, write_atomic};
+use crate::report::{markdown_table, write_atomic};
 
 fn json_err(e: serde_json::Error) -> TaskError {
     TaskError::Settings(format!("serialising the results: {e}"))
@@ -246,6 +244,95 @@ pub fn write_report(
     cfg: &ExperimentConfig,
     out: &ExperimentOutput,
 ) -> Result<()> {
+    // the best model at 100 % labels
+    let mut best = ("linear probe, SSL encoder", at(&out.ssl, 1.0), None);
+    for (name, res) in [
+        ("linear probe, raw series", &out.raw),
+        ("linear probe, random-init encoder", &out.random),
+    ] {
+        if at(res, 1.0) > best.1 {
+            best = (name, at(res, 1.0), None);
+        }
+    }
+    let ft_full = out
+        .finetune
+        .iter()
+        .find(|r| (r.fraction - 1.0).abs() < 1e-9);
+    if let Some(ft) = ft_full {
+        if ft.oa > best.1 {
+            best = (
+                "fine-tuned SSL encoder",
+                ft.oa,
+                Some(ft.predictions.clone()),
+            );
+        }
+    }
+    #[cfg(feature = "plots")]
+    write_charts(dir, cfg, out, &best)?;
+    let charts = if crate::report::CHARTS {
+        "![loss](loss.png)\n\n![confusion](confusion.png)\n\n![embeddings](embeddings.png)"
+    } else {
+        crate::report::NO_CHARTS
+    };
+
+    let header = [
+        "setting",
+        "labels",
+        "train series",
+        "OA",
+        "macro-F1",
+        "kappa",
+    ];
+    let table = markdown_table(&header, &table_rows(out));
+    let md = format!(
+        "# sits quickstart report\n\n\
+         Data: `{}` ({} test series). Method: `{}`. Seed: {}. Device: {}.\n\n\
+         Pretraining: {} epochs, {} steps, {:.1} s; whole run {:.1} s.\n\n\
+         {table}\n\
+         Best model at 100 % labels: {} (OA {:.3}).\n\n\
+         {charts}\n\n\
+         ## Configuration\n\n```json\n{}\n```\n",
+        data.display(),
+        out.test_labels.len(),
+        cfg.method,
+        cfg.seed,
+        device,
+        cfg.epochs,
+        out.history.len(),
+        out.pretrain_seconds,
+        out.total_seconds,
+        best.0,
+        best.1,
+        serde_json::to_string_pretty(cfg).map_err(json_err)?
+    );
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
+    let json = serde_json::json!({
+        "config": cfg,
+        "raw": out.raw, "random": out.random, "ssl": out.ssl, "finetune": out.finetune,
+        "pretrain_seconds": out.pretrain_seconds, "total_seconds": out.total_seconds,
+    });
+    write_atomic(
+        &dir.join("results.json"),
+        serde_json::to_string_pretty(&json)
+            .map_err(json_err)?
+            .as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// The three charts of [`write_report`]; `best` is the best model at 100 % labels
+/// (name, OA, fine-tuned predictions when it is the fine-tuned encoder).
+#[cfg(feature = "plots")]
+fn write_charts(
+    dir: &Path,
+    cfg: &ExperimentConfig,
+    out: &ExperimentOutput,
+    best: &(&str, f64, Option<Vec<usize>>),
+) -> Result<()> {
+    use crate::report::{confusion_chart, line_chart, scatter_chart};
+    use sits_ssl::cluster::pca;
+    use sits_ssl::metrics::ConfusionMatrix;
+
     // training curve: every step and the mean per epoch
     let steps: Vec<(f64, f64)> = out
         .history
@@ -274,29 +361,6 @@ pub fn write_report(
         &[("per step", &steps), ("epoch mean", &epochs)],
     )?;
 
-    // the best model at 100 % labels
-    let mut best = ("linear probe, SSL encoder", at(&out.ssl, 1.0), None);
-    for (name, res) in [
-        ("linear probe, raw series", &out.raw),
-        ("linear probe, random-init encoder", &out.random),
-    ] {
-        if at(res, 1.0) > best.1 {
-            best = (name, at(res, 1.0), None);
-        }
-    }
-    let ft_full = out
-        .finetune
-        .iter()
-        .find(|r| (r.fraction - 1.0).abs() < 1e-9);
-    if let Some(ft) = ft_full {
-        if ft.oa > best.1 {
-            best = (
-                "fine-tuned SSL encoder",
-                ft.oa,
-                Some(ft.predictions.clone()),
-            );
-        }
-    }
     let preds = match best.2.clone() {
         Some(p) => p,
         None => {
@@ -338,47 +402,5 @@ pub fn write_report(
         &out.class_names,
     )?;
 
-    let header = [
-        "setting",
-        "labels",
-        "train series",
-        "OA",
-        "macro-F1",
-        "kappa",
-    ];
-    let table = markdown_table(&header, &table_rows(out));
-    let md = format!(
-        "# sits quickstart report\n\n\
-         Data: `{}` ({} test series). Method: `{}`. Seed: {}. Device: {}.\n\n\
-         Pretraining: {} epochs, {} steps, {:.1} s; whole run {:.1} s.\n\n\
-         {table}\n\
-         Best model at 100 % labels: {} (OA {:.3}), confusion matrix in `confusion.png`.\n\n\
-         ![loss](loss.png)\n\n![confusion](confusion.png)\n\n![embeddings](embeddings.png)\n\n\
-         ## Configuration\n\n```json\n{}\n```\n",
-        data.display(),
-        out.test_labels.len(),
-        cfg.method,
-        cfg.seed,
-        device,
-        cfg.epochs,
-        out.history.len(),
-        out.pretrain_seconds,
-        out.total_seconds,
-        best.0,
-        best.1,
-        serde_json::to_string_pretty(cfg).map_err(json_err)?
-    );
-    write_atomic(&dir.join("report.md"), md.as_bytes())?;
-    let json = serde_json::json!({
-        "config": cfg,
-        "raw": out.raw, "random": out.random, "ssl": out.ssl, "finetune": out.finetune,
-        "pretrain_seconds": out.pretrain_seconds, "total_seconds": out.total_seconds,
-    });
-    write_atomic(
-        &dir.join("results.json"),
-        serde_json::to_string_pretty(&json)
-            .map_err(json_err)?
-            .as_bytes(),
-    )?;
     Ok(())
 }

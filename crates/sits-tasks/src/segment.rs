@@ -50,7 +50,9 @@ use sits_ssl::train::{FnObjective, StepRecord, TrainConfig, Trainer};
 use sits_ssl::ubarn::CubeMaskedReconstruction;
 
 use crate::error::{Context, Result, TaskError};
-use crate::report::{line_chart, markdown_table, write_atomic};
+#[cfg(feature = "plots")]
+use crate::report::line_chart;
+use crate::report::{markdown_table, write_atomic};
 
 /// A cube with per-pixel classes and a split.
 #[derive(Debug, Clone)]
@@ -962,29 +964,32 @@ pub fn write_outputs(
     );
     panels.push(label_image(&split_img, &split_colors));
     RgbImage::hstack(&panels, 6).write_png(&dir.join("maps.png"))?;
-    let head_curve: Vec<(f64, f64)> = s
-        .head_losses
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| {
-            (
-                (i + 1) as f64 * cfg.epochs as f64 / cfg.head_steps.max(1) as f64,
-                l,
-            )
-        })
-        .collect();
-    line_chart(
-        &dir.join("loss.png"),
-        "training losses (head steps scaled to epochs)",
-        "epoch",
-        "loss",
-        &[
-            ("U-BARN masked reconstruction (MSE)", &s.pretrain_curve),
-            ("U-TAE cross-entropy", &s.utae_curve),
-            ("U-BARN fine-tuning cross-entropy", &s.finetune_curve),
-            ("U-BARN head cross-entropy", &head_curve),
-        ],
-    )?;
+    #[cfg(feature = "plots")]
+    {
+        let head_curve: Vec<(f64, f64)> = s
+            .head_losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                (
+                    (i + 1) as f64 * cfg.epochs as f64 / cfg.head_steps.max(1) as f64,
+                    l,
+                )
+            })
+            .collect();
+        line_chart(
+            &dir.join("loss.png"),
+            "training losses (head steps scaled to epochs)",
+            "epoch",
+            "loss",
+            &[
+                ("U-BARN masked reconstruction (MSE)", &s.pretrain_curve),
+                ("U-TAE cross-entropy", &s.utae_curve),
+                ("U-BARN fine-tuning cross-entropy", &s.finetune_curve),
+                ("U-BARN head cross-entropy", &head_curve),
+            ],
+        )?;
+    }
     let first = input
         .cube
         .times()
@@ -1042,10 +1047,15 @@ pub fn write_outputs(
     let text = serde_json::to_string_pretty(&json)
         .map_err(|e| TaskError::Settings(format!("serialising the results: {e}")))?;
     write_atomic(&dir.join("results.json"), text.as_bytes())?;
+    let loss = if crate::report::CHARTS {
+        "![loss](loss.png)"
+    } else {
+        crate::report::NO_CHARTS
+    };
     let md = format!(
         "# Segmentation\n\n{} of {} dates kept, {} train and {} test pixels.\n\n{table}\n\n\
          ![maps](maps.png)\n\nPanels: reference, U-BARN SSL, U-BARN fine-tuned (when it ran), U-TAE, raw probe, split \
-         (green train, red test).\n\n![loss](loss.png)\n\n{notes}\n",
+         (green train, red test).\n\n{loss}\n\n{notes}\n",
         s.dates_kept.0, s.dates_kept.1, s.pixels.0, s.pixels.1
     );
     write_atomic(&dir.join("report.md"), md.as_bytes())?;

@@ -93,8 +93,18 @@ fn every_model_is_trained_scored_and_written() {
         "raw_probe.zarr",
         "ubarn_finetuned.zarr",
     ] {
+        if f == "loss.png" && !sits_tasks::report::CHARTS {
+            continue;
+        }
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");
+    // the chart link appears exactly when the chart is drawn
+    assert_eq!(md.contains("![loss](loss.png)"), sits_tasks::report::CHARTS);
+    assert_eq!(
+        dir.path().join("loss.png").exists(),
+        sits_tasks::report::CHARTS
+    );
 }
 
 #[test]

@@ -29,8 +29,8 @@
 //! ([`StacGrid::step_days`]: the median, validity kept).
 //!
 //! Bands can also be resampled by [`Resampling::Average`] (onto a coarser grid) or
-//! nearest. [`search`] runs a STAC API search (pages followed) and returns the items
-//! as an ItemCollection to save.
+//! nearest. `search` (feature `remote`) runs a STAC API search (pages followed) and
+//! returns the items as an ItemCollection to save.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,9 +45,12 @@ use crate::error::{DataError, Result};
 use crate::rasters::CloudMask;
 
 mod cube;
+#[cfg(feature = "remote")]
 mod search;
 
 pub use cube::stac_cube;
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub use search::{search, StacSearch};
 
 /// One asset of an item.

@@ -37,6 +37,11 @@ use zarrs::group::{Group, GroupBuilder};
 use zarrs::storage::{ReadableStorageTraits, ReadableWritableListableStorageTraits};
 
 mod cube;
+#[cfg(feature = "remote")]
+mod remote;
+#[cfg(not(feature = "remote"))]
+#[path = "remote_off.rs"]
+mod remote;
 mod samples;
 mod shared;
 mod staged;

@@ -1,20 +1,6 @@
-//! PNG charts and Markdown tables for experiment reports: training curves,
-//! confusion matrices, 2-D scatter plots of embeddings.
-//!
-//! Charts are drawn with [`plotters`] into an in-memory RGB buffer and written with
-//! [`sits_repr::render::RgbImage::write_png`] (a temporary file renamed into place).
-//! Text uses the DejaVu Sans Mono font bundled in `assets/fonts`, so no system font
-//! is needed.
-//!
-//! ```
-//! let dir = tempfile::tempdir().unwrap();
-//! let path = dir.path().join("loss.png");
-//! let curve: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, 1.0 / (1.0 + i as f64))).collect();
-//! sits_tasks::report::line_chart(&path, "training loss", "step", "loss", &[("loss", &curve)]).unwrap();
-//! assert!(std::fs::metadata(&path).unwrap().len() > 1000);
-//! ```
+//! The plotters charts of [`super`] (feature `plots`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
@@ -22,35 +8,9 @@ use plotters::style::{register_font, FontStyle};
 use sits_repr::render::{label_color, RgbImage};
 use sits_ssl::metrics::ConfusionMatrix;
 
-/// Errors of the report helpers.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReportError {
-    /// The input cannot be drawn (empty, mismatched lengths, non-finite range).
-    #[error("{0}")]
-    Input(String),
-    /// plotters failed while drawing.
-    #[error("drawing {path}: {message}")]
-    Draw {
-        /// The chart being drawn.
-        path: PathBuf,
-        /// plotters' message.
-        message: String,
-    },
-    /// Writing the PNG failed.
-    #[error("writing {path}: {message}")]
-    Write {
-        /// The PNG file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-}
+use super::{ReportError, Result};
 
-/// Result of the report helpers.
-pub type Result<T> = std::result::Result<T, ReportError>;
-
-const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSansMono.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 const FAMILY: &str = "sans-serif";
 
 fn ensure_font() {
@@ -360,25 +320,6 @@ pub fn scatter_chart(
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a
-/// rename, so a crash never leaves a half-written file in place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    sits_core::io::write_atomic(path, bytes).map_err(|e| ReportError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
-/// A Markdown table from a header and rows of cells.
-pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut s = format!("| {} |\n", header.join(" | "));
-    s.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
-    for r in rows {
-        s.push_str(&format!("| {} |\n", r.join(" | ")));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,11 +357,5 @@ mod tests {
         assert!(e.to_string().contains("empty"), "{e}");
         let nan = [(0.0, f64::NAN)];
         assert!(line_chart(&l, "t", "x", "y", &[("a", &nan)]).is_err());
-    }
-
-    #[test]
-    fn markdown_table_has_a_separator_row() {
-        let t = markdown_table(&["a", "b"], &[vec!["1".into(), "2".into()]]);
-        assert_eq!(t, "| a | b |\n| --- | --- |\n| 1 | 2 |\n");
     }
 }
