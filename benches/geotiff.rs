@@ -27,7 +27,9 @@ fn cog_path() -> PathBuf {
     if !p.exists() {
         // the values of a CBERS near-infrared band tiled over the image, plus a
         // little deterministic noise
-        let dir = sits::bundled_data_dir().join("cbers4_awfi_022024_geotiff");
+        let dir = sits::bundled_data_dir()
+            .expect("the bundled data (SITS_DATA or the checkout)")
+            .join("cbers4_awfi_022024_geotiff");
         let src = dir.join("CBERS-4_AWFI_022024_B16_2018-02-02.tif");
         let tile = GeoTiff::open(&src)
             .and_then(|mut t| t.read_all::<f32>())

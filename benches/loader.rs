@@ -52,7 +52,7 @@ fn run_epoch(
 }
 
 fn bench(c: &mut Criterion) {
-    let root = sits::bundled_data_dir();
+    let root = sits::bundled_data_dir().expect("the bundled data (SITS_DATA or the checkout)");
     let series: Arc<dyn SampleSource> =
         Arc::new(datasets::mato_grosso(&root.join(datasets::MATO_GROSSO)).expect("bundled data"));
     let slo = SloveniaNdvi::load(&root.join(datasets::SLOVENIA_NDVI)).expect("bundled data");

@@ -16,8 +16,12 @@ use zarrs::array::Array;
 use zarrs::filesystem::FilesystemStore;
 
 fn tiled_cube() -> Datacube {
-    let s = SloveniaNdvi::load(&sits::bundled_data_dir().join(datasets::SLOVENIA_NDVI))
-        .expect("bundled data");
+    let s = SloveniaNdvi::load(
+        &sits::bundled_data_dir()
+            .expect("the bundled data (SITS_DATA or the checkout)")
+            .join(datasets::SLOVENIA_NDVI),
+    )
+    .expect("bundled data");
     let v = s.cube.values();
     let row = concatenate(Axis(3), &[v, v, v, v]).expect("same shapes");
     let big = concatenate(Axis(2), &[row.view(), row.view(), row.view(), row.view()])

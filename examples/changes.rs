@@ -43,7 +43,7 @@ struct Args {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let dir = sits::bundled_data_dir().join(datasets::DTWSAT_CUBE);
+    let dir = sits::bundled_data_dir()?.join(datasets::DTWSAT_CUBE);
     let out = output_dir(&args.out, &[&dir])?;
     let input = sits::tasks::input::read(&dir, None)?;
     let mut cfg = PretrainConfig {

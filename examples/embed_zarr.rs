@@ -70,7 +70,7 @@ fn run() -> Res<()> {
         return Err("--tile and --block must be at least 1".into());
     }
     prepare_run_dir(&args.out)?;
-    let d = DtwsatCube::load(&sits::bundled_data_dir().join(datasets::DTWSAT_CUBE))?;
+    let d = DtwsatCube::load(&sits::bundled_data_dir()?.join(datasets::DTWSAT_CUBE))?;
     let (t, c, h0, w0) = d.cube.shape();
     let (h, w) = (h0 * args.tile, w0 * args.tile);
 

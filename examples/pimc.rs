@@ -32,7 +32,7 @@ struct Args {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let set = datasets::mato_grosso(&sits::bundled_data_dir().join(datasets::MATO_GROSSO))?;
+    let set = datasets::mato_grosso(&sits::bundled_data_dir()?.join(datasets::MATO_GROSSO))?;
     // values are reflectances and indices already near [0, 1]: the recurrence plots
     // need the physical values, so the series are not standardised here
     let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);

@@ -32,7 +32,7 @@ struct Args {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let d = DtwsatCube::load(&sits::bundled_data_dir().join(datasets::DTWSAT_CUBE))?;
+    let d = DtwsatCube::load(&sits::bundled_data_dir()?.join(datasets::DTWSAT_CUBE))?;
     let cfg = PlanarConfig {
         epochs: args.epochs,
         seed: args.seed,

@@ -90,10 +90,10 @@ struct Args {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let device = sits::tasks::device(&args.device)?;
-    let data = args
-        .data
-        .clone()
-        .unwrap_or_else(|| sits::bundled_data_dir().join(datasets::MATO_GROSSO));
+    let data = match args.data.clone() {
+        Some(d) => d,
+        None => sits::bundled_data_dir()?.join(datasets::MATO_GROSSO),
+    };
     // everything that can be checked before the long work: the output folder (made
     // and probed for writing), the kind of input, the splits and classes
     prepare_run_dir(&args.out)?;

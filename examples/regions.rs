@@ -46,7 +46,7 @@ struct Args {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let dir = sits::bundled_data_dir().join(datasets::DTWSAT_CUBE);
+    let dir = sits::bundled_data_dir()?.join(datasets::DTWSAT_CUBE);
     let out = output_dir(&args.out, &[&dir])?;
     let input = sits::tasks::input::read(&dir, None)?;
     // MOD13Q1 agricultural years: September to August, 23 composites

@@ -86,7 +86,7 @@ fn safe(name: &str) -> String {
 
 fn run() -> Res<()> {
     let out = out_dir()?;
-    let data = sits::bundled_data_dir();
+    let data = sits::bundled_data_dir()?;
     let mut written = Vec::new();
 
     // Recurrence plots of NDVI/EVI/SAVI, two series per class.

@@ -145,7 +145,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("--ubarn {other}: expected `small` or `published`").into());
         }
     };
-    let dir = sits::bundled_data_dir().join(datasets::SLOVENIA_NDVI);
+    let dir = sits::bundled_data_dir()?.join(datasets::SLOVENIA_NDVI);
     let slo = SloveniaNdvi::load(&dir)?;
     // class index of a land-cover id; -1 for unlabelled and unevaluated classes
     let labels = slo.lulc.mapv(|id| {

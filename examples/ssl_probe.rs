@@ -53,7 +53,7 @@ fn stat(
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let set = datasets::mato_grosso(&sits::bundled_data_dir().join(datasets::MATO_GROSSO))?;
+    let set = datasets::mato_grosso(&sits::bundled_data_dir()?.join(datasets::MATO_GROSSO))?;
     let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
     let mut runs = Vec::new();
     for seed in 0..args.seeds {

@@ -535,9 +535,10 @@ fn run(cli: Cli) -> Res<()> {
             out,
         } => {
             let device = sits_tasks::device(&cli.device)?;
-            let data = data.unwrap_or_else(|| {
-                sits_tasks::bundled_data_dir().join(sits_data::datasets::MATO_GROSSO)
-            });
+            let data = match data {
+                Some(d) => d,
+                None => sits_tasks::bundled_data_dir()?.join(sits_data::datasets::MATO_GROSSO),
+            };
             let out = output_dir(&out, &[&data])?;
             let (train, test) = match &points {
                 None => few_label::labelled_splits(&data)?,

@@ -30,6 +30,12 @@
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to `candle-core`/`candle-nn`. The device
 //!   is chosen at run time ([`candle_core::Device`]); no public API depends on a feature.
+//!
+//! ## Re-exports
+//! [`candle_core`] (tensors, devices) and [`chrono`] (dates) cross this crate's API
+//! and are re-exported, so a user never matches their versions by hand.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod batch;
 pub mod dates;
@@ -41,3 +47,4 @@ pub mod traits;
 
 pub use batch::{BatchLayout, SitsBatch};
 pub use traits::{Augmentation, Encoder, Objective, ObjectiveOutput, Step};
+pub use {candle_core, chrono};

@@ -8,8 +8,22 @@
 //! | [`mato_grosso`] | `mato_grosso_mod13q1/` | 2115 MODIS pixel series x 23 dates x 6 bands, 9 classes |
 //! | [`DtwsatCube`] | `dtwsat_mato_grosso_mod13q1_cube/` | MODIS cube 137 x 6 x 27 x 37, 603 labelled pixel-years |
 //! | [`SloveniaNdvi`] | `eolearn_slovenia_s2_ndvi/` | Sentinel-2 NDVI cube 68 x 1 x 101 x 100 with clouds, land cover, parcels |
+//!
+//! The datasets live in the repository's `data/` folder, not in the published crates
+//! (their licences differ from the code's). [`data_dir`] finds that folder: a path
+//! you give, else the `SITS_DATA` environment variable, else the checkout these
+//! crates were built from.
+//!
+//! ```
+//! // needs the repository's data/ folder (a checkout, or SITS_DATA pointing at a copy)
+//! use sits_data::datasets;
+//! let data = datasets::data_dir(None).unwrap();
+//! let set = datasets::mato_grosso(&data.join(datasets::MATO_GROSSO)).unwrap();
+//! assert_eq!(set.len(), 2115);
+//! ```
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use ndarray::{s, Array2, Array3, Ix3};
 
@@ -24,6 +38,82 @@ pub const MATO_GROSSO: &str = "mato_grosso_mod13q1";
 pub const DTWSAT_CUBE: &str = "dtwsat_mato_grosso_mod13q1_cube";
 /// See [`MATO_GROSSO`].
 pub const SLOVENIA_NDVI: &str = "eolearn_slovenia_s2_ndvi";
+
+/// The environment variable naming the folder of the bundled datasets.
+pub const DATA_ENV: &str = "SITS_DATA";
+
+/// The folder holding the bundled datasets, looked for in this order:
+///
+/// 1. `explicit`, when given;
+/// 2. the folder named by the `SITS_DATA` environment variable, when set;
+/// 3. the `data/` folder of the checkout this crate was built from (examples, tests
+///    and `cargo install --path` builds; a crate from crates.io has none).
+///
+/// The first of these that is given decides: a wrong explicit path or `SITS_DATA`
+/// is an error, not a reason to fall back to another folder. A folder counts when
+/// it holds at least one of the dataset folders ([`MATO_GROSSO`], [`DTWSAT_CUBE`],
+/// [`SLOVENIA_NDVI`]). The error names every place tried and why it was not used.
+/// Nothing is downloaded.
+pub fn data_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data");
+    find_data_dir(explicit, std::env::var_os(DATA_ENV), &checkout)
+}
+
+/// Why `dir` is not a data folder, or `None` when it is one.
+fn not_a_data_dir(dir: &Path) -> Option<String> {
+    if !dir.exists() {
+        return Some("does not exist".into());
+    }
+    if !dir.is_dir() {
+        return Some("is not a folder".into());
+    }
+    if [MATO_GROSSO, DTWSAT_CUBE, SLOVENIA_NDVI]
+        .iter()
+        .any(|d| dir.join(d).is_dir())
+    {
+        None
+    } else {
+        Some(format!(
+            "holds none of the dataset folders {MATO_GROSSO}, {DTWSAT_CUBE}, {SLOVENIA_NDVI}"
+        ))
+    }
+}
+
+/// [`data_dir`] with the environment and the checkout passed in (for tests).
+fn find_data_dir(
+    explicit: Option<&Path>,
+    env: Option<OsString>,
+    checkout: &Path,
+) -> Result<PathBuf> {
+    let fail = |tried: String| Err(DataError::NoDataDir { tried });
+    if let Some(dir) = explicit {
+        return match not_a_data_dir(dir) {
+            None => Ok(dir.to_path_buf()),
+            Some(why) => fail(format!("the path given, {} ({why})", dir.display())),
+        };
+    }
+    let mut tried = vec!["no path given".to_string()];
+    match env.filter(|v| !v.is_empty()) {
+        Some(v) => {
+            let dir = PathBuf::from(v);
+            return match not_a_data_dir(&dir) {
+                None => Ok(dir),
+                Some(why) => {
+                    tried.push(format!("{DATA_ENV}={} ({why})", dir.display()));
+                    fail(tried.join("; "))
+                }
+            };
+        }
+        None => tried.push(format!("{DATA_ENV} (not set)")),
+    }
+    match not_a_data_dir(checkout) {
+        None => Ok(checkout.to_path_buf()),
+        Some(why) => {
+            tried.push(format!("the checkout's {} ({why})", checkout.display()));
+            fail(tried.join("; "))
+        }
+    }
+}
 
 /// The labelled MODIS pixel series of Mato Grosso (`dir` is the dataset folder).
 pub fn mato_grosso(dir: &Path) -> Result<SampleSet> {
@@ -246,5 +336,69 @@ impl SloveniaNdvi {
             c[l as usize] += 1;
         }
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn data_like(root: &Path) -> PathBuf {
+        let d = root.join("data");
+        std::fs::create_dir_all(d.join(SLOVENIA_NDVI)).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_data_folder_is_found_in_order_and_a_wrong_choice_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let good = data_like(tmp.path());
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(other.join(MATO_GROSSO)).unwrap();
+        let missing = tmp.path().join("missing");
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+
+        // explicit first, then the variable, then the checkout
+        let env = Some(OsString::from(&other));
+        assert_eq!(
+            find_data_dir(Some(&good), env.clone(), &missing).unwrap(),
+            good
+        );
+        assert_eq!(find_data_dir(None, env, &good).unwrap(), other);
+        assert_eq!(find_data_dir(None, None, &good).unwrap(), good);
+        assert_eq!(find_data_dir(None, Some("".into()), &good).unwrap(), good);
+
+        // a wrong explicit path does not fall back, and says why
+        let e = find_data_dir(Some(&missing), None, &good)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing (does not exist)") && e.contains("SITS_DATA"),
+            "{e}"
+        );
+        // a wrong variable does not fall back either
+        let e = find_data_dir(None, Some(empty.clone().into()), &good)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SITS_DATA=") && e.contains("holds none"), "{e}");
+        // nothing given and no checkout: all three places are named
+        let e = find_data_dir(None, None, &missing).unwrap_err().to_string();
+        assert!(
+            e.contains("no path given")
+                && e.contains("SITS_DATA (not set)")
+                && e.contains("checkout"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_checkout_holds_the_data_when_tests_run_in_the_repository() {
+        // tests run from the repository, whose data/ folder is the checkout's
+        if std::env::var_os(DATA_ENV).is_none() {
+            let d = data_dir(None).unwrap();
+            assert!(d.join(MATO_GROSSO).is_dir(), "{}", d.display());
+        }
     }
 }

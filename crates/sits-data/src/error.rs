@@ -133,6 +133,15 @@ pub enum DataError {
     /// A wrong argument (batch size 0, unknown option...).
     #[error("invalid argument: {0}")]
     Argument(String),
+    /// The folder of the bundled datasets was not found.
+    #[error(
+        "the bundled sits datasets were not found; tried: {tried}. Pass the path of a copy \
+         of the repository's data/ folder, or set SITS_DATA to it"
+    )]
+    NoDataDir {
+        /// Each place looked at, with why it was not used.
+        tried: String,
+    },
     /// A JSON file that does not parse.
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {

@@ -29,7 +29,7 @@
 //! - `remote` (off by default): object storage and HTTP(S): Zarr stores, GeoTIFFs
 //!   and STAC items at `s3://`, `gs://`, `az://` and `http(s)://` paths, and STAC API
 //!   searches (`stac::search`). It brings the `object_store` client with its async
-//!   runtime and TLS stack (about 150 more crates). Without it every such path is an
+//!   runtime and TLS stack (about 85 more crates to build). Without it every such path is an
 //!   error that names the feature; local files work the same either way.
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle through `sits-core`. Data
 //!   preparation always runs on the CPU; batches are created on the device you pass.

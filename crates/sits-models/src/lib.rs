@@ -40,6 +40,13 @@
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle. Pick the device at run time
 //!   with `candle_core::Device`; nothing in the API depends on the feature.
+//!
+//! ## Re-exports
+//! [`candle_core`], [`candle_nn`] (tensors, `VarBuilder`/`VarMap`) and [`sits_core`]
+//! cross this crate's API and are re-exported, so a user never matches their
+//! versions by hand.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alise;
 pub mod error;
@@ -62,3 +69,4 @@ pub use tsvit::{Tsvit, TsvitConfig};
 pub use ubarn::{Ubarn, UbarnConfig};
 pub use utae::{AggregationMode, Utae, UtaeConfig};
 pub use vision::{SmallResNet, SmallVit};
+pub use {candle_core, candle_nn, sits_core};

@@ -40,6 +40,12 @@
 //! ## Feature flags
 //! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle; the computations here run
 //!   on the CPU.
+//!
+//! ## Re-exports
+//! [`ndarray`] (every input and output) and [`sits_data`] are re-exported, so a user
+//! never matches their versions by hand.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
 pub mod fields;
@@ -56,3 +62,4 @@ pub use indices::SpectralIndex;
 pub use numeric::Size;
 pub use planar::{curve_order, planar_image, Curve};
 pub use recurrence::{RecurrencePlot, Threshold};
+pub use {ndarray, sits_data};

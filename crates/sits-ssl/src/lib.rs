@@ -63,6 +63,8 @@
 //! crates below this one ([`sits_core`], [`sits_data`], [`sits_models`],
 //! [`sits_repr`]), so a user never matches their versions by hand.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod alise;
 pub mod bert;
 pub mod cluster;

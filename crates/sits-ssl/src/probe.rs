@@ -516,16 +516,10 @@ mod tests {
         (features(&rows, &Device::Cpu).unwrap(), labels)
     }
 
-    /// The largest elementwise difference of two tensors of one shape.
+    /// The largest elementwise difference of two tensors of one shape; infinite
+    /// when either holds a NaN or an infinity.
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        sits_testing::max_abs_diff(a, b)
     }
 
     /// ‖∂objective/∂W‖ at a fitted probe's weights, with the probe's own λ (zero at

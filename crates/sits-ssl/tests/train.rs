@@ -383,14 +383,7 @@ fn pimc_learns_and_embeddings_keep_order() {
     .unwrap();
     use sits_core::Encoder;
     let alone = series.encode(&one, false).unwrap();
-    let d: f32 = (e.get(17).unwrap() - alone.get(0).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = sits_testing::max_abs_diff(&e.get(17).unwrap(), &alone.get(0).unwrap());
     assert!(
         d < 1e-5,
         "embedding row 17 differs from the sample encoded alone by {d}"
@@ -542,14 +535,7 @@ fn pooled_pixel_encoder_flattens_dates_and_checks_their_number() {
     assert_eq!(z.dims(), &[b, t * 8]);
     assert_eq!(flat.output_dim(), t * 8);
     let per_date = model.encode_dates(&batch, None, false).unwrap().per_date;
-    let diff = (z - per_date.flatten_from(1).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = sits_testing::max_abs_diff(&z, &per_date.flatten_from(1).unwrap());
     assert_eq!(
         diff, 0.0,
         "no padded date in this batch, so nothing is zeroed"

@@ -11,7 +11,7 @@
 //! ```no_run
 //! use sits_tasks::experiment::{few_label_experiment, ExperimentConfig};
 //! use sits_data::{datasets, Split};
-//! let set = datasets::mato_grosso(&sits_tasks::bundled_data_dir().join(datasets::MATO_GROSSO))?;
+//! let set = datasets::mato_grosso(&sits_tasks::bundled_data_dir()?.join(datasets::MATO_GROSSO))?;
 //! let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
 //! let out = few_label_experiment(&train, &test, &ExperimentConfig::default(), &candle_core::Device::Cpu)?;
 //! println!("SSL probe OA at 10 %: {:.3}", out.ssl[2].oa);

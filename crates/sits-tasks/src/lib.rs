@@ -24,6 +24,18 @@
 //!
 //! Errors: [`TaskError`] for the jobs above (the experiment keeps its own
 //! [`experiment::ExperimentError`], the charts [`report::ReportError`]).
+//!
+//! ## Feature flags
+//! - `plots` (off by default): PNG charts in the reports ([`report`]; plotters and a
+//!   bundled font). Without it the report writers keep their tables, JSON and maps
+//!   and say in `report.md` that charts were not drawn.
+//! - `cuda`, `cudnn`, `mkl`, `metal`: forwarded to candle.
+//!
+//! ## Re-exports
+//! The crates whose types cross this crate's API: [`candle_core`], [`candle_nn`],
+//! [`chrono`], [`ndarray`] and the `sits-*` crates below this one.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod blockwise;
 pub mod changes;
@@ -47,6 +59,9 @@ pub mod shard;
 pub mod synthetic;
 
 pub use error::{Result, TaskError};
+pub use {
+    candle_core, candle_nn, chrono, ndarray, sits_core, sits_data, sits_models, sits_repr, sits_ssl,
+};
 
 /// The device named `name`: `cpu`, or `cuda` / `metal` when candle is built with
 /// that feature (the error says so otherwise).
@@ -68,12 +83,10 @@ pub fn device(name: &str) -> Result<candle_core::Device> {
     }
 }
 
-/// The `data/` folder of the workspace checkout, where the bundled real datasets and
-/// the shipped encoders live.
-///
-/// Only meaningful when running from a checkout (examples, tests, benches, a
-/// `cargo install --path` of the command-line tool): the published crates do not
-/// ship the GPL-licensed data.
-pub fn bundled_data_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data")
+/// The folder of the bundled real datasets and shipped encoders (the repository's
+/// `data/`): [`sits_data::datasets::data_dir`] with no explicit path, so the
+/// `SITS_DATA` environment variable, else the checkout these crates were built
+/// from. The published crates do not ship the data; the error says where it looked.
+pub fn bundled_data_dir() -> Result<std::path::PathBuf> {
+    Ok(sits_data::datasets::data_dir(None)?)
 }

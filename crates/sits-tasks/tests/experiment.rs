@@ -6,8 +6,12 @@ use sits_data::{datasets, SampleSet, Split};
 use sits_tasks::experiment::{few_label_experiment, ExperimentConfig, ExperimentError, Method};
 
 fn slice() -> (SampleSet, SampleSet) {
-    let set = datasets::mato_grosso(&sits_tasks::bundled_data_dir().join(datasets::MATO_GROSSO))
-        .expect("bundled data");
+    let set = datasets::mato_grosso(
+        &sits_tasks::bundled_data_dir()
+            .expect("the bundled data (SITS_DATA or the checkout)")
+            .join(datasets::MATO_GROSSO),
+    )
+    .expect("bundled data");
     let (train, test) = (
         set.split(Split::Train).expect("train"),
         set.split(Split::Test).expect("test"),
@@ -217,7 +221,9 @@ fn alise_probes_the_aligned_vectors_and_pretrains_on_unlabelled_pixels() {
     use sits_tasks::experiment::few_label_experiment_with;
     use sits_tasks::few_label::{unlabelled_series, validation_split};
     let (train, test) = slice();
-    let cube = sits_tasks::bundled_data_dir().join(datasets::DTWSAT_CUBE);
+    let cube = sits_tasks::bundled_data_dir()
+        .expect("the bundled data (SITS_DATA or the checkout)")
+        .join(datasets::DTWSAT_CUBE);
     let extra = unlabelled_series(&cube, 23, 9, 0.02, 1).expect("cube pixel-years");
     // 999 pixels x 5 complete agricultural years of 23 composites, 2 % of them
     assert_eq!(extra.len(), 100);

@@ -9,7 +9,8 @@ use sits_tasks::input::{read, Input};
 
 #[test]
 fn the_modis_encoder_gives_the_change_auc_of_the_changes_example() {
-    let data = sits_tasks::bundled_data_dir();
+    let data =
+        sits_tasks::bundled_data_dir().expect("the bundled data (SITS_DATA or the checkout)");
     let dev = Device::Cpu;
     let enc = SavedEncoder::load(&data.join("encoders/modis_mod13q1_pixel"), &dev).expect("load");
     assert_eq!(enc.card.bands, ["blue", "red", "nir", "mir", "evi", "ndvi"]);
@@ -24,7 +25,8 @@ fn the_modis_encoder_gives_the_change_auc_of_the_changes_example() {
 
 #[test]
 fn the_s2_ndvi_encoder_reads_a_window_of_the_slovenia_cube() {
-    let data = sits_tasks::bundled_data_dir();
+    let data =
+        sits_tasks::bundled_data_dir().expect("the bundled data (SITS_DATA or the checkout)");
     let dev = Device::Cpu;
     let enc = SavedEncoder::load(&data.join("encoders/s2_ndvi_pixel"), &dev).expect("load");
     let Input::Cube { cube, .. } =

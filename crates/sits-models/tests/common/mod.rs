@@ -23,39 +23,14 @@ pub(crate) fn pattern_tensor(dims: &[usize], seed: u64, scale: f32, offset: f32)
     Tensor::from_vec(pattern(n, seed, scale, offset), dims, &Device::Cpu).unwrap()
 }
 
-/// Largest absolute difference between two tensors of the same shape.
-pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+#[allow(unused_imports)]
+pub(crate) use sits_testing::max_abs_diff;
 
 /// Asserts that `ours` is within 1e-5 of `reference`, relative to the largest
-/// absolute value of `reference` (at least 1): the tolerance of the op tests, whose
-/// two sides add the same terms in different orders.
+/// absolute value of `reference` (at least 1), NaN and infinities failing: the
+/// tolerance of the op tests, whose two sides add the same terms in different orders.
 pub(crate) fn close(ours: &Tensor, reference: &Tensor, what: &str) {
-    assert_eq!(ours.dims(), reference.dims(), "{what}: shapes");
-    let scale = reference
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1.0);
-    let d = max_abs_diff(ours, reference);
-    assert!(
-        d <= 1e-5 * scale,
-        "{what}: max difference {d} (scale {scale})"
-    );
+    sits_testing::assert_close(ours, reference, 1e-5, what);
 }
 
 /// A `.npy` file as an f32 tensor on the CPU.

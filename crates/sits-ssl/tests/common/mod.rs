@@ -83,17 +83,8 @@ pub(crate) fn tiny_pixel_transformer(dropout: f32) -> sits_models::PixelTransfor
     }
 }
 
-/// The largest absolute difference between two tensors of the same shape.
+/// The largest absolute difference between two tensors of the same shape;
+/// infinite when any element of either is NaN or infinite.
 pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    sits_testing::max_abs_diff(a, b)
 }

@@ -1,13 +1,11 @@
-//! Training mode: gradients reach every parameter of every model, an AdamW step
+//! Training mode of the sits-models models (here, beside the optimiser they are
+//! trained with, so sits-models needs no dev-dependency on sits-ssl): gradients reach every parameter of every model, an AdamW step
 //! lowers a loss, BatchNorm running statistics move only in training, and U-BARN
 //! ignores what padded dates contain.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use common::max_abs_diff;
 use sits_models::heads::{ForecastHead, MlpHead, SegmentationHead, TemporalAttentionPooling};
 use sits_models::nn::seeded_init;
 use sits_models::utae::{AggregationMode, Norm};
@@ -16,6 +14,7 @@ use sits_models::{
     Tsvit, TsvitConfig, Ubarn, UbarnConfig, Utae, UtaeConfig,
 };
 use sits_ssl::optim::AdamW;
+use sits_testing::{assert_finite, max_abs, max_abs_diff};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // Deterministic pseudo-random values without relying on candle's global RNG.
@@ -49,15 +48,8 @@ fn check_grads(vm: &VarMap, loss: &Tensor, what: &str) {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-        let a: f32 = g
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        // infinite when any element is NaN or infinite
+        let a = max_abs(g);
         assert!(a.is_finite(), "{what}: non-finite gradient for {name}");
         nonzero += usize::from(a > 0.0);
     }
@@ -118,8 +110,8 @@ fn utae_trains_and_updates_batchnorm_statistics() {
         assert_eq!(logits.dims(), &[2, 5, 16, 16]);
         let after = ctx.buffers.tensors();
         let moved = before.iter().zip(&after).filter(|((_, a), (_, b))| {
-            let f32_of = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
-            max_abs_diff(&f32_of(a), &f32_of(b)) > 0.0
+            assert_finite(b, "running statistic after a training step");
+            max_abs_diff(a, b) > 0.0
         });
         assert_eq!(
             moved.count(),
