@@ -313,6 +313,69 @@ fn dino_trains_with_an_ema_teacher() {
 }
 
 #[test]
+fn the_dino_teacher_update_follows_the_ema_formula() {
+    // teacher_after = m * teacher_before + (1 - m) * student, with m the cosine
+    // momentum of the step: computed here by hand from both sides' values
+    use sits_core::{Objective, Step};
+    use sits_ssl::dino::{teacher_momentum, Dino};
+    let cfg = common::tiny_pixel_transformer(0.0);
+    let (svm, tvm) = (VarMap::new(), VarMap::new());
+    let ctx =
+        |vm: &VarMap| Ctx::new(VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu).pp("encoder"));
+    let student = PixelTransformer::new(&ctx(&svm), cfg.clone()).unwrap();
+    let teacher = PixelTransformer::new(&ctx(&tvm), cfg).unwrap();
+    let mut dino = Dino::new(&student, &teacher, &svm, &tvm, 32, &Device::Cpu).unwrap();
+    dino.momentum = 0.9;
+    // make the student differ from the teacher (which starts as its copy)
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for v in svm.all_vars() {
+        let n = v.as_tensor().elem_count();
+        let vals: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        v.set(&Tensor::from_vec(vals, v.dims(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let before: Vec<Vec<f32>> = dino
+        .teacher_vars()
+        .iter()
+        .map(|v| values(v.as_tensor()))
+        .collect();
+    let step = Step {
+        epoch: 0,
+        step: 3,
+        total_steps: 10,
+        train: true,
+    };
+    dino.after_step(&step).unwrap();
+    let m = teacher_momentum(3, 10, 0.9);
+    assert!(m > 0.9 && m < 1.0, "momentum {m}");
+    // the student's variables in the teacher's order (both sorted by name)
+    let sdata = svm.data().lock().unwrap();
+    let mut names: Vec<&String> = sdata.keys().collect();
+    names.sort();
+    assert_eq!(names.len(), before.len());
+    let mut worst = 0f32;
+    let mut moved = 0f32;
+    for ((name, t0), t1) in names.iter().zip(&before).zip(dino.teacher_vars()) {
+        let s = values(sdata[*name].as_tensor());
+        let want: Vec<f32> = t0
+            .iter()
+            .zip(&s)
+            .map(|(a, b)| (m * f64::from(*a) + (1.0 - m) * f64::from(*b)) as f32)
+            .collect();
+        let got = values(t1.as_tensor());
+        worst = worst.max(sits_testing::max_abs_diff_slices(&got, &want));
+        moved = moved.max(sits_testing::max_abs_diff_slices(&got, t0));
+    }
+    // f32 arithmetic on values below 1 in magnitude
+    assert!(
+        worst < 1e-6,
+        "teacher differs from the EMA formula by {worst}"
+    );
+    assert!(moved > 1e-3, "the teacher did not move ({moved})");
+}
+
+#[test]
 fn pimc_learns_and_embeddings_keep_order() {
     use sits_models::{Ctx, SmallResNet};
     use sits_ssl::embed::embed;

@@ -20,39 +20,39 @@
 //! exactly. The `segmentation` example and `sits segment` call [`segment`] and
 //! [`write_outputs`].
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod output;
+mod parts;
+
+pub use output::{table, write_outputs};
+use parts::*;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use ndarray::{Array2, Array3, Array4};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use sits_core::io::IfExists;
-use sits_core::{Augmentation, ObjectiveOutput, SitsBatch};
-use sits_data::augment::{Compose, DateMasking, FlipRotate, ResampleDates};
+use sits_core::SitsBatch;
+use sits_data::augment::DateMasking;
 use sits_data::gapfill::fill_cube;
-use sits_data::loader::{CubePatches, Sample};
+use sits_data::loader::CubePatches;
 use sits_data::norm::NormStats;
-use sits_data::{Datacube, Loader, LoaderConfig};
+use sits_data::Datacube;
 use sits_models::io::{load_weights, save_safetensors};
-use sits_models::nn::{linear, seeded_init, Conv2d, PaddingMode};
+use sits_models::nn::seeded_init;
 use sits_models::transformer::LayerStyle;
 use sits_models::utae::Norm;
 use sits_models::{Ctx, Ubarn, UbarnConfig, Utae, UtaeConfig};
-use sits_repr::render::{label_color, RgbImage};
 use sits_ssl::bert::Corruption;
-use sits_ssl::finetune::{balanced_class_weights, weighted_cross_entropy_ignore};
+use sits_ssl::finetune::balanced_class_weights;
 use sits_ssl::metrics::ConfusionMatrix;
-use sits_ssl::optim::AdamW;
 use sits_ssl::probe::{features, LinearProbe, ProbeConfig};
-use sits_ssl::train::{FnObjective, StepRecord, TrainConfig, Trainer};
+use sits_ssl::train::FnObjective;
 use sits_ssl::ubarn::CubeMaskedReconstruction;
 
 use crate::error::{Context, Result, TaskError};
-#[cfg(feature = "plots")]
-use crate::report::line_chart;
-use crate::report::{markdown_table, write_atomic};
 
 /// A cube with per-pixel classes and a split.
 #[derive(Debug, Clone)]
@@ -249,190 +249,6 @@ pub const UBARN_FINETUNED: &str = "U-BARN SSL fine-tuned";
 pub const UTAE: &str = "U-TAE from scratch";
 /// Name of the raw probe.
 pub const RAW: &str = "raw per-pixel probe";
-
-/// The cube with rows and columns repeated at the bottom and right edges up to
-/// `hp x wp` (the models need sides divisible by their down-sampling factor).
-fn pad_edges(cube: &Datacube, hp: usize, wp: usize) -> Result<Datacube> {
-    let (t, c, h, w) = cube.shape();
-    let v = cube.values();
-    let values = Array4::from_shape_fn((t, c, hp, wp), |(a, b, y, x)| {
-        v[[a, b, y.min(h - 1), x.min(w - 1)]]
-    });
-    let valid = cube.validity();
-    let valid = Array3::from_shape_fn((t, hp, wp), |(a, y, x)| {
-        valid[[a, y.min(h - 1), x.min(w - 1)]]
-    });
-    Ok(Datacube::new(values, cube.times().clone(), cube.bands().to_vec())?.with_valid(valid)?)
-}
-
-/// Argmax over classes of logits `(1, K, Hp, Wp)`, cropped to `h x w`.
-fn argmax_map(logits: &Tensor, h: usize, w: usize) -> Result<Array2<i64>> {
-    let (_, _, hp, wp) = logits.dims4().ctx("logits")?;
-    if h > hp || w > wp {
-        return Err(TaskError::Settings(format!(
-            "logits {hp} x {wp} smaller than the image {h} x {w}"
-        )));
-    }
-    let am: Vec<u32> = logits
-        .argmax(1)
-        .and_then(|a| a.flatten_all())
-        .and_then(|a| a.to_vec1())
-        .ctx("argmax of the logits")?;
-    Ok(Array2::from_shape_fn((h, w), |(y, x)| {
-        am[y * wp + x] as i64
-    }))
-}
-
-/// A segmentation head on per-date maps `(B, T, d, H, W)`: the `T` per-date
-/// representations of a pixel concatenated (a mean over dates would wash out the
-/// timing of the phenology), projected to 64 channels by a 1x1 convolution (one
-/// matmul), a 3x3 convolution with ReLU and a 1x1 convolution to the classes,
-/// without batch normalisation (the frozen encoder's head sees the same single image
-/// at every step). Its variables live in their own [`VarMap`].
-struct DateHead {
-    vars: VarMap,
-    proj: sits_models::nn::Linear,
-    conv: Conv2d,
-    out: Conv2d,
-}
-
-impl DateHead {
-    /// A head for `t` dates of `d` features, seeded.
-    fn new(
-        t: usize,
-        d: usize,
-        classes: usize,
-        seed: u64,
-        dev: &Device,
-    ) -> candle_core::Result<Self> {
-        let vars = VarMap::new();
-        let vb = VarBuilder::from_varmap(&vars, DType::F32, dev).pp("head");
-        let head = Self {
-            proj: linear(t * d, 64, vb.pp("proj"))?,
-            conv: Conv2d::new(vb.pp("conv"), 64, 32, 3, 1, 1, PaddingMode::Reflect)?,
-            out: Conv2d::new(vb.pp("out"), 32, classes, 1, 1, 0, PaddingMode::Zeros)?,
-            vars,
-        };
-        seeded_init(&head.vars, seed)?;
-        Ok(head)
-    }
-
-    /// Class logits `(B, classes, H, W)`.
-    fn forward(&self, per_date: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t, d, h, w) = per_date.dims5()?;
-        let rows = per_date
-            .permute((0, 3, 4, 1, 2))?
-            .reshape((b * h * w, t * d))?
-            .contiguous()?;
-        let maps = self
-            .proj
-            .forward(&rows)?
-            .relu()?
-            .reshape((b, h, w, 64))?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?;
-        self.out.forward(&self.conv.forward(&maps)?.relu()?)
-    }
-
-    /// Full-image training on frozen per-date maps `(1, T, d, H, W)` of one image;
-    /// the loss per step.
-    fn fit_frozen(
-        &self,
-        per_date: &Tensor,
-        train_labels: &Tensor,
-        steps: usize,
-        class_weights: Option<&[f64]>,
-    ) -> candle_core::Result<Vec<f64>> {
-        let mut opt = AdamW::from_varmap(&self.vars, 1e-2)?;
-        let mut losses = Vec::with_capacity(steps);
-        for _ in 0..steps {
-            let (loss, _) = weighted_cross_entropy_ignore(
-                &self.forward(per_date)?,
-                train_labels,
-                class_weights,
-            )?;
-            opt.backward_step(&loss, 3e-3)?;
-            losses.push(loss.to_scalar::<f32>()? as f64);
-        }
-        Ok(losses)
-    }
-}
-
-/// A trainer of every variable of `vars` for `epochs`: 10 warm-up steps to `lr`,
-/// cosine decay to `min_lr`, no checkpoint.
-fn trainer(
-    epochs: usize,
-    lr: f64,
-    min_lr: f64,
-    seed: u64,
-    vars: &VarMap,
-    buffers: &sits_models::Buffers,
-) -> candle_core::Result<Trainer> {
-    let cfg = TrainConfig {
-        epochs,
-        lr,
-        min_lr,
-        warmup_steps: 10,
-        seed,
-        checkpoint_every: 0,
-        ..TrainConfig::default()
-    };
-    Trainer::new(cfg, vars, buffers, None)
-}
-
-/// Cross-entropy of class logits `(B, K, H, W)` against a labelled patch batch's
-/// classes (negative ones ignored; weighted by class when `class_weights` are
-/// given), with the accuracy as a metric.
-fn labelled_loss(
-    b: &SitsBatch,
-    logits: &Tensor,
-    class_weights: Option<&[f64]>,
-) -> candle_core::Result<ObjectiveOutput> {
-    let labels = b
-        .labels()
-        .ok_or_else(|| candle_core::Error::Msg("unlabelled patch batch".into()))?;
-    let (loss, accuracy) = weighted_cross_entropy_ignore(logits, labels, class_weights)?;
-    Ok(ObjectiveOutput {
-        loss,
-        metrics: vec![("accuracy".into(), accuracy)],
-    })
-}
-
-/// Shuffled patches with random flips and rotations and a random subset of `dates`
-/// dates per patch.
-fn loader(
-    source: CubePatches,
-    batch_size: usize,
-    dates: usize,
-    seed: u64,
-    cube: &Datacube,
-) -> Result<Loader> {
-    let cfg = LoaderConfig {
-        batch_size,
-        shuffle: true,
-        seed,
-        reference: cube.times().as_slice()[0].date(),
-        ..LoaderConfig::default()
-    };
-    let augment: Arc<dyn Augmentation<Sample>> = Arc::new(Compose::new(vec![
-        Arc::new(ResampleDates { len: dates }),
-        Arc::new(FlipRotate),
-    ]));
-    Ok(Loader::new(Arc::new(source), cfg, Device::Cpu)?.with_augmentation(augment))
-}
-
-fn epoch_means(history: &[StepRecord], per_epoch: usize) -> Vec<(f64, f64)> {
-    history
-        .chunks(per_epoch.max(1))
-        .enumerate()
-        .map(|(e, c)| {
-            (
-                (e + 1) as f64,
-                c.iter().map(|r| r.loss).sum::<f64>() / c.len() as f64,
-            )
-        })
-        .collect()
-}
 
 fn check(input: &SegmentationInput, cfg: &SegmentConfig) -> Result<usize> {
     if cfg.patch < 16 || !cfg.patch.is_multiple_of(8) {
@@ -885,179 +701,4 @@ pub fn segment(
         head_losses,
         seconds: total.elapsed().as_secs_f64(),
     })
-}
-
-/// The results table (OA, mIoU, IoU per class, seconds) as Markdown.
-pub fn table(s: &Segmentation, class_names: &[String]) -> String {
-    let mut header = vec!["model", "test OA", "test mIoU"];
-    header.extend(class_names.iter().map(String::as_str));
-    header.push("seconds");
-    let rows: Vec<Vec<String>> = s
-        .models
-        .iter()
-        .map(|m| {
-            let mut r = vec![
-                m.name.clone(),
-                format!("{:.4}", m.confusion.overall_accuracy()),
-                format!("{:.4}", m.confusion.miou()),
-            ];
-            r.extend(
-                m.confusion
-                    .iou_per_class()
-                    .iter()
-                    .map(|v| format!("{v:.4}")),
-            );
-            r.push(format!("{:.0}", m.seconds));
-            r
-        })
-        .collect();
-    markdown_table(&header, &rows)
-}
-
-fn label_image(map: &Array2<i64>, colors: &[[u8; 3]]) -> RgbImage {
-    let (h, w) = map.dim();
-    let mut img = RgbImage::new(w, h);
-    for ((y, x), &c) in map.indexed_iter() {
-        let rgb = match usize::try_from(c) {
-            Ok(i) if i < colors.len() => colors[i],
-            Ok(_) => label_color(c),
-            Err(_) => [0, 0, 0],
-        };
-        img.set(x, y, rgb);
-    }
-    img.upscale(3)
-}
-
-/// Writes into `dir`: `maps.png` (reference, U-BARN, U-BARN fine-tuned, U-TAE, raw,
-/// split),
-/// `loss.png`, `report.md`, `results.json`, and each model's class map as a Zarr
-/// store (one date, band `class`): `ubarn_ssl.zarr`, `ubarn_random_init.zarr`,
-/// `ubarn_finetuned.zarr`, `utae.zarr`, `raw_probe.zarr`. `notes` go into the report.
-pub fn write_outputs(
-    dir: &Path,
-    input: &SegmentationInput,
-    cfg: &SegmentConfig,
-    s: &Segmentation,
-    notes: &str,
-) -> Result<()> {
-    let (h, w) = input.labels.dim();
-    let split_img = Array2::from_shape_fn((h, w), |(y, x)| match input.split[[y, x]] {
-        1 => 1,
-        2 => 3,
-        _ => -1,
-    });
-    let split_colors = [[0, 0, 0], [174, 213, 129], [0, 0, 0], [211, 47, 47]];
-    let reference = Array2::from_shape_fn((h, w), |(y, x)| {
-        if input.split[[y, x]] == 0 {
-            -1
-        } else {
-            input.labels[[y, x]]
-        }
-    });
-    let colors = &input.colors;
-    let pred = |n: &str| s.model(n).map(|m| label_image(&m.prediction, colors));
-    let mut panels = vec![label_image(&reference, colors)];
-    panels.extend(
-        [pred(UBARN), pred(UBARN_FINETUNED), pred(UTAE), pred(RAW)]
-            .into_iter()
-            .flatten(),
-    );
-    panels.push(label_image(&split_img, &split_colors));
-    RgbImage::hstack(&panels, 6).write_png(&dir.join("maps.png"))?;
-    #[cfg(feature = "plots")]
-    {
-        let head_curve: Vec<(f64, f64)> = s
-            .head_losses
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| {
-                (
-                    (i + 1) as f64 * cfg.epochs as f64 / cfg.head_steps.max(1) as f64,
-                    l,
-                )
-            })
-            .collect();
-        line_chart(
-            &dir.join("loss.png"),
-            "training losses (head steps scaled to epochs)",
-            "epoch",
-            "loss",
-            &[
-                ("U-BARN masked reconstruction (MSE)", &s.pretrain_curve),
-                ("U-TAE cross-entropy", &s.utae_curve),
-                ("U-BARN fine-tuning cross-entropy", &s.finetune_curve),
-                ("U-BARN head cross-entropy", &head_curve),
-            ],
-        )?;
-    }
-    let first = input
-        .cube
-        .times()
-        .to_iso()
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    let times = sits_core::dates::Timestamps::parse(&[first], "first date")
-        .map_err(sits_data::DataError::from)?;
-    for m in &s.models {
-        let values = m
-            .prediction
-            .mapv(|c| if c >= 0 { c as f32 } else { f32::NAN })
-            .insert_axis(ndarray::Axis(0))
-            .insert_axis(ndarray::Axis(0));
-        let cube = Datacube::new(values, times.clone(), vec!["class".into()])?;
-        let name = match m.name.as_str() {
-            UBARN => "ubarn_ssl",
-            UBARN_RANDOM => "ubarn_random_init",
-            UBARN_FINETUNED => "ubarn_finetuned",
-            UTAE => "utae",
-            _ => "raw_probe",
-        };
-        sits_data::zarr::write_cube(
-            &cube,
-            &dir.join(format!("{name}.zarr")),
-            Default::default(),
-            IfExists::Replace,
-        )?;
-    }
-    let table = table(s, &input.class_names);
-    let json = serde_json::json!({
-        "dates_kept": s.dates_kept.0,
-        "dates": s.dates_kept.1,
-        "train_pixels": s.pixels.0,
-        "test_pixels": s.pixels.1,
-        "config": cfg,
-        "models": s.models.iter().map(|m| serde_json::json!({
-            "model": m.name,
-            "oa": m.confusion.overall_accuracy(),
-            "miou": m.confusion.miou(),
-            "iou": input.class_names.iter().zip(m.confusion.iou_per_class()).map(|(n, v)| (n.clone(), v)).collect::<std::collections::BTreeMap<_, _>>(),
-            "confusion": m.confusion.rows(),
-            "seconds": m.seconds,
-        })).collect::<Vec<_>>(),
-        "curves": {
-            "pretrain_loss": s.pretrain_curve,
-            "utae_loss": s.utae_curve,
-            "utae_validation_miou": s.utae_val_curve,
-            "finetune_loss": s.finetune_curve,
-            "finetune_validation_miou": s.finetune_val_curve,
-        },
-        "total_seconds": s.seconds,
-    });
-    let text = serde_json::to_string_pretty(&json)
-        .map_err(|e| TaskError::Settings(format!("serialising the results: {e}")))?;
-    write_atomic(&dir.join("results.json"), text.as_bytes())?;
-    let loss = if crate::report::CHARTS {
-        "![loss](loss.png)"
-    } else {
-        crate::report::NO_CHARTS
-    };
-    let md = format!(
-        "# Segmentation\n\n{} of {} dates kept, {} train and {} test pixels.\n\n{table}\n\n\
-         ![maps](maps.png)\n\nPanels: reference, U-BARN SSL, U-BARN fine-tuned (when it ran), U-TAE, raw probe, split \
-         (green train, red test).\n\n{loss}\n\n{notes}\n",
-        s.dates_kept.0, s.dates_kept.1, s.pixels.0, s.pixels.1
-    );
-    write_atomic(&dir.join("report.md"), md.as_bytes())?;
-    Ok(())
 }
