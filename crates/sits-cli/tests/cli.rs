@@ -112,6 +112,29 @@ fn the_cli_path_on_an_unseen_cube() {
     assert_eq!(get(&r, "pairs"), "2");
     assert!(get(&r, "mean_score").parse::<f64>().expect("number") > 0.0);
     assert!(ch.join("changes_2020-2021.png").is_file() && ch.join("changes.zarr").is_dir());
+    // behaviour: the top-left block of the synthetic cube changes type in the last
+    // year; its change scores between the last two years must stand well above
+    // those of the pixels that keep their type
+    let scores = sits_data::zarr::ZarrCube::open_path(&ch.join("changes.zarr"))
+        .and_then(|z| z.read_all())
+        .expect("read changes.zarr");
+    let last_pair = scores.values().index_axis(ndarray::Axis(0), 1).to_owned();
+    let (mut changed, mut kept) = (Vec::new(), Vec::new());
+    for ((_, r, c), &v) in last_pair.indexed_iter() {
+        assert!(v.is_finite(), "change score at ({r}, {c}) is {v}");
+        if spec.changed(r, c) {
+            changed.push(f64::from(v));
+        } else {
+            kept.push(f64::from(v));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (mc, mk) = (mean(&changed), mean(&kept));
+    eprintln!("change scores 2020-2021: changed {mc:.4}, kept {mk:.4}");
+    assert!(
+        !changed.is_empty() && mc > 2.0 * mk,
+        "changed {mc} vs kept {mk}"
+    );
 
     // another cube whose second band is not the encoder's
     let mut other = spec.clone();

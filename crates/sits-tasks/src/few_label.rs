@@ -275,15 +275,7 @@ pub fn write_report(
         crate::report::NO_CHARTS
     };
 
-    let header = [
-        "setting",
-        "labels",
-        "train series",
-        "OA",
-        "macro-F1",
-        "kappa",
-    ];
-    let table = markdown_table(&header, &table_rows(out));
+    let table = markdown_table(&TABLE_HEADER, &table_rows(out));
     let md = format!(
         "# sits quickstart report\n\n\
          Data: `{}` ({} test series). Method: `{}`. Seed: {}. Device: {}.\n\n\
