@@ -60,14 +60,7 @@ fn a_shipped_encoder_embeds_a_window_of_a_bundled_cube() {
     let (e, skipped) = embed_cube(&enc, &window, "window", &Device::Cpu).unwrap();
     assert_eq!(e.rows.len() + skipped.skipped, 3 * 8 * 8);
     assert!(e.rows.iter().all(|r| r.len() == enc.card.embedding_len()));
-    let flat: Vec<f32> = e.rows.concat();
     // infinite when any value is NaN
-    let worst = flat.iter().fold(0f32, |m, v| {
-        if v.is_finite() {
-            m.max(v.abs())
-        } else {
-            f32::INFINITY
-        }
-    });
+    let worst = sits_testing::max_abs_slice(&e.rows.concat());
     assert!(worst.is_finite() && worst > 0.0, "{worst}");
 }

@@ -274,5 +274,6 @@ fn aligned_encoder_skips_empty_patch_dates_as_training_does() {
     // attending to the empty date's zero-filled vectors gives other numbers for
     // sample 0, so the check above can fail
     let unconverted = aligned(&batch);
+    sits_testing::assert_finite(&unconverted, "aligned vectors with the empty date attended");
     assert!(common::max_diff(&unconverted, &want) > 1e-4);
 }

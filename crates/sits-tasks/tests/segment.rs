@@ -87,15 +87,11 @@ fn every_model_is_trained_scored_and_written() {
     write_outputs(dir.path(), &inp, &small(), &s, "test").expect("outputs");
     for f in [
         "maps.png",
-        "loss.png",
         "report.md",
         "results.json",
         "raw_probe.zarr",
         "ubarn_finetuned.zarr",
     ] {
-        if f == "loss.png" && !sits_tasks::report::CHARTS {
-            continue;
-        }
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
     let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");

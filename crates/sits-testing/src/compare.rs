@@ -39,10 +39,21 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     max_abs_diff_slices(&values(a), &values(b))
 }
 
-/// The largest `|t[i]|`, or `f32::INFINITY` when any value is NaN or infinite.
+/// The largest `|v[i]|`, or `f32::INFINITY` when any value is NaN or infinite.
+pub fn max_abs_slice(v: &[f32]) -> f32 {
+    let mut worst = 0f32;
+    for x in v {
+        if !x.is_finite() {
+            return f32::INFINITY;
+        }
+        worst = worst.max(x.abs());
+    }
+    worst
+}
+
+/// [`max_abs_slice`] of a tensor (any float dtype).
 pub fn max_abs(t: &Tensor) -> f32 {
-    let v = values(t);
-    max_abs_diff_slices(&v, &vec![0.0; v.len()])
+    max_abs_slice(&values(t))
 }
 
 /// Asserts that every value of `t` is finite, naming the first that is not.
@@ -110,6 +121,8 @@ mod tests {
         let d = max_abs_diff(&t(&[1.0, -2.0, 3.0]), &t(&[1.5, -2.0, 0.0]));
         assert_eq!(d, 3.0);
         assert_eq!(max_abs(&t(&[1.0, -4.0, 3.0])), 4.0);
+        assert_eq!(max_abs_slice(&[1.0, -4.0, 3.0]), 4.0);
+        assert_eq!(max_abs_slice(&[1.0, f32::NAN, 3.0]), f32::INFINITY);
         assert_close(&t(&[1.0, 2.0]), &t(&[1.0, 2.0 + 1e-7]), 1e-5, "close");
     }
 

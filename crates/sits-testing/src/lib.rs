@@ -11,6 +11,8 @@ pub mod compare;
 #[cfg(feature = "s3")]
 mod s3;
 
-pub use compare::{assert_close, assert_finite, max_abs, max_abs_diff, max_abs_diff_slices};
+pub use compare::{
+    assert_close, assert_finite, max_abs, max_abs_diff, max_abs_diff_slices, max_abs_slice,
+};
 #[cfg(feature = "s3")]
 pub use s3::{S3Server, ACCESS_KEY, SECRET_KEY};

@@ -3,8 +3,9 @@
 //! A path that starts with `s3://`, `gs://`, `az://` (also `abfs://`, `azure://`),
 //! `http://` or `https://` names a prefix on object storage, reached through zarrs'
 //! `object_store` adapter when sits-data is built with its `remote` feature (without
-//! it such a path is an error naming the feature); anything else is a local folder. Credentials, region and endpoint come from the usual environment
-//! variables of each service, read by the `object_store` builders:
+//! it such a path is an error naming the feature); anything else is a local folder.
+//! Credentials, region and endpoint come from the usual environment variables of
+//! each service, read by the `object_store` builders:
 //!
 //! | service | variables (for example) |
 //! | --- | --- |
