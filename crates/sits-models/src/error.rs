@@ -18,6 +18,15 @@ pub enum ModelError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An input cannot be given to a model as it is (bands a published model does
+    /// not read, a series too long, values in other units); says what to change.
+    #[error("{what}: {reason}")]
+    Input {
+        /// The input.
+        what: String,
+        /// What is wrong and the fix.
+        reason: String,
+    },
     /// The output exists and is not to be replaced.
     #[error("{}: {reason}", path.display())]
     Exists {

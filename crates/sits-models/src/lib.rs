@@ -12,6 +12,8 @@
 //! - [`vision`]: small ResNet and ViT for recurrence-plot and planar images.
 //! - [`alise`]: ALISE's learned-query temporal projection (a fixed `n_q × d`
 //!   representation whatever the dates) and its date-queried decoder.
+//! - [`presto`]: the published Presto encoder and decoder, loading
+//!   `default_model.pt` as released, with its input mapping and normalisation.
 //! - [`heads`]: linear, MLP, segmentation, temporal attention pooling, forecasting.
 //! - [`io`]: safetensors and `.pth` loading, atomic safetensors saving.
 //! - [`ops`]: CPU kernels with their own backward passes (convolution).
@@ -55,6 +57,7 @@ pub mod io;
 pub mod ltae;
 pub mod nn;
 pub mod ops;
+pub mod presto;
 pub mod transformer;
 pub mod tsvit;
 pub mod ubarn;

@@ -140,6 +140,52 @@ impl EncoderLayer {
     }
 }
 
+/// A timm-style pre-norm ViT block: `x + attn.proj(attention(attn.qkv(norm1(x))))`,
+/// then `x + mlp.fc2(gelu(mlp.fc1(norm2(x))))`, with timm's parameter names
+/// (`norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`, `mlp.fc2`). Used by the
+/// small ViT and by the published encoders ([`crate::presto`]).
+#[derive(Debug, Clone)]
+pub struct VitBlock {
+    norm1: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+}
+
+impl VitBlock {
+    /// A block of width `d`, `heads` heads, MLP width `mlp`, layer norms with `eps`
+    /// (timm's ViT uses 1e-6, `nn.LayerNorm`'s default is 1e-5).
+    pub fn new(vb: VarBuilder, d: usize, heads: usize, mlp: usize, eps: f64) -> Result<Self> {
+        if heads == 0 || !d.is_multiple_of(heads) {
+            candle_core::bail!("ViT block: width {d} is not a multiple of {heads} heads");
+        }
+        Ok(Self {
+            norm1: LayerNorm::new(vb.pp("norm1"), d, eps)?,
+            qkv: crate::nn::linear(d, 3 * d, vb.pp("attn").pp("qkv"))?,
+            proj: crate::nn::linear(d, d, vb.pp("attn").pp("proj"))?,
+            norm2: LayerNorm::new(vb.pp("norm2"), d, eps)?,
+            fc1: crate::nn::linear(d, mlp, vb.pp("mlp").pp("fc1"))?,
+            fc2: crate::nn::linear(mlp, d, vb.pp("mlp").pp("fc2"))?,
+            heads,
+        })
+    }
+
+    /// The block over `x` `(B, N, D)`; `key_pad` `(B, N)` (non-zero = a token no
+    /// query attends to, as if it were removed from the sequence).
+    pub fn forward(&self, x: &Tensor, key_pad: Option<&Tensor>) -> Result<Tensor> {
+        let qkv = self.qkv.forward(&self.norm1.forward(x)?)?;
+        let a = crate::ops::attention::self_attention(&qkv, self.heads, key_pad)?;
+        let x = (x + self.proj.forward(&a)?)?;
+        let f = self.fc2.forward(&crate::ops::activation::gelu(
+            &self.fc1.forward(&self.norm2.forward(&x)?)?,
+        )?)?;
+        x + f
+    }
+}
+
 /// Sinusoidal encoding of day numbers: `sin(p / base^(2⌊i/2⌋/d))` on even and `cos`
 /// on odd dimensions (SITS-BERT uses the day of year with base 10000).
 pub fn sinusoid(positions: &Tensor, d: usize, base: f32) -> Result<Tensor> {

@@ -5,7 +5,7 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::nn::Linear;
+use crate::transformer::VitBlock;
 
 use crate::nn::{BatchNorm, Conv2d, Ctx, LayerNorm, PaddingMode};
 
@@ -139,54 +139,6 @@ impl SmallResNet {
     }
 }
 
-/// timm-style pre-norm block (`norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`,
-/// `mlp.fc2`).
-struct VitBlock {
-    norm1: LayerNorm,
-    qkv: Linear,
-    proj: Linear,
-    norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    heads: usize,
-}
-
-impl VitBlock {
-    fn new(vb: VarBuilder, d: usize, heads: usize, mlp: usize) -> Result<Self> {
-        Ok(Self {
-            norm1: LayerNorm::new(vb.pp("norm1"), d, 1e-6)?,
-            qkv: crate::nn::linear(d, 3 * d, vb.pp("attn").pp("qkv"))?,
-            proj: crate::nn::linear(d, d, vb.pp("attn").pp("proj"))?,
-            norm2: LayerNorm::new(vb.pp("norm2"), d, 1e-6)?,
-            fc1: crate::nn::linear(d, mlp, vb.pp("mlp").pp("fc1"))?,
-            fc2: crate::nn::linear(mlp, d, vb.pp("mlp").pp("fc2"))?,
-            heads,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = x.dims3()?;
-        let hd = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(&self.norm1.forward(x)?)?
-            .reshape((b, n, 3, self.heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let (q, k, v) = (
-            qkv.get(0)?.contiguous()?,
-            qkv.get(1)?.contiguous()?,
-            qkv.get(2)?.contiguous()?,
-        );
-        let attn = crate::nn::softmax_last(&(q.matmul(&k.t()?)? / (hd as f64).sqrt())?)?;
-        let a = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        let x = (x + self.proj.forward(&a)?)?;
-        let f = self.fc2.forward(&crate::ops::activation::gelu(
-            &self.fc1.forward(&self.norm2.forward(&x)?)?,
-        )?)?;
-        x + f
-    }
-}
-
 /// A small ViT: `patch × patch` patches of an `image × image` image embedded by a
 /// strided convolution (`patch_embed.proj`), a class token, learned positions,
 /// pre-norm blocks, a final LayerNorm; the class token's output is the feature
@@ -244,7 +196,7 @@ impl SmallVit {
             cls_token: vb.get_with_hints((1, 1, d), "cls_token", init)?,
             pos_embed: vb.get_with_hints((1, n + 1, d), "pos_embed", init)?,
             blocks: (0..depth)
-                .map(|i| VitBlock::new(vb.pp("blocks").pp(i), d, heads, 4 * d))
+                .map(|i| VitBlock::new(vb.pp("blocks").pp(i), d, heads, 4 * d, 1e-6))
                 .collect::<Result<_>>()?,
             norm: LayerNorm::new(vb.pp("norm"), d, 1e-6)?,
             image,
@@ -271,7 +223,7 @@ impl SmallVit {
         let cls = self.cls_token.broadcast_as((b, 1, self.d))?;
         let mut z = Tensor::cat(&[&cls, &p], 1)?.broadcast_add(&self.pos_embed)?;
         for blk in &self.blocks {
-            z = blk.forward(&z)?;
+            z = blk.forward(&z, None)?;
         }
         self.norm.forward(&z)?.narrow(1, 0, 1)?.squeeze(1)
     }
