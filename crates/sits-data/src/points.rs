@@ -90,6 +90,49 @@ fn coordinate(path: &Path, field: &str, at: &str, v: f64, limit: f64) -> Result<
     }
 }
 
+/// The longitude and latitude (WGS 84 degrees) of each sample of a sample-table
+/// folder, from the `longitude` and `latitude` columns of its `samples.csv`, in the
+/// order of `ids` (a [`crate::SampleSet`]'s [`ids`](crate::SampleSet::ids), so a
+/// subset or split keeps its own order). `None` when the table has no such
+/// columns; an unknown id or a coordinate that is not a number in range is an
+/// error naming the line.
+pub fn sample_locations(dir: &Path, ids: &[String]) -> Result<Option<Vec<[f64; 2]>>> {
+    let path = dir.join("samples.csv");
+    let table = crate::samples::Table::read(&path)?;
+    let (Some(lon_c), Some(lat_c)) = (table.column("longitude"), table.column("latitude")) else {
+        return Ok(None);
+    };
+    let id_c = table.require("id")?;
+    let mut at = std::collections::HashMap::with_capacity(table.rows.len());
+    for (line, r) in table.rows.iter().enumerate() {
+        at.insert(table.get(r, id_c).to_string(), line);
+    }
+    ids.iter()
+        .map(|id| {
+            let &line = at.get(id).ok_or_else(|| {
+                DataError::field(&path, "id", format!("no row for sample {id:?}"))
+            })?;
+            let where_ = format!("line {}", line + 2);
+            let lon = coordinate(
+                &path,
+                "longitude",
+                &where_,
+                table.parse(line, lon_c, "a longitude")?,
+                180.0,
+            )?;
+            let lat = coordinate(
+                &path,
+                "latitude",
+                &where_,
+                table.parse(line, lat_c, "a latitude")?,
+                90.0,
+            )?;
+            Ok([lon, lat])
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 /// Reads a point table: `.csv`, or `.geojson`/`.json` (see the module docs).
 pub fn read_points(path: &Path) -> Result<Vec<GeoPoint>> {
     let ext = path

@@ -53,6 +53,7 @@ pub mod maps;
 pub mod pimc;
 pub mod planar;
 pub mod pretrain;
+pub mod published;
 pub mod report;
 pub mod segment;
 pub mod shard;

@@ -1,0 +1,182 @@
+//! Published foundation models used like the library's own encoders.
+//!
+//! A published encoder is named on the command line as `presto:PATH`, where `PATH`
+//! is upstream's `default_model.pt` as released (its sha256 is checked against
+//! [`sits_models::presto::PUBLISHED_SHA256`]), a folder holding it, or a
+//! `.safetensors` file written by continued pretraining. Its preprocessing (band
+//! mapping, units, monthly composites, location) is
+//! [`sits_models::presto::input`]; this module feeds it sample sets and reports
+//! what it read.
+//!
+//! Where to get the weights: `data/default_model.pt` and `config/default.json` of
+//! github.com/nasaharvest/presto (MIT licence), commit `13173d0`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use candle_nn::VarMap;
+use sits_data::SampleSet;
+use sits_models::presto::input::{batch, monthly, BandMap, MonthlySeries, Sensor};
+use sits_models::presto::{Presto, PrestoConfig, PUBLISHED_SHA256};
+
+use crate::error::{Context, Result, TaskError};
+
+/// File name of the published Presto weights.
+pub const PRESTO_WEIGHTS: &str = "default_model.pt";
+/// File name of upstream's Presto configuration.
+pub const PRESTO_CONFIG: &str = "default.json";
+
+/// A published encoder and how inputs are mapped to it.
+pub struct PublishedEncoder {
+    /// The weight file.
+    pub path: PathBuf,
+    /// The model (encoder and decoder).
+    pub model: Presto,
+    /// Its variables (for continued pretraining and saving).
+    pub vars: VarMap,
+    /// Its configuration.
+    pub config: PrestoConfig,
+    /// How numbered bands are read.
+    pub sensor: Sensor,
+    /// Multiplier from reflectance values to reflectance (`None`: by band names).
+    pub scale: Option<f32>,
+}
+
+impl std::fmt::Debug for PublishedEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishedEncoder")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .field("sensor", &self.sensor)
+            .field("scale", &self.scale)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits an encoder argument `presto:PATH` into the model name and the path;
+/// `None` for a plain path (an encoder folder of this library).
+pub fn parse_published(arg: &str) -> Option<(&str, &Path)> {
+    let (name, rest) = arg.split_once(':')?;
+    match name {
+        "presto" => Some((name, Path::new(rest))),
+        _ => None,
+    }
+}
+
+impl PublishedEncoder {
+    /// Loads Presto from `path`: the published `default_model.pt` (checksum
+    /// verified, `default.json` beside it read when present), a folder holding it,
+    /// or weights saved by continued pretraining (`.safetensors`, with the
+    /// `default.json` beside them).
+    pub fn presto(path: &Path, device: &Device) -> Result<Self> {
+        let file = if path.is_dir() {
+            path.join(PRESTO_WEIGHTS)
+        } else {
+            path.to_path_buf()
+        };
+        if !file.is_file() {
+            return Err(TaskError::Encoder {
+                path: file,
+                reason: "no such file: give Presto's default_model.pt as published \
+                         (github.com/nasaharvest/presto, data/default_model.pt), or a folder \
+                         holding it"
+                    .into(),
+            });
+        }
+        let config_path = file.with_file_name(PRESTO_CONFIG);
+        let config = if config_path.is_file() {
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|e| TaskError::io(&config_path, e))?;
+            PrestoConfig::from_json(&text).map_err(|e| TaskError::Encoder {
+                path: config_path.clone(),
+                reason: format!("not a Presto configuration: {e}"),
+            })?
+        } else {
+            PrestoConfig::published()
+        };
+        let published = file.extension().is_some_and(|e| e == "pt" || e == "pth");
+        let (model, vars) = Presto::load(
+            &file,
+            &config,
+            published.then_some(PUBLISHED_SHA256),
+            device,
+        )?;
+        Ok(Self {
+            path: file,
+            model,
+            vars,
+            config,
+            sensor: Sensor::default(),
+            scale: None,
+        })
+    }
+
+    /// Length of one embedding.
+    pub fn embedding_len(&self) -> usize {
+        self.model.encoder.dim()
+    }
+
+    /// The band map for an input with `bands`, checked against its values
+    /// (`(…, C)` rows) for units.
+    pub fn band_map(&self, what: &str, bands: &[String], values: &[f32]) -> Result<BandMap> {
+        let map = BandMap::new(what, bands, self.sensor, self.scale)?;
+        map.check_scale(what, values, bands.len())?;
+        Ok(map)
+    }
+
+    /// The monthly Presto series of every sample of `set`.
+    pub fn monthly_series(&self, what: &str, set: &SampleSet) -> Result<Vec<MonthlySeries>> {
+        let sample: Vec<f32> = set
+            .series()
+            .iter()
+            .take(512)
+            .flat_map(|s| s.values.iter().copied().collect::<Vec<_>>())
+            .collect();
+        let map = self.band_map(what, set.bands(), &sample)?;
+        set.series()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let dates: Vec<_> = s.times.as_slice().iter().map(|t| t.date()).collect();
+                let values: Vec<f32> = s.values.iter().copied().collect();
+                monthly(
+                    &map,
+                    &values,
+                    set.bands().len(),
+                    &dates,
+                    Some(&s.validity()),
+                )
+                .map_err(|e| TaskError::input(what, format!("sample {}: {e}", set.ids()[i])))
+            })
+            .collect()
+    }
+
+    /// Embeds every sample of `set` located at `locations` (`[longitude, latitude]`
+    /// degrees, one per sample): `(N, D)` rows, 256 series at a time.
+    pub fn embed_samples(
+        &self,
+        what: &str,
+        set: &SampleSet,
+        locations: &[[f64; 2]],
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>> {
+        if locations.len() != set.len() {
+            return Err(TaskError::input(
+                what,
+                format!("{} locations for {} samples", locations.len(), set.len()),
+            ));
+        }
+        let series = self.monthly_series(what, set)?;
+        let mut out = Vec::with_capacity(set.len());
+        for (chunk, locs) in series.chunks(256).zip(locations.chunks(256)) {
+            let latlons: Vec<[f32; 2]> = locs
+                .iter()
+                .map(|&[lon, lat]| [lat as f32, lon as f32])
+                .collect();
+            let inp = batch(chunk, &latlons, device).ctx("Presto inputs")?;
+            let emb = self.model.encoder.forward(&inp).ctx("Presto encoder")?;
+            out.extend(emb.to_vec2::<f32>().ctx("Presto embeddings")?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,135 @@
+//! A published foundation model against the raw series on the bundled Mato Grosso
+//! samples: Presto frozen, the same cross-validated linear probe as the few-label
+//! experiment at 1 %, 5 %, 10 % and 100 % of the training labels, several seeds
+//! (the seed draws the labelled subset).
+//!
+//! ```text
+//! cargo run --release --example published_probe -- --presto ../shared/weights/presto/default_model.pt
+//! ```
+//!
+//! Presto reads the MODIS blue, red, NIR and MIR bands as Sentinel-2 B2, B4, B8/B8A
+//! and B12 (see `sits_models::presto::input`), composited by calendar month, with
+//! each sample's longitude and latitude from `samples.csv`. The last line is
+//! machine-readable (`result: ...`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use sits::sits_data::norm::NormStats;
+use sits::sits_data::points::sample_locations;
+use sits::sits_data::{datasets, SampleSet, Split};
+use sits::sits_ssl::probe::{features, label_fraction_probes, FractionResult, ProbeConfig};
+use sits::tasks::experiment::raw_rows;
+use sits::tasks::published::PublishedEncoder;
+
+/// Presto frozen against the raw series.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Presto's published `default_model.pt` (or a folder holding it).
+    #[arg(long, default_value = "../shared/weights/presto/default_model.pt")]
+    presto: PathBuf,
+    /// Number of seeds (0, 1, ...).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+}
+
+fn stat(v: &[f64]) -> String {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    format!("{m:.3} ± {sd:.3}")
+}
+
+fn locations(
+    dir: &std::path::Path,
+    set: &SampleSet,
+) -> Result<Vec<[f64; 2]>, Box<dyn std::error::Error>> {
+    sample_locations(dir, set.ids())?
+        .ok_or_else(|| format!("{}: samples.csv has no longitude/latitude", dir.display()).into())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let dev = candle_core::Device::Cpu;
+    let dir = sits::bundled_data_dir()?.join(datasets::MATO_GROSSO);
+    let set = datasets::mato_grosso(&dir)?;
+    let (train, test) = (set.split(Split::Train)?, set.split(Split::Test)?);
+    let classes = set.class_names().len();
+    let (ytr, yte) = (
+        train.labels().ok_or("no labels")?.to_vec(),
+        test.labels().ok_or("no labels")?.to_vec(),
+    );
+
+    let t0 = std::time::Instant::now();
+    let presto = PublishedEncoder::presto(&args.presto, &dev)?;
+    let ptr = presto.embed_samples("train", &train, &locations(&dir, &train)?, &dev)?;
+    let pte = presto.embed_samples("test", &test, &locations(&dir, &test)?, &dev)?;
+    println!(
+        "Presto: {} + {} series embedded ({} values each) in {:.1} s",
+        ptr.len(),
+        pte.len(),
+        presto.embedding_len(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    let stats = NormStats::of_samples(&train, 1e-4)?;
+    let (mut ntr, mut nte) = (train.clone(), test.clone());
+    stats.apply_samples(&mut ntr)?;
+    stats.apply_samples(&mut nte)?;
+    let inputs = [
+        ("raw", raw_rows(&ntr), raw_rows(&nte)),
+        ("presto", ptr, pte),
+    ];
+    let fractions = [0.01, 0.05, 0.1, 1.0];
+    let mut results: Vec<Vec<Vec<FractionResult>>> = Vec::new();
+    for (_, tr, te) in &inputs {
+        let (xtr, xte) = (features(tr, &dev)?, features(te, &dev)?);
+        let mut per_seed = Vec::new();
+        for seed in 0..args.seeds {
+            per_seed.push(label_fraction_probes(
+                &xtr,
+                &ytr,
+                &xte,
+                &yte,
+                classes,
+                &fractions,
+                seed,
+                ProbeConfig::default(),
+            )?);
+        }
+        results.push(per_seed);
+    }
+    println!("\n{} seeds (mean ± standard deviation)\n", args.seeds);
+    println!("| labels | raw OA | Presto OA | raw F1 | Presto F1 |");
+    println!("| --- | --- | --- | --- | --- |");
+    let col = |k: usize, i: usize, f: fn(&FractionResult) -> f64| {
+        stat(&results[k].iter().map(|r| f(&r[i])).collect::<Vec<_>>())
+    };
+    let mut line = format!("result: seeds={}", args.seeds);
+    for (i, f) in fractions.iter().enumerate() {
+        println!(
+            "| {:.0} % | {} | {} | {} | {} |",
+            f * 100.0,
+            col(0, i, |r| r.oa),
+            col(1, i, |r| r.oa),
+            col(0, i, |r| r.macro_f1),
+            col(1, i, |r| r.macro_f1),
+        );
+        for (k, (name, _, _)) in inputs.iter().enumerate() {
+            line.push_str(&format!(
+                " {name}_oa@{:.0}={}",
+                f * 100.0,
+                col(k, i, |r| r.oa).replace(" ± ", "±")
+            ));
+        }
+    }
+    println!("{line}");
+    Ok(())
+}
+
+fn main() {
+    sits::sits_core::memory::reuse_large_allocations();
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
