@@ -55,7 +55,9 @@ pub(crate) enum Command {
     Embed {
         #[command(flatten)]
         io: MapIo,
-        /// The encoder folder (from `sits pretrain`, or a shipped one in data/encoders).
+        /// The encoder folder (from `sits pretrain`, or a shipped one in data/encoders),
+        /// or a published model: `presto:PATH` (Presto's `default_model.pt`, options
+        /// after `?`: `sensor=`, `scale=`, `start-month=`).
         #[arg(long)]
         encoder: PathBuf,
         /// Pixels per side of a processing block (memory is bounded by one block).
@@ -104,8 +106,8 @@ pub(crate) enum Command {
     Cluster {
         #[command(flatten)]
         io: MapIo,
-        /// Embed INPUT with this encoder first; without it INPUT is an embeddings
-        /// store written by `sits embed`.
+        /// Embed INPUT with this encoder first (a folder, or `presto:PATH` as for
+        /// `embed`); without it INPUT is an embeddings store written by `sits embed`.
         #[arg(long)]
         encoder: Option<PathBuf>,
         /// Number of clusters.
@@ -135,8 +137,8 @@ pub(crate) enum Command {
     Changes {
         #[command(flatten)]
         io: MapIo,
-        /// Embed INPUT with this encoder first; without it INPUT is an embeddings
-        /// store written by `sits embed`.
+        /// Embed INPUT with this encoder first (a folder, or `presto:PATH` as for
+        /// `embed`); without it INPUT is an embeddings store written by `sits embed`.
         #[arg(long)]
         encoder: Option<PathBuf>,
         /// Score shard i of n (0-based) of the embeddings store INPUT into
@@ -149,8 +151,8 @@ pub(crate) enum Command {
     Classify {
         #[command(flatten)]
         io: MapIo,
-        /// The encoder folder (not needed by a shard: the probe is in
-        /// OUT/probe_model.json).
+        /// The encoder folder, or `presto:PATH` as for `embed` (not needed by a shard:
+        /// the probe is in OUT/probe_model.json).
         #[arg(long)]
         encoder: Option<PathBuf>,
         /// Labelled points: a table in longitude/latitude (.csv or .geojson with

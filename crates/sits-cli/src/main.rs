@@ -31,7 +31,7 @@ use sits_tasks::embed::{
     embed_cube, embed_to_zarr, read_embeddings, write_rgb_pngs, CubeSource, Embeddings,
     StreamOptions,
 };
-use sits_tasks::encoder::SavedEncoder;
+use sits_tasks::encoder::{SavedEncoder, TaskEncoder};
 use sits_tasks::experiment::ExperimentConfig;
 use sits_tasks::input::{
     is_point_table, labelled_pixel_series, output_dir, read_cube_with, read_with, with_points,
@@ -191,7 +191,7 @@ fn run(cli: Cli) -> Res<()> {
         } => {
             let shard = shard_of(shard.as_deref())?;
             let device = sits_tasks::device(&cli.device)?;
-            let enc = SavedEncoder::load(&encoder, &device)?;
+            let enc = TaskEncoder::load(&encoder, &device)?;
             let out = output_dir(&io.out, &[&io.input])?;
             let what = show(&io.input);
             let zarr = sits_data::zarr::store::join(&out, "embeddings.zarr");
@@ -423,7 +423,19 @@ fn run(cli: Cli) -> Res<()> {
                 "--encoder is needed to embed the cube and the points (only a shard reads the \
                  probe saved by --fit)",
             )?;
-            let enc = SavedEncoder::load(&encoder, &device)?;
+            let enc = TaskEncoder::load(&encoder, &device)?;
+            let saved = || {
+                enc.view().saved().ok_or_else(|| {
+                    format!(
+                        "{}: a published encoder reads labelled points given as a \
+                         longitude/latitude table, placed on the cube (`sits classify CUBE \
+                         --points TABLE --encoder {}`); a sample set or --fit needs an \
+                         encoder folder",
+                        show(&encoder),
+                        show(&encoder)
+                    )
+                })
+            };
             if fit {
                 let points = points.ok_or(
                     "--fit needs --points: a labelled sample set with the encoder's bands",
@@ -438,16 +450,16 @@ fn run(cli: Cli) -> Res<()> {
                 }
                 let out = output_dir(&io.out, &[&io.input, &points])?;
                 let emb = blockwise::open_embeddings(&io.input)?;
-                let set = points_for(&enc, &points)?;
-                let pts = Points::from_samples(&enc, &set, &device)?;
-                if emb.shape()[1] != enc.card.embedding_len() {
+                let set = points_for(saved()?, &points)?;
+                let pts = Points::from_samples(saved()?, &set, &device)?;
+                if emb.shape()[1] != enc.view().embedding_len() {
                     return Err(format!(
                         "{}: embeddings of {} dimensions, but the encoder {} makes {}: give \
                          the encoder that made the store",
                         show(&io.input),
                         emb.shape()[1],
                         show(&encoder),
-                        enc.card.embedding_len()
+                        enc.view().embedding_len()
                     )
                     .into());
                 }
@@ -486,7 +498,7 @@ fn run(cli: Cli) -> Res<()> {
             // the labelled points are checked before the cube is embedded
             let table = points.as_deref().filter(|p| is_point_table(p));
             let pts_set = match &points {
-                Some(p) if table.is_none() => Some(points_for(&enc, p)?),
+                Some(p) if table.is_none() => Some(points_for(saved()?, p)?),
                 _ => None,
             };
             let mut input = read_cube_with(&io.input, io.patch, &io.rasters.options()?)?;
@@ -498,7 +510,7 @@ fn run(cli: Cli) -> Res<()> {
             let pb = spinner(cli.quiet, "embedding");
             let (e, _) = embed_cube(&enc, &input, &show(&io.input), &device)?;
             let pts = match pts_set {
-                Some(set) => Points::from_samples(&enc, &set, &device)?,
+                Some(set) => Points::from_samples(saved()?, &set, &device)?,
                 None => Points::from_grid(&e.rows, &e.grid),
             };
             pb.finish_and_clear();
@@ -686,7 +698,7 @@ fn shard_pass(
 fn embeddings(io: &MapIo, encoder: Option<&Path>, quiet: bool, device: &Device) -> Res<Embeddings> {
     Ok(match encoder {
         Some(dir) => {
-            let enc = SavedEncoder::load(dir, device)?;
+            let enc = TaskEncoder::load(dir, device)?;
             let input = read_cube_with(&io.input, io.patch, &io.rasters.options()?)?;
             let pb = spinner(quiet, "embedding");
             let (e, _) = embed_cube(&enc, &input, &show(&io.input), device)?;

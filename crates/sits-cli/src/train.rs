@@ -21,6 +21,7 @@ pub(crate) fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: In
             start_month: a.start_month,
             dates: a.dates,
             any_length: a.any_length,
+            keep_gaps: false,
         },
         pooling: a.pooling,
         experiment: ExperimentConfig {

@@ -12,7 +12,7 @@ use sits_core::io::IfExists;
 use sits_data::zarr::{write_cube, CubeChunks};
 use sits_data::{Datacube, SampleSet};
 
-use crate::encoder::SavedEncoder;
+use crate::encoder::{EncoderRef, SavedEncoder};
 use crate::error::{Result, TaskError};
 use crate::experiment::embed_rows_with;
 use crate::input::{pixel_periods, select_bands, Grid, Input, PixelPeriod, PixelPeriods};
@@ -40,11 +40,44 @@ pub fn embed_series(enc: &SavedEncoder, set: &SampleSet, device: &Device) -> Res
     )?)
 }
 
+/// The longitude and latitude (WGS 84 degrees) of the centre of every pixel of
+/// `grid`'s rows; `None` when the grid has no georeference.
+pub fn grid_locations(grid: &Grid) -> Result<Option<Vec<[f64; 2]>>> {
+    let Some(geo) = &grid.geo else {
+        return Ok(None);
+    };
+    let crs = sits_data::geo::Crs::parse(&geo.crs)?;
+    grid.index
+        .iter()
+        .map(|p| {
+            let (x, y) = geo.coords_of(p.row as f64 + 0.5, p.col as f64 + 0.5);
+            let (lon, lat) = crs.to_lonlat(x, y)?;
+            Ok([lon, lat])
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// The embeddings of the pixel-periods `pp` (with their locations when the encoder
+/// reads them).
+fn embed_grid(
+    enc: EncoderRef<'_>,
+    what: &str,
+    pp: &PixelPeriods,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let locations = match enc {
+        EncoderRef::Saved(_) => None,
+        EncoderRef::Published(_) => grid_locations(&pp.grid)?,
+    };
+    enc.embed_series(what, &pp.set, locations.as_deref(), device)
+}
+
 /// Embeds every pixel of the cube `input` (named `what` in errors) in every period
 /// of the encoder's calendar. Bands are matched by name; a missing band or no
 /// period of the encoder's length is a [`TaskError::Mismatch`].
-pub fn embed_cube(
-    enc: &SavedEncoder,
+pub fn embed_cube<'a>(
+    enc: impl Into<EncoderRef<'a>>,
     input: &Input,
     what: &str,
     device: &Device,
@@ -60,11 +93,14 @@ pub fn embed_cube(
             "this is a sample set; embedding maps needs a cube (use embed_series for series)",
         ));
     };
+    let enc = enc.into();
     enc.check_input(what, cube.bands(), Some(cube.times()))?;
-    let cube = select_bands(cube, &enc.card.bands, what, &enc.dir)?;
+    let cube = select_bands(cube, &enc.bands_for(cube.bands()), what, enc.path())?;
     let mut pp = pixel_periods(&cube, labels, class_names, enc.input_periods(), what)?;
-    let rows = embed_series(enc, &pp.set, device)?;
-    enc.card.norm.apply_samples(&mut pp.set)?;
+    let rows = embed_grid(enc, what, &pp, device)?;
+    if let Some(saved) = enc.saved() {
+        saved.card.norm.apply_samples(&mut pp.set)?;
+    }
     Ok((
         Embeddings {
             grid: pp.grid.clone(),
@@ -439,8 +475,8 @@ enum Writer {
 /// pixels at a time: memory is bounded by one block of input and output, not by the
 /// cube. `opts.block` sets the block side. `on_block` is called after each block (a progress bar, say). Bands are
 /// matched by name; a mismatch is refused before any block is read.
-pub fn embed_to_zarr(
-    enc: &SavedEncoder,
+pub fn embed_to_zarr<'a>(
+    enc: impl Into<EncoderRef<'a>>,
     source: &CubeSource<'_>,
     what: &str,
     path: &Path,
@@ -454,6 +490,7 @@ pub fn embed_to_zarr(
         rgb_max_pixels,
         shard,
     } = opts;
+    let enc = enc.into();
     let rgb_max_pixels = if shard.is_some() { 0 } else { rgb_max_pixels };
     if block == 0 {
         return Err(TaskError::Settings(
@@ -468,10 +505,10 @@ pub fn embed_to_zarr(
         source.times().clone(),
         source.bands().to_vec(),
     )?;
-    let probe = select_bands(&probe, &enc.card.bands, what, &enc.dir)?;
+    let probe = select_bands(&probe, &enc.bands_for(source.bands()), what, enc.path())?;
     let layout = pixel_periods(&probe, &[], &[], enc.input_periods(), what)?;
     let periods = layout.grid.periods.clone();
-    let dims = enc.card.embedding_len();
+    let dims = enc.embedding_len();
     let times = Timestamps::parse(&layout.grid.period_starts, "period starts")
         .map_err(sits_data::DataError::from)?;
     let bands: Vec<String> = (0..dims).map(|i| format!("e{i}")).collect();
@@ -534,14 +571,14 @@ pub fn embed_to_zarr(
         let (bh, bw) = (block.min(h - r), block.min(w - c));
         let win = select_bands(
             &source.window(r, c, bh, bw)?,
-            &enc.card.bands,
+            &enc.bands_for(source.bands()),
             what,
-            &enc.dir,
+            enc.path(),
         )?;
         let mut out = Array4::<f32>::from_elem((periods.len(), dims, bh, bw), f32::NAN);
         match pixel_periods(&win, &[], &[], enc.input_periods(), what) {
             Ok(pp) => {
-                let rows = embed_series(enc, &pp.set, device)?;
+                let rows = embed_grid(enc, what, &pp, device)?;
                 if rgb.is_some() && colors.is_none() && rows.len() >= 2 {
                     colors = Some(RgbProjector::fit(&rows));
                 }

@@ -15,6 +15,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use sits_core::io::IfExists;
 use sits_data::norm::NormStats;
+use sits_data::SampleSet;
 use sits_models::alise::{AliseConfig, TemporalProjector};
 use sits_models::transformer::DateEncoding;
 use sits_models::{Buffers, Ctx, PixelTransformer, PixelTransformerConfig};
@@ -317,5 +318,153 @@ impl SavedEncoder {
             }
         }
         Ok(())
+    }
+}
+
+/// The encoder a task runs: one saved by this library (a folder) or a published
+/// foundation model ([`crate::published`]). The tasks take any
+/// `impl Into<`[`EncoderRef`]`>`: a `&SavedEncoder`, a `&PublishedEncoder` or a
+/// `&TaskEncoder`.
+#[derive(Debug)]
+pub enum TaskEncoder {
+    /// An encoder folder written by `sits pretrain`.
+    Saved(Box<SavedEncoder>),
+    /// A published model (`presto:PATH`).
+    Published(Box<crate::published::PublishedEncoder>),
+}
+
+impl TaskEncoder {
+    /// Loads `arg`: `presto:PATH` (see [`crate::published::parse_published`]) or an
+    /// encoder folder.
+    pub fn load(arg: &Path, device: &Device) -> Result<Self> {
+        let text = arg.to_string_lossy();
+        match crate::published::parse_published(&text) {
+            Some(spec) => Ok(Self::Published(Box::new(
+                crate::published::PublishedEncoder::from_spec(&spec, device)?,
+            ))),
+            None => Ok(Self::Saved(Box::new(SavedEncoder::load(arg, device)?))),
+        }
+    }
+
+    /// The borrowed view the tasks work with.
+    pub fn view(&self) -> EncoderRef<'_> {
+        self.into()
+    }
+}
+
+/// A borrowed encoder of either kind: what the tasks ask of an encoder (which
+/// bands and periods of an input it reads, embeddings), whatever the kind.
+#[derive(Debug, Clone, Copy)]
+pub enum EncoderRef<'a> {
+    /// An encoder folder written by `sits pretrain`.
+    Saved(&'a SavedEncoder),
+    /// A published model.
+    Published(&'a crate::published::PublishedEncoder),
+}
+
+impl<'a> From<&'a SavedEncoder> for EncoderRef<'a> {
+    fn from(e: &'a SavedEncoder) -> Self {
+        Self::Saved(e)
+    }
+}
+
+impl<'a> From<&'a crate::published::PublishedEncoder> for EncoderRef<'a> {
+    fn from(e: &'a crate::published::PublishedEncoder) -> Self {
+        Self::Published(e)
+    }
+}
+
+impl<'a> From<&'a TaskEncoder> for EncoderRef<'a> {
+    fn from(e: &'a TaskEncoder) -> Self {
+        match e {
+            TaskEncoder::Saved(s) => Self::Saved(s),
+            TaskEncoder::Published(p) => Self::Published(p),
+        }
+    }
+}
+
+impl<'a> EncoderRef<'a> {
+    /// The encoder's folder or weight file, for messages.
+    pub fn path(self) -> &'a Path {
+        match self {
+            Self::Saved(e) => &e.dir,
+            Self::Published(p) => &p.path,
+        }
+    }
+
+    /// The saved encoder, when it is one.
+    pub fn saved(self) -> Option<&'a SavedEncoder> {
+        match self {
+            Self::Saved(e) => Some(e),
+            Self::Published(_) => None,
+        }
+    }
+
+    /// Length of one embedding.
+    pub fn embedding_len(self) -> usize {
+        match self {
+            Self::Saved(e) => e.card.embedding_len(),
+            Self::Published(p) => p.embedding_len(),
+        }
+    }
+
+    /// The bands of an input with `bands` that the encoder reads, in its order: the
+    /// card's for a saved encoder, every band for a published one (its own input
+    /// mapping picks).
+    pub fn bands_for(self, bands: &[String]) -> Vec<String> {
+        match self {
+            Self::Saved(e) => e.card.bands.clone(),
+            Self::Published(_) => bands.to_vec(),
+        }
+    }
+
+    /// How an input's dates are cut into series (see
+    /// [`SavedEncoder::input_periods`]); a published encoder reads periods of any
+    /// length from its start month.
+    pub fn input_periods(self) -> Periods {
+        match self {
+            Self::Saved(e) => e.input_periods(),
+            Self::Published(p) => p.periods(),
+        }
+    }
+
+    /// Checks before any long work that an input with `bands` and `times` can be
+    /// read (see [`SavedEncoder::check_input`]; for a published encoder, that its
+    /// bands feed the model).
+    pub fn check_input(
+        &self,
+        what: &str,
+        bands: &[String],
+        times: Option<&sits_core::dates::Timestamps>,
+    ) -> Result<()> {
+        match self {
+            Self::Saved(e) => e.check_input(what, bands, times),
+            Self::Published(p) => p.check_bands(what, bands),
+        }
+    }
+
+    /// Embeds the series of `set` (bands as [`Self::bands_for`] gives, not
+    /// normalised), one row per series; `locations` (`[longitude, latitude]` per
+    /// series) are needed by published models that read the location.
+    pub fn embed_series(
+        &self,
+        what: &str,
+        set: &SampleSet,
+        locations: Option<&[[f64; 2]]>,
+        device: &Device,
+    ) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Self::Saved(e) => crate::embed::embed_series(e, set, device),
+            Self::Published(p) => {
+                let locations = locations.ok_or_else(|| {
+                    TaskError::input(
+                        what,
+                        "Presto reads each series' location: the input needs a CRS and a \
+                         geotransform (a cube) or longitude/latitude columns (samples.csv)",
+                    )
+                })?;
+                p.embed_samples(what, set, locations, device)
+            }
+        }
     }
 }

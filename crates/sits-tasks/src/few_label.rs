@@ -106,6 +106,7 @@ pub fn unlabelled_series(
         start_month,
         dates: Some(dates),
         any_length: false,
+        keep_gaps: false,
     };
     let what = path.display().to_string();
     let (set, _, _) = crate::pretrain::training_series(&input, periods, true, &what)?;

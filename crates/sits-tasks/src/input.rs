@@ -228,6 +228,10 @@ pub struct Periods {
     /// `dates` is then the longest period's.
     #[serde(default)]
     pub any_length: bool,
+    /// Leave invalid dates (clouds, nodata) invalid instead of gap-filling them, for
+    /// encoders that mask missing observations themselves (the published ones).
+    #[serde(default)]
+    pub keep_gaps: bool,
 }
 
 impl Periods {
@@ -237,6 +241,7 @@ impl Periods {
         start_month: 9,
         dates: Some(23),
         any_length: false,
+        keep_gaps: false,
     };
 }
 
@@ -246,6 +251,7 @@ impl Default for Periods {
             start_month: 1,
             dates: None,
             any_length: false,
+            keep_gaps: false,
         }
     }
 }
@@ -331,7 +337,7 @@ pub fn period_lengths(times: &sits_core::dates::Timestamps, start_month: u32) ->
 
 /// Cuts `cube` into [`PixelPeriods`]: every pixel in every period of
 /// `periods.start_month` that has the chosen number of dates, gap-filled by linear
-/// interpolation in time. A pixel with no valid observation in a period is left
+/// interpolation in time (unless `periods.keep_gaps`). A pixel with no valid observation in a period is left
 /// out of that period (counted in `skipped`). `labels` (from a cube folder's
 /// `samples.csv`) label the pixel-periods whose first date they start on.
 ///
@@ -411,7 +417,12 @@ pub fn pixel_periods(
                 let values = px.values.select(ndarray::Axis(0), idx);
                 let valid = idx.iter().map(|&t| px.valid[t]).collect();
                 let mut s = Series::new(values, px.times.select(idx), Some(valid))?;
-                if sits_data::gapfill::fill_series(&mut s).is_err() {
+                let usable = if periods.keep_gaps {
+                    s.validity().iter().any(|&v| v)
+                } else {
+                    sits_data::gapfill::fill_series(&mut s).is_ok()
+                };
+                if !usable {
                     skipped += 1;
                     continue;
                 }

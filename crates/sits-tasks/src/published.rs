@@ -40,6 +40,8 @@ pub struct PublishedEncoder {
     pub sensor: Sensor,
     /// Multiplier from reflectance values to reflectance (`None`: by band names).
     pub scale: Option<f32>,
+    /// First month (1 to 12) of the yearly periods a cube is cut into.
+    pub start_month: u32,
 }
 
 impl std::fmt::Debug for PublishedEncoder {
@@ -53,17 +55,92 @@ impl std::fmt::Debug for PublishedEncoder {
     }
 }
 
-/// Splits an encoder argument `presto:PATH` into the model name and the path;
-/// `None` for a plain path (an encoder folder of this library).
-pub fn parse_published(arg: &str) -> Option<(&str, &Path)> {
-    let (name, rest) = arg.split_once(':')?;
-    match name {
-        "presto" => Some((name, Path::new(rest))),
-        _ => None,
+/// A published encoder as named on the command line:
+/// `presto:PATH[?sensor=S&scale=X&start-month=M]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedSpec {
+    /// The model (`presto`).
+    pub model: String,
+    /// Its weight file or folder.
+    pub path: PathBuf,
+    /// The options after `?`, `key=value` pairs joined by `&`: `sensor`
+    /// (`sentinel2`, `cbers4-awfi`, `landsat-oli`), `scale` (reflectance per unit
+    /// of the input's reflectance bands, for instance `1e-4`), `start-month` (1 to
+    /// 12, the first month of each yearly period; 1 by default).
+    pub options: Vec<(String, String)>,
+}
+
+/// Parses an encoder argument `presto:PATH[?options]`; `None` for a plain path (an
+/// encoder folder of this library).
+pub fn parse_published(arg: &str) -> Option<PublishedSpec> {
+    let (model, rest) = arg.split_once(':')?;
+    if model != "presto" {
+        return None;
     }
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let options = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    Some(PublishedSpec {
+        model: model.to_string(),
+        path: PathBuf::from(path),
+        options,
+    })
 }
 
 impl PublishedEncoder {
+    /// Loads the encoder `spec` names, with its options.
+    pub fn from_spec(spec: &PublishedSpec, device: &Device) -> Result<Self> {
+        let mut enc = Self::presto(&spec.path, device)?;
+        let bad = |k: &str, v: &str, why: String| {
+            TaskError::Settings(format!(
+                "presto:{}: option {k}={v}: {why} (options: sensor, scale, start-month)",
+                spec.path.display()
+            ))
+        };
+        for (k, v) in &spec.options {
+            match k.as_str() {
+                "sensor" => enc.sensor = v.parse().map_err(|e: String| bad(k, v, e))?,
+                "scale" => {
+                    let x: f32 = v.parse().map_err(|e| bad(k, v, format!("{e}")))?;
+                    enc.scale = Some(x);
+                }
+                "start-month" => {
+                    let m: u32 = v.parse().map_err(|e| bad(k, v, format!("{e}")))?;
+                    if !(1..=12).contains(&m) {
+                        return Err(bad(k, v, "a month from 1 to 12".into()));
+                    }
+                    enc.start_month = m;
+                }
+                _ => return Err(bad(k, v, "unknown option".into())),
+            }
+        }
+        Ok(enc)
+    }
+
+    /// How an input's dates are cut into series: yearly periods from
+    /// `start_month`, any number of dates (the model composites by month), invalid
+    /// dates left invalid (the model masks them, as upstream does).
+    pub fn periods(&self) -> crate::input::Periods {
+        crate::input::Periods {
+            start_month: self.start_month,
+            dates: None,
+            any_length: true,
+            keep_gaps: true,
+        }
+    }
+
+    /// Checks that `bands` feed at least one of the model's input groups.
+    pub fn check_bands(&self, what: &str, bands: &[String]) -> Result<()> {
+        BandMap::new(what, bands, self.sensor, self.scale)?;
+        Ok(())
+    }
+
     /// Loads Presto from `path`: the published `default_model.pt` (checksum
     /// verified, `default.json` beside it read when present), a folder holding it,
     /// or weights saved by continued pretraining (`.safetensors`, with the
@@ -108,6 +185,7 @@ impl PublishedEncoder {
             config,
             sensor: Sensor::default(),
             scale: None,
+            start_month: 1,
         })
     }
 

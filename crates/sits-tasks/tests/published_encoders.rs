@@ -1,0 +1,112 @@
+//! Published encoders through the tasks: `presto:PATH` on the bundled cubes. The
+//! reference numbers are upstream's forward pass on the same pixel
+//! (`crates/sits-models/tests/fixtures/make_presto_fixtures.py`, which reads the
+//! cube with numpy and turns its grid into longitude/latitude with GDAL).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use sits_tasks::embed::embed_cube;
+use sits_tasks::encoder::TaskEncoder;
+use sits_tasks::input::{read, Input};
+
+fn weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/weights/presto/default_model.pt")
+}
+
+fn fixture(name: &str) -> Vec<f32> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sits-models/tests/fixtures/presto")
+        .join(name);
+    sits_data::npy::read_npy(&p)
+        .unwrap()
+        .to_f32()
+        .iter()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn presto_on_the_slovenia_cube_matches_upstream_on_the_fixture_pixel() {
+    let data = sits_tasks::bundled_data_dir().unwrap();
+    let dev = Device::Cpu;
+    // periods from July: 2015-07 to 2016-06 is the fixture's twelve months
+    let arg = format!("presto:{}?start-month=7", weights().display());
+    let enc = TaskEncoder::load(Path::new(&arg), &dev).unwrap();
+    assert_eq!(enc.view().embedding_len(), 128);
+    let Input::Cube { cube, .. } =
+        read(&data.join(sits_data::datasets::SLOVENIA_NDVI), None).unwrap()
+    else {
+        panic!("not a cube")
+    };
+    let window = Input::Cube {
+        cube: Box::new(cube.window(48, 48, 4, 4).unwrap()),
+        labels: Vec::new(),
+        class_names: Vec::new(),
+    };
+    let (e, _) = embed_cube(&enc, &window, "slovenia window", &dev).unwrap();
+    let at = e
+        .grid
+        .index
+        .iter()
+        .position(|p| (p.row, p.col, p.period) == (2, 2, 2015))
+        .unwrap();
+    let want = fixture("slovenia_ndvi_embedding.npy");
+    let scale = sits_testing::max_abs_slice(&want).max(1.0);
+    let diff = sits_testing::max_abs_diff_slices(&e.rows[at], &want);
+    assert!(
+        diff <= 1e-5 * scale,
+        "embedding differs from upstream by {diff}"
+    );
+}
+
+#[test]
+fn a_cube_without_any_band_presto_reads_is_refused_before_embedding() {
+    let data = sits_tasks::bundled_data_dir().unwrap();
+    let dev = Device::Cpu;
+    let arg = format!("presto:{}", weights().display());
+    let enc = TaskEncoder::load(Path::new(&arg), &dev).unwrap();
+    let Input::Cube { cube, .. } =
+        read(&data.join(sits_data::datasets::DTWSAT_CUBE), None).unwrap()
+    else {
+        panic!("not a cube")
+    };
+    let evi = cube
+        .window(0, 0, 2, 2)
+        .unwrap()
+        .select_bands(&["evi"])
+        .unwrap();
+    let input = Input::Cube {
+        cube: Box::new(evi),
+        labels: Vec::new(),
+        class_names: Vec::new(),
+    };
+    let msg = embed_cube(&enc, &input, "evi only", &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("evi only") && msg.contains("S2_RGB (B2, B3, B4)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn published_options_are_checked() {
+    let dev = Device::Cpu;
+    for (opt, want) in [
+        ("sensor=modis", "unknown sensor"),
+        ("start-month=13", "a month from 1 to 12"),
+        ("colour=red", "unknown option"),
+    ] {
+        let arg = format!("presto:{}?{opt}", weights().display());
+        let msg = TaskEncoder::load(Path::new(&arg), &dev)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(want), "{opt}: {msg}");
+    }
+    let msg = TaskEncoder::load(Path::new("presto:/nowhere/default_model.pt"), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("nasaharvest/presto"), "{msg}");
+}
