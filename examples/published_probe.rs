@@ -31,6 +31,19 @@ struct Args {
     /// Number of seeds (0, 1, ...).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    /// Also continue Presto's pretraining on the pixels of this unlabelled cube
+    /// (agricultural years from September) and probe the result.
+    #[arg(long)]
+    continue_on: Option<PathBuf>,
+    /// Epochs of continued pretraining.
+    #[arg(long, default_value_t = 10)]
+    continue_epochs: usize,
+    /// Learning rate of continued pretraining.
+    #[arg(long, default_value_t = 1e-4)]
+    continue_lr: f64,
+    /// Folder for the continued model and its checkpoints.
+    #[arg(long, default_value = "out/presto_continued")]
+    continue_out: PathBuf,
 }
 
 fn stat(v: &[f64]) -> String {
@@ -60,7 +73,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let t0 = std::time::Instant::now();
-    let presto = PublishedEncoder::presto(&args.presto, &dev)?;
+    let mut presto = PublishedEncoder::presto(&args.presto, &dev)?;
+    presto.start_month = 9;
     let ptr = presto.embed_samples("train", &train, &locations(&dir, &train)?, &dev)?;
     let pte = presto.embed_samples("test", &test, &locations(&dir, &test)?, &dev)?;
     println!(
@@ -71,14 +85,68 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         t0.elapsed().as_secs_f64()
     );
 
+    let mut continued = None;
+    if let Some(cube_path) = &args.continue_on {
+        use sits::tasks::embed::grid_locations;
+        use sits::tasks::input::{pixel_periods, read, Input};
+        let Input::Cube { cube, .. } = read(cube_path, None)? else {
+            return Err(format!("{}: not a cube", cube_path.display()).into());
+        };
+        let periods = sits::tasks::input::Periods {
+            start_month: 9,
+            ..presto.periods()
+        };
+        let pp = pixel_periods(&cube, &[], &[], periods, "unlabelled cube")?;
+        let locs = grid_locations(&pp.grid)?.ok_or("the cube has no georeference")?;
+        let cfg = sits::tasks::published::ContinuedPretraining {
+            train: sits::sits_ssl::train::TrainConfig {
+                epochs: args.continue_epochs,
+                lr: args.continue_lr,
+                min_lr: args.continue_lr / 100.0,
+                progress: false,
+                ..sits::tasks::published::ContinuedPretraining::default().train
+            },
+            ..Default::default()
+        };
+        let t1 = std::time::Instant::now();
+        let log = presto.continue_pretraining(
+            "unlabelled cube",
+            &pp.set,
+            &locs,
+            &cfg,
+            &args.continue_out,
+            sits::sits_core::io::IfExists::Replace,
+            &dev,
+        )?;
+        let epoch_loss = |e: usize| {
+            let l: Vec<f64> = log.iter().filter(|r| r.epoch == e).map(|r| r.loss).collect();
+            l.iter().sum::<f64>() / l.len().max(1) as f64
+        };
+        println!(
+            "continued pretraining on {} pixel-years, {} epochs in {:.0} s: loss {:.4} -> {:.4}",
+            pp.set.len(),
+            args.continue_epochs,
+            t1.elapsed().as_secs_f64(),
+            epoch_loss(0),
+            epoch_loss(args.continue_epochs.saturating_sub(1))
+        );
+        continued = Some((
+            presto.embed_samples("train", &train, &locations(&dir, &train)?, &dev)?,
+            presto.embed_samples("test", &test, &locations(&dir, &test)?, &dev)?,
+        ));
+    }
+
     let stats = NormStats::of_samples(&train, 1e-4)?;
     let (mut ntr, mut nte) = (train.clone(), test.clone());
     stats.apply_samples(&mut ntr)?;
     stats.apply_samples(&mut nte)?;
-    let inputs = [
+    let mut inputs = vec![
         ("raw", raw_rows(&ntr), raw_rows(&nte)),
         ("presto", ptr, pte),
     ];
+    if let Some((ctr, cte)) = continued {
+        inputs.push(("presto_continued", ctr, cte));
+    }
     let fractions = [0.01, 0.05, 0.1, 1.0];
     let mut results: Vec<Vec<Vec<FractionResult>>> = Vec::new();
     for (_, tr, te) in &inputs {
@@ -99,21 +167,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         results.push(per_seed);
     }
     println!("\n{} seeds (mean ± standard deviation)\n", args.seeds);
-    println!("| labels | raw OA | Presto OA | raw F1 | Presto F1 |");
-    println!("| --- | --- | --- | --- | --- |");
+    let names: Vec<&str> = inputs.iter().map(|i| i.0).collect();
+    println!(
+        "| labels | {} | {} |",
+        names.iter().map(|n| format!("{n} OA")).collect::<Vec<_>>().join(" | "),
+        names.iter().map(|n| format!("{n} F1")).collect::<Vec<_>>().join(" | ")
+    );
+    println!("|{}", " --- |".repeat(1 + 2 * names.len()));
     let col = |k: usize, i: usize, f: fn(&FractionResult) -> f64| {
         stat(&results[k].iter().map(|r| f(&r[i])).collect::<Vec<_>>())
     };
     let mut line = format!("result: seeds={}", args.seeds);
     for (i, f) in fractions.iter().enumerate() {
-        println!(
-            "| {:.0} % | {} | {} | {} | {} |",
-            f * 100.0,
-            col(0, i, |r| r.oa),
-            col(1, i, |r| r.oa),
-            col(0, i, |r| r.macro_f1),
-            col(1, i, |r| r.macro_f1),
-        );
+        let oa: Vec<String> = (0..names.len()).map(|k| col(k, i, |r| r.oa)).collect();
+        let f1: Vec<String> = (0..names.len()).map(|k| col(k, i, |r| r.macro_f1)).collect();
+        println!("| {:.0} % | {} | {} |", f * 100.0, oa.join(" | "), f1.join(" | "));
         for (k, (name, _, _)) in inputs.iter().enumerate() {
             line.push_str(&format!(
                 " {name}_oa@{:.0}={}",

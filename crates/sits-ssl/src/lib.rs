@@ -76,6 +76,7 @@ pub mod finetune;
 pub mod metrics;
 pub mod optim;
 pub mod pimc;
+pub mod presto;
 pub mod probe;
 mod progress;
 pub mod simclr;

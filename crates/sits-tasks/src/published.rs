@@ -258,3 +258,159 @@ impl PublishedEncoder {
         Ok(out)
     }
 }
+
+/// Presto series (see [`sits_ssl::presto`]): one date per month (the 15th; the
+/// year only orders the months), the 17 normalised inputs then latitude and
+/// longitude; a month without any observation is invalid.
+pub fn presto_series_set(
+    series: &[MonthlySeries],
+    latlons: &[[f32; 2]],
+) -> Result<SampleSet> {
+    use sits_data::samples::Series;
+    let mut out = Vec::with_capacity(series.len());
+    for (s, ll) in series.iter().zip(latlons) {
+        let m = s.len();
+        let mut values = ndarray::Array2::<f32>::zeros((m, sits_ssl::presto::SERIES_BANDS));
+        let mut valid = Vec::with_capacity(m);
+        let mut dates = Vec::with_capacity(m);
+        let m0 = s.months.first().copied().unwrap_or(0) as i32;
+        for k in 0..m {
+            for i in 0..17 {
+                if s.mask[k * 17 + i] == 0 {
+                    values[[k, i]] = s.x[k * 17 + i];
+                }
+            }
+            values[[k, 17]] = ll[0];
+            values[[k, 18]] = ll[1];
+            valid.push(s.mask[k * 17..(k + 1) * 17].iter().any(|&v| v == 0));
+            let n = m0 + k as i32;
+            dates.push(
+                sits_data::chrono::NaiveDate::from_ymd_opt(2001 + n / 12, (n % 12) as u32 + 1, 15)
+                    .ok_or_else(|| TaskError::Settings(format!("month {n} out of range")))?,
+            );
+        }
+        let times = sits_core::dates::Timestamps::from_dates(&dates, "Presto months")
+            .map_err(sits_data::DataError::from)?;
+        out.push(Series::new(values, times, Some(valid))?);
+    }
+    let mut bands: Vec<String> = sits_models::presto::BANDS.iter().map(|b| b.to_string()).collect();
+    bands.extend(["latitude".to_string(), "longitude".to_string()]);
+    Ok(SampleSet::new(out, bands, None, Vec::new(), None)?)
+}
+
+/// Settings of [`continue_pretraining`].
+#[derive(Debug, Clone)]
+pub struct ContinuedPretraining {
+    /// The training loop (epochs, learning rate, seed, checkpoints).
+    pub train: sits_ssl::train::TrainConfig,
+    /// Share of each series' present tokens hidden.
+    pub mask_ratio: f64,
+    /// Series per batch.
+    pub batch_size: usize,
+    /// Resume from the last checkpoint in the output folder.
+    pub resume: bool,
+}
+
+impl Default for ContinuedPretraining {
+    fn default() -> Self {
+        Self {
+            train: sits_ssl::train::TrainConfig {
+                epochs: 10,
+                lr: 1e-4,
+                min_lr: 1e-6,
+                progress: false,
+                ..sits_ssl::train::TrainConfig::default()
+            },
+            mask_ratio: 0.75,
+            batch_size: 128,
+            resume: false,
+        }
+    }
+}
+
+/// File name of the weights written by [`continue_pretraining`] (loadable as
+/// `presto:OUT/presto.safetensors`, with `default.json` beside it).
+pub const CONTINUED_WEIGHTS: &str = "presto.safetensors";
+
+impl PublishedEncoder {
+    /// Continues pretraining the model (encoder and decoder) with Presto's masked
+    /// reconstruction on the unlabelled series of `set` located at `locations`
+    /// (`[longitude, latitude]`), checkpointing into `out` (created) and writing
+    /// the result there as [`CONTINUED_WEIGHTS`] and [`PRESTO_CONFIG`]. The model is
+    /// updated in place. Returns the logged steps.
+    pub fn continue_pretraining(
+        &self,
+        what: &str,
+        set: &SampleSet,
+        locations: &[[f64; 2]],
+        cfg: &ContinuedPretraining,
+        out: &Path,
+        if_exists: sits_core::io::IfExists,
+        device: &Device,
+    ) -> Result<Vec<sits_ssl::train::StepRecord>> {
+        let weights = out.join(CONTINUED_WEIGHTS);
+        if if_exists != sits_core::io::IfExists::Replace && weights.exists() && !cfg.resume {
+            return Err(sits_data::DataError::Exists {
+                path: weights,
+                reason: "continued pretraining already wrote here; choose another folder, \
+                         resume, or ask to replace it"
+                    .into(),
+            }
+            .into());
+        }
+        let sample: Vec<f32> = set
+            .series()
+            .iter()
+            .take(512)
+            .flat_map(|s| s.values.iter().copied().collect::<Vec<_>>())
+            .collect();
+        let map = self.band_map(what, set.bands(), &sample)?;
+        let mut band_present = [false; 17];
+        for &(i, _) in &map.sources {
+            band_present[i] = true;
+        }
+        band_present[16] |= map.ndvi_from_bands;
+        let series = self.monthly_series(what, set)?;
+        let latlons: Vec<[f32; 2]> = locations
+            .iter()
+            .map(|&[lon, lat]| [lat as f32, lon as f32])
+            .collect();
+        let pset = std::sync::Arc::new(presto_series_set(&series, &latlons)?);
+        let loader = sits_data::loader::Loader::new(
+            pset,
+            sits_data::loader::LoaderConfig {
+                batch_size: cfg.batch_size,
+                shuffle: true,
+                seed: cfg.train.seed,
+                ..sits_data::loader::LoaderConfig::default()
+            },
+            device.clone(),
+        )?;
+        let mut obj =
+            sits_ssl::presto::PrestoReconstruction::new(&self.model, band_present, cfg.mask_ratio)
+                .ctx("Presto pretext")?;
+        let mut trainer = sits_ssl::train::Trainer::new(
+            cfg.train.clone(),
+            &self.vars,
+            &sits_models::Buffers::new(),
+            Some(out),
+        )
+        .ctx("continued pretraining")?;
+        if cfg.resume {
+            trainer.resume(&mut obj).ctx("resuming")?;
+        }
+        trainer.fit(&loader, &mut obj).ctx("continued pretraining")?;
+        sits_models::io::save_safetensors(
+            &weights,
+            &self.vars,
+            &sits_models::Buffers::new(),
+            sits_core::io::IfExists::Replace,
+        )?;
+        let config = serde_json::to_string_pretty(&self.config)
+            .map_err(|e| TaskError::Settings(e.to_string()))?;
+        let config_path = out.join(PRESTO_CONFIG);
+        sits_core::io::write_atomic(&config_path, config.as_bytes())
+            .map_err(|e| TaskError::io(&config_path, e))?;
+        Ok(trainer.history().to_vec())
+    }
+}
