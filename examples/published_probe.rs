@@ -106,6 +106,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 progress: false,
                 ..sits::tasks::published::ContinuedPretraining::default().train
             },
+            if_exists: sits::sits_core::io::IfExists::Replace,
             ..Default::default()
         };
         let t1 = std::time::Instant::now();
@@ -115,11 +116,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             &locs,
             &cfg,
             &args.continue_out,
-            sits::sits_core::io::IfExists::Replace,
             &dev,
         )?;
         let epoch_loss = |e: usize| {
-            let l: Vec<f64> = log.iter().filter(|r| r.epoch == e).map(|r| r.loss).collect();
+            let l: Vec<f64> = log
+                .iter()
+                .filter(|r| r.epoch == e)
+                .map(|r| r.loss)
+                .collect();
             l.iter().sum::<f64>() / l.len().max(1) as f64
         };
         println!(
@@ -170,8 +174,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let names: Vec<&str> = inputs.iter().map(|i| i.0).collect();
     println!(
         "| labels | {} | {} |",
-        names.iter().map(|n| format!("{n} OA")).collect::<Vec<_>>().join(" | "),
-        names.iter().map(|n| format!("{n} F1")).collect::<Vec<_>>().join(" | ")
+        names
+            .iter()
+            .map(|n| format!("{n} OA"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        names
+            .iter()
+            .map(|n| format!("{n} F1"))
+            .collect::<Vec<_>>()
+            .join(" | ")
     );
     println!("|{}", " --- |".repeat(1 + 2 * names.len()));
     let col = |k: usize, i: usize, f: fn(&FractionResult) -> f64| {
@@ -180,8 +192,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut line = format!("result: seeds={}", args.seeds);
     for (i, f) in fractions.iter().enumerate() {
         let oa: Vec<String> = (0..names.len()).map(|k| col(k, i, |r| r.oa)).collect();
-        let f1: Vec<String> = (0..names.len()).map(|k| col(k, i, |r| r.macro_f1)).collect();
-        println!("| {:.0} % | {} | {} |", f * 100.0, oa.join(" | "), f1.join(" | "));
+        let f1: Vec<String> = (0..names.len())
+            .map(|k| col(k, i, |r| r.macro_f1))
+            .collect();
+        println!(
+            "| {:.0} % | {} | {} |",
+            f * 100.0,
+            oa.join(" | "),
+            f1.join(" | ")
+        );
         for (k, (name, _, _)) in inputs.iter().enumerate() {
             line.push_str(&format!(
                 " {name}_oa@{:.0}={}",

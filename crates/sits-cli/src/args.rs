@@ -409,6 +409,16 @@ pub(crate) struct PretrainArgs {
     /// Replace an encoder saved in OUT before.
     #[arg(long)]
     pub(crate) overwrite: bool,
+    /// Continue the pretraining of a published model instead (`presto:PATH`, see
+    /// `sits embed`): its own masked reconstruction on INPUT's pixels, written to
+    /// OUT as presto.safetensors (use it as `presto:OUT/presto.safetensors`). The
+    /// model's options set the bands and periods; --method and the width options
+    /// do not apply. A learning rate of about 1e-4 suits it.
+    #[arg(long)]
+    pub(crate) from: Option<PathBuf>,
+    /// With --from: resume from the last checkpoint in OUT.
+    #[arg(long)]
+    pub(crate) resume: bool,
 }
 
 pub(crate) fn parse_pooling(s: &str) -> Result<PoolingChoice, String> {

@@ -8,6 +8,9 @@ use crate::*;
 pub(crate) fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> Res<()> {
     let device = sits_tasks::device(device)?;
     let out = output_dir(&a.out, &[&a.input])?;
+    if let Some(from) = a.from.clone() {
+        return continue_published(a, &from, &out, &device, start);
+    }
     if !a.overwrite && out.join(sits_tasks::encoder::CARD_FILE).exists() {
         return Err(format!(
             "{}: an encoder is already saved here; choose another --out or add --overwrite",
@@ -140,5 +143,98 @@ pub(crate) fn segment_cmd(a: SegmentArgs, device: &str) -> Res<()> {
         show(&out)
     );
     println!("{} seconds={:.1}", s.result_line(), s.seconds);
+    Ok(())
+}
+
+/// `sits pretrain --from presto:PATH`: continued pretraining of a published model.
+fn continue_published(
+    a: PretrainArgs,
+    from: &Path,
+    out: &Path,
+    device: &Device,
+    start: Instant,
+) -> Res<()> {
+    use sits_tasks::encoder::TaskEncoder;
+    use sits_tasks::published::{ContinuedPretraining, CONTINUED_WEIGHTS};
+    let TaskEncoder::Published(enc) = TaskEncoder::load(from, device)? else {
+        return Err(format!(
+            "--from {}: give a published model (presto:PATH); to train an encoder of this \
+             library from scratch, leave --from out",
+            show(from)
+        )
+        .into());
+    };
+    let what = show(&a.input);
+    let input = read_with(&a.input, a.patch, &a.rasters.options()?)?;
+    let (set, locations) = match &input {
+        sits_tasks::input::Input::Cube { cube, .. } => {
+            enc.check_bands(&what, cube.bands())?;
+            let pp = sits_tasks::input::pixel_periods(cube, &[], &[], enc.periods(), &what)?;
+            let locs = sits_tasks::embed::grid_locations(&pp.grid)?.ok_or_else(|| {
+                format!(
+                    "{what}: Presto reads each pixel's location; the cube has no CRS and \
+                     geotransform"
+                )
+            })?;
+            (pp.set, locs)
+        }
+        sits_tasks::input::Input::Samples(set) => {
+            let locs = sits_data::points::sample_locations(&a.input, set.ids())?.ok_or_else(
+                || format!("{what}: Presto reads each series' location; samples.csv has no longitude/latitude columns"),
+            )?;
+            ((**set).clone(), locs)
+        }
+    };
+    let set = match a.max_series {
+        Some(n) if n < set.len() => {
+            let step = set.len() as f64 / n as f64;
+            let idx: Vec<usize> = (0..n).map(|i| (i as f64 * step) as usize).collect();
+            let locs: Vec<[f64; 2]> = idx.iter().map(|&i| locations[i]).collect();
+            (set.subset(&idx)?, locs)
+        }
+        _ => (set, locations),
+    };
+    let defaults = ContinuedPretraining::default();
+    let cfg = ContinuedPretraining {
+        train: sits_ssl::train::TrainConfig {
+            epochs: a.epochs,
+            lr: a.lr,
+            min_lr: a.lr / 100.0,
+            seed: a.seed,
+            progress: false,
+            ..defaults.train
+        },
+        batch_size: a.batch_size,
+        resume: a.resume,
+        if_exists: if_exists(a.overwrite),
+        ..defaults
+    };
+    let log = enc.continue_pretraining(&what, &set.0, &set.1, &cfg, out, device)?;
+    let epoch_loss = |e: usize| {
+        let l: Vec<f64> = log
+            .iter()
+            .filter(|r| r.epoch == e)
+            .map(|r| r.loss)
+            .collect();
+        l.iter().sum::<f64>() / l.len().max(1) as f64
+    };
+    let last = log.last().map_or(0, |r| r.epoch);
+    let first = log.first().map_or(0, |r| r.epoch);
+    let weights = out.join(CONTINUED_WEIGHTS);
+    println!(
+        "continued pretraining of {} on {} series; use it as presto:{}",
+        show(from),
+        set.0.len(),
+        show(&weights)
+    );
+    println!(
+        "result: weights={} series={} epochs={} first_loss={:.4} last_loss={:.4} seconds={:.1}",
+        show(&weights),
+        set.0.len(),
+        a.epochs,
+        epoch_loss(first),
+        epoch_loss(last),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -402,3 +402,78 @@ fn three_worker_processes_fill_one_store_and_verify_checks_it() {
     assert_eq!(get(&result(&sits(&["verify", s(&store)])), "missing"), "0");
     assert_eq!(bits(&one.join("embeddings.zarr")), bits(&store));
 }
+
+/// Presto through the CLI on a synthetic cube with `red` and `nir` in reflectance
+/// (its NIR and NDVI tokens): continued pretraining, then the result used as an
+/// encoder; a published encoder named where an encoder folder is needed is refused.
+#[test]
+fn presto_from_the_published_weights_through_pretrain_and_cluster() {
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/weights/presto/default_model.pt");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let zarr = t.join("region.zarr");
+    let mut c = cube(&SyntheticCube::default()).expect("cube");
+    // the synthetic bands are reflectance-like; Presto checks the units
+    c.values_mut()
+        .mapv_inplace(|v| 0.05 + 0.3 * v.abs().min(2.0));
+    // and reads each pixel's location from the grid
+    let c = c.with_geo(Some(sits_data::GeoInfo {
+        crs: "EPSG:4326".into(),
+        transform: [14.5, 0.001, 0.0, 45.9, 0.0, -0.001],
+    }));
+    sits_data::zarr::write_cube(&c, &zarr, Default::default(), IfExists::Refuse)
+        .expect("write zarr");
+    let presto = format!("presto:{}", weights.display());
+    let out = t.join("presto");
+    let r = result(&sits(&[
+        "pretrain",
+        s(&zarr),
+        "--from",
+        &presto,
+        "--out",
+        s(&out),
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-4",
+        "--max-series",
+        "64",
+    ]));
+    assert_eq!(get(&r, "series"), "64");
+    let (first, last): (f64, f64) = (
+        get(&r, "first_loss").parse().expect("loss"),
+        get(&r, "last_loss").parse().expect("loss"),
+    );
+    assert!(
+        first.is_finite() && last.is_finite() && last < first,
+        "{first} -> {last}"
+    );
+    let continued = format!("presto:{}", out.join("presto.safetensors").display());
+    let r = result(&sits(&[
+        "cluster",
+        s(&zarr),
+        "--encoder",
+        &continued,
+        "--out",
+        s(&t.join("k")),
+        "--k",
+        "3",
+    ]));
+    assert_eq!(get(&r, "k"), "3");
+    assert_eq!(get(&r, "pixel_periods"), (3 * 12 * 10).to_string());
+    // sample-set points with a published encoder: refused, naming what works
+    let o = sits(&[
+        "classify",
+        s(&zarr),
+        "--encoder",
+        &presto,
+        "--points",
+        s(&zarr),
+        "--out",
+        s(&t.join("c")),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("longitude/latitude table"), "{err}");
+}

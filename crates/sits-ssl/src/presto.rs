@@ -80,7 +80,11 @@ impl Objective for PrestoReconstruction<'_> {
         }
         let dev = all.device();
         let x = all.narrow(2, 0, 17)?.contiguous()?;
-        let latlons = all.narrow(1, 0, 1)?.narrow(2, 17, 2)?.squeeze(1)?.contiguous()?;
+        let latlons = all
+            .narrow(1, 0, 1)?
+            .narrow(2, 17, 2)?
+            .squeeze(1)?
+            .contiguous()?;
         let months: Vec<u32> = batch
             .doy()?
             .flatten_all()?
@@ -160,9 +164,22 @@ mod tests {
     fn the_fifteenth_of_every_month_falls_in_its_month_in_any_year() {
         for leap in [false, true] {
             let mut doy = 0.0;
-            for (m, days) in [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
-                .into_iter()
-                .enumerate()
+            for (m, days) in [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 assert_eq!(month_of_doy(doy + 15.0), m as u32, "leap {leap}");
                 doy += days as f32;

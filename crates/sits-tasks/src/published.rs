@@ -42,6 +42,9 @@ pub struct PublishedEncoder {
     pub scale: Option<f32>,
     /// First month (1 to 12) of the yearly periods a cube is cut into.
     pub start_month: u32,
+    /// Only periods with this many dates (complete years); `None`: every period
+    /// with at least 2 dates.
+    pub dates: Option<usize>,
 }
 
 impl std::fmt::Debug for PublishedEncoder {
@@ -66,7 +69,8 @@ pub struct PublishedSpec {
     /// The options after `?`, `key=value` pairs joined by `&`: `sensor`
     /// (`sentinel2`, `cbers4-awfi`, `landsat-oli`), `scale` (reflectance per unit
     /// of the input's reflectance bands, for instance `1e-4`), `start-month` (1 to
-    /// 12, the first month of each yearly period; 1 by default).
+    /// 12, the first month of each yearly period; 1 by default), `dates` (only
+    /// periods with this many dates, as a saved encoder's card fixes them).
     pub options: Vec<(String, String)>,
 }
 
@@ -99,7 +103,7 @@ impl PublishedEncoder {
         let mut enc = Self::presto(&spec.path, device)?;
         let bad = |k: &str, v: &str, why: String| {
             TaskError::Settings(format!(
-                "presto:{}: option {k}={v}: {why} (options: sensor, scale, start-month)",
+                "presto:{}: option {k}={v}: {why} (options: sensor, scale, start-month, dates)",
                 spec.path.display()
             ))
         };
@@ -109,6 +113,10 @@ impl PublishedEncoder {
                 "scale" => {
                     let x: f32 = v.parse().map_err(|e| bad(k, v, format!("{e}")))?;
                     enc.scale = Some(x);
+                }
+                "dates" => {
+                    let n: usize = v.parse().map_err(|e| bad(k, v, format!("{e}")))?;
+                    enc.dates = Some(n);
                 }
                 "start-month" => {
                     let m: u32 = v.parse().map_err(|e| bad(k, v, format!("{e}")))?;
@@ -124,13 +132,14 @@ impl PublishedEncoder {
     }
 
     /// How an input's dates are cut into series: yearly periods from
-    /// `start_month`, any number of dates (the model composites by month), invalid
+    /// `start_month`, any number of dates unless `dates` is set (the model
+    /// composites by month), invalid
     /// dates left invalid (the model masks them, as upstream does).
     pub fn periods(&self) -> crate::input::Periods {
         crate::input::Periods {
             start_month: self.start_month,
-            dates: None,
-            any_length: true,
+            dates: self.dates,
+            any_length: self.dates.is_none(),
             keep_gaps: true,
         }
     }
@@ -186,6 +195,7 @@ impl PublishedEncoder {
             sensor: Sensor::default(),
             scale: None,
             start_month: 1,
+            dates: None,
         })
     }
 
@@ -262,10 +272,7 @@ impl PublishedEncoder {
 /// Presto series (see [`sits_ssl::presto`]): one date per month (the 15th; the
 /// year only orders the months), the 17 normalised inputs then latitude and
 /// longitude; a month without any observation is invalid.
-pub fn presto_series_set(
-    series: &[MonthlySeries],
-    latlons: &[[f32; 2]],
-) -> Result<SampleSet> {
+pub fn presto_series_set(series: &[MonthlySeries], latlons: &[[f32; 2]]) -> Result<SampleSet> {
     use sits_data::samples::Series;
     let mut out = Vec::with_capacity(series.len());
     for (s, ll) in series.iter().zip(latlons) {
@@ -282,7 +289,7 @@ pub fn presto_series_set(
             }
             values[[k, 17]] = ll[0];
             values[[k, 18]] = ll[1];
-            valid.push(s.mask[k * 17..(k + 1) * 17].iter().any(|&v| v == 0));
+            valid.push(s.mask[k * 17..(k + 1) * 17].contains(&0));
             let n = m0 + k as i32;
             dates.push(
                 sits_data::chrono::NaiveDate::from_ymd_opt(2001 + n / 12, (n % 12) as u32 + 1, 15)
@@ -293,7 +300,10 @@ pub fn presto_series_set(
             .map_err(sits_data::DataError::from)?;
         out.push(Series::new(values, times, Some(valid))?);
     }
-    let mut bands: Vec<String> = sits_models::presto::BANDS.iter().map(|b| b.to_string()).collect();
+    let mut bands: Vec<String> = sits_models::presto::BANDS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
     bands.extend(["latitude".to_string(), "longitude".to_string()]);
     Ok(SampleSet::new(out, bands, None, Vec::new(), None)?)
 }
@@ -309,6 +319,8 @@ pub struct ContinuedPretraining {
     pub batch_size: usize,
     /// Resume from the last checkpoint in the output folder.
     pub resume: bool,
+    /// Whether weights written before in the output folder may be replaced.
+    pub if_exists: sits_core::io::IfExists,
 }
 
 impl Default for ContinuedPretraining {
@@ -324,6 +336,7 @@ impl Default for ContinuedPretraining {
             mask_ratio: 0.75,
             batch_size: 128,
             resume: false,
+            if_exists: sits_core::io::IfExists::Refuse,
         }
     }
 }
@@ -345,11 +358,10 @@ impl PublishedEncoder {
         locations: &[[f64; 2]],
         cfg: &ContinuedPretraining,
         out: &Path,
-        if_exists: sits_core::io::IfExists,
         device: &Device,
     ) -> Result<Vec<sits_ssl::train::StepRecord>> {
         let weights = out.join(CONTINUED_WEIGHTS);
-        if if_exists != sits_core::io::IfExists::Replace && weights.exists() && !cfg.resume {
+        if cfg.if_exists != sits_core::io::IfExists::Replace && weights.exists() && !cfg.resume {
             return Err(sits_data::DataError::Exists {
                 path: weights,
                 reason: "continued pretraining already wrote here; choose another folder, \
@@ -399,7 +411,9 @@ impl PublishedEncoder {
         if cfg.resume {
             trainer.resume(&mut obj).ctx("resuming")?;
         }
-        trainer.fit(&loader, &mut obj).ctx("continued pretraining")?;
+        trainer
+            .fit(&loader, &mut obj)
+            .ctx("continued pretraining")?;
         sits_models::io::save_safetensors(
             &weights,
             &self.vars,

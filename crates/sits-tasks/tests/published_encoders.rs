@@ -110,3 +110,61 @@ fn published_options_are_checked() {
         .to_string();
     assert!(msg.contains("nasaharvest/presto"), "{msg}");
 }
+
+#[test]
+fn continued_pretraining_lowers_the_reconstruction_loss_and_reloads() {
+    use sits_tasks::published::{ContinuedPretraining, PublishedEncoder, CONTINUED_WEIGHTS};
+    let data = sits_tasks::bundled_data_dir().unwrap();
+    let dir = data.join(sits_data::datasets::MATO_GROSSO);
+    let all = sits_data::datasets::mato_grosso(&dir).unwrap();
+    let set = all.subset(&(0..48).collect::<Vec<_>>()).unwrap();
+    let locs = sits_data::points::sample_locations(&dir, set.ids())
+        .unwrap()
+        .unwrap();
+    let dev = Device::Cpu;
+    let enc = PublishedEncoder::presto(&weights(), &dev).unwrap();
+    let before = enc.embed_samples("mato grosso", &set, &locs, &dev).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = ContinuedPretraining {
+        batch_size: 16,
+        ..ContinuedPretraining::default()
+    };
+    cfg.train.epochs = 4;
+    cfg.train.lr = 1e-3;
+    cfg.train.warmup_steps = 0;
+    let log = enc
+        .continue_pretraining("mato grosso", &set, &locs, &cfg, tmp.path(), &dev)
+        .unwrap();
+    let mean = |e: usize| {
+        let l: Vec<f64> = log
+            .iter()
+            .filter(|r| r.epoch == e)
+            .map(|r| r.loss)
+            .collect();
+        assert!(
+            !l.is_empty() && l.iter().all(|v| v.is_finite()),
+            "epoch {e}: {l:?}"
+        );
+        l.iter().sum::<f64>() / l.len() as f64
+    };
+    assert!(mean(3) < 0.9 * mean(0), "loss {} -> {}", mean(0), mean(3));
+    // the result loads as presto:OUT/presto.safetensors and embeds differently
+    let arg = format!("presto:{}", tmp.path().join(CONTINUED_WEIGHTS).display());
+    let TaskEncoder::Published(again) = TaskEncoder::load(Path::new(&arg), &dev).unwrap() else {
+        panic!("not a published encoder")
+    };
+    let after = again
+        .embed_samples("mato grosso", &set, &locs, &dev)
+        .unwrap();
+    let moved = sits_testing::max_abs_diff_slices(&after[0], &before[0]);
+    assert!(
+        moved.is_finite() && moved > 1e-3,
+        "embedding moved by {moved}"
+    );
+    // a second run into the same folder is refused unless it resumes or replaces
+    let err = enc
+        .continue_pretraining("mato grosso", &set, &locs, &cfg, tmp.path(), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(CONTINUED_WEIGHTS), "{err}");
+}
