@@ -118,14 +118,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             &args.continue_out,
             &dev,
         )?;
-        let epoch_loss = |e: usize| {
-            let l: Vec<f64> = log
-                .iter()
-                .filter(|r| r.epoch == e)
-                .map(|r| r.loss)
-                .collect();
-            l.iter().sum::<f64>() / l.len().max(1) as f64
-        };
+        let epoch_loss = |e: usize| sits::sits_ssl::train::epoch_mean_loss(&log, e);
         println!(
             "continued pretraining on {} pixel-years, {} epochs in {:.0} s: loss {:.4} -> {:.4}",
             pp.set.len(),

@@ -210,14 +210,7 @@ fn continue_published(
         ..defaults
     };
     let log = enc.continue_pretraining(&what, &set.0, &set.1, &cfg, out, device)?;
-    let epoch_loss = |e: usize| {
-        let l: Vec<f64> = log
-            .iter()
-            .filter(|r| r.epoch == e)
-            .map(|r| r.loss)
-            .collect();
-        l.iter().sum::<f64>() / l.len().max(1) as f64
-    };
+    let epoch_loss = |e: usize| sits_ssl::train::epoch_mean_loss(&log, e);
     let last = log.last().map_or(0, |r| r.epoch);
     let first = log.first().map_or(0, |r| r.epoch);
     let weights = out.join(CONTINUED_WEIGHTS);

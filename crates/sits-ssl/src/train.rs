@@ -154,6 +154,19 @@ pub struct StepRecord {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// Mean loss of the logged steps of `epoch` (NaN when none was logged).
+pub fn epoch_mean_loss(log: &[StepRecord], epoch: usize) -> f64 {
+    let l: Vec<f64> = log
+        .iter()
+        .filter(|r| r.epoch == epoch)
+        .map(|r| r.loss)
+        .collect();
+    if l.is_empty() {
+        return f64::NAN;
+    }
+    l.iter().sum::<f64>() / l.len() as f64
+}
+
 /// The pretraining loop over a `VarMap` (and its BatchNorm buffers).
 pub struct Trainer {
     cfg: TrainConfig,

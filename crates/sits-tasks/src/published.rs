@@ -212,15 +212,21 @@ impl PublishedEncoder {
         Ok(map)
     }
 
-    /// The monthly Presto series of every sample of `set`.
-    pub fn monthly_series(&self, what: &str, set: &SampleSet) -> Result<Vec<MonthlySeries>> {
+    /// [`Self::band_map`] for a sample set, its units checked on the first 512
+    /// series.
+    pub fn set_band_map(&self, what: &str, set: &SampleSet) -> Result<BandMap> {
         let sample: Vec<f32> = set
             .series()
             .iter()
             .take(512)
             .flat_map(|s| s.values.iter().copied().collect::<Vec<_>>())
             .collect();
-        let map = self.band_map(what, set.bands(), &sample)?;
+        self.band_map(what, set.bands(), &sample)
+    }
+
+    /// The monthly Presto series of every sample of `set`.
+    pub fn monthly_series(&self, what: &str, set: &SampleSet) -> Result<Vec<MonthlySeries>> {
+        let map = self.set_band_map(what, set)?;
         set.series()
             .iter()
             .enumerate()
@@ -370,13 +376,7 @@ impl PublishedEncoder {
             }
             .into());
         }
-        let sample: Vec<f32> = set
-            .series()
-            .iter()
-            .take(512)
-            .flat_map(|s| s.values.iter().copied().collect::<Vec<_>>())
-            .collect();
-        let map = self.band_map(what, set.bands(), &sample)?;
+        let map = self.set_band_map(what, set)?;
         let mut band_present = [false; 17];
         for &(i, _) in &map.sources {
             band_present[i] = true;
