@@ -314,7 +314,7 @@ pub fn presto_series_set(series: &[MonthlySeries], latlons: &[[f32; 2]]) -> Resu
     Ok(SampleSet::new(out, bands, None, Vec::new(), None)?)
 }
 
-/// Settings of [`continue_pretraining`].
+/// Settings of [`PublishedEncoder::continue_pretraining`].
 #[derive(Debug, Clone)]
 pub struct ContinuedPretraining {
     /// The training loop (epochs, learning rate, seed, checkpoints).
@@ -347,7 +347,7 @@ impl Default for ContinuedPretraining {
     }
 }
 
-/// File name of the weights written by [`continue_pretraining`] (loadable as
+/// File name of the weights written by [`PublishedEncoder::continue_pretraining`] (loadable as
 /// `presto:OUT/presto.safetensors`, with `default.json` beside it).
 pub const CONTINUED_WEIGHTS: &str = "presto.safetensors";
 

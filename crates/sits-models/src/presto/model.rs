@@ -17,7 +17,7 @@ use crate::transformer::{masked_mean, VitBlock};
 #[derive(Debug, Clone)]
 pub struct PrestoInput {
     /// `(B, T, 17)` f32: the [`super::BANDS`] values, normalised
-    /// ([`super::input::normalise`]); anything where `mask` is set.
+    /// ([`super::input::BandMap::normalise`]); anything where `mask` is set.
     pub x: Tensor,
     /// `(B, T, 17)`, any dtype: non-zero where a value is missing.
     pub mask: Tensor,
