@@ -227,20 +227,19 @@ impl PublishedEncoder {
     /// The monthly Presto series of every sample of `set`.
     pub fn monthly_series(&self, what: &str, set: &SampleSet) -> Result<Vec<MonthlySeries>> {
         let map = self.set_band_map(what, set)?;
+        Self::series_with(&map, what, set)
+    }
+
+    /// The monthly Presto series of every sample of `set` through `map`.
+    fn series_with(map: &BandMap, what: &str, set: &SampleSet) -> Result<Vec<MonthlySeries>> {
         set.series()
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 let dates: Vec<_> = s.times.as_slice().iter().map(|t| t.date()).collect();
                 let values: Vec<f32> = s.values.iter().copied().collect();
-                monthly(
-                    &map,
-                    &values,
-                    set.bands().len(),
-                    &dates,
-                    Some(&s.validity()),
-                )
-                .map_err(|e| TaskError::input(what, format!("sample {}: {e}", set.ids()[i])))
+                monthly(map, &values, set.bands().len(), &dates, Some(&s.validity()))
+                    .map_err(|e| TaskError::input(what, format!("sample {}: {e}", set.ids()[i])))
             })
             .collect()
     }
@@ -377,12 +376,7 @@ impl PublishedEncoder {
             .into());
         }
         let map = self.set_band_map(what, set)?;
-        let mut band_present = [false; 17];
-        for &(i, _) in &map.sources {
-            band_present[i] = true;
-        }
-        band_present[16] |= map.ndvi_from_bands;
-        let series = self.monthly_series(what, set)?;
+        let series = Self::series_with(&map, what, set)?;
         let latlons: Vec<[f32; 2]> = locations
             .iter()
             .map(|&[lon, lat]| [lat as f32, lon as f32])
@@ -399,7 +393,7 @@ impl PublishedEncoder {
             device.clone(),
         )?;
         let mut obj =
-            sits_ssl::presto::PrestoReconstruction::new(&self.model, band_present, cfg.mask_ratio)
+            sits_ssl::presto::PrestoReconstruction::new(&self.model, map.present(), cfg.mask_ratio)
                 .ctx("Presto pretext")?;
         let mut trainer = sits_ssl::train::Trainer::new(
             cfg.train.clone(),

@@ -328,6 +328,17 @@ impl BandMap {
         (x, m)
     }
 
+    /// Which of the 17 Presto inputs this map ever fills (NDVI included when it
+    /// is computed from `B8` and `B4`).
+    pub fn present(&self) -> [bool; 17] {
+        let mut p = [false; 17];
+        for &(i, _) in &self.sources {
+            p[i] = true;
+        }
+        p[NDVI] |= self.ndvi_from_bands;
+        p
+    }
+
     /// [`Self::normalise`] without the NDVI computed from `B8` and `B4`.
     fn normalise_bands(&self, row: &[f32]) -> ([f32; 17], [u8; 17]) {
         let mut x = [0f32; 17];

@@ -214,12 +214,12 @@ impl PrestoEncoder {
         ))
     }
 
-    fn run_blocks(&self, inp: &PrestoInput) -> Result<(Tensor, Tensor)> {
-        let (mut x, missing) = self.tokens(inp)?;
+    /// The blocks over tokens `x`, the `missing` ones left out of the attention.
+    fn run_blocks(&self, mut x: Tensor, missing: &Tensor) -> Result<Tensor> {
         for blk in &self.blocks {
-            x = blk.forward(&x, Some(&missing))?;
+            x = blk.forward(&x, Some(missing))?;
         }
-        Ok((x, missing))
+        Ok(x)
     }
 
     /// The pooled embedding `(B, D)`: the final norm of the mean of the present
@@ -238,7 +238,7 @@ impl PrestoEncoder {
             .filter(|&(_, &m)| (m as usize) < b)
             .map(|(i, _)| i as u32)
             .collect();
-        let (mut x, missing) = if present_somewhere.len() < missing.dim(1)? {
+        let (x, missing) = if present_somewhere.len() < missing.dim(1)? {
             let keep = Tensor::new(present_somewhere.as_slice(), x.device())?;
             (
                 x.index_select(&keep, 1)?.contiguous()?,
@@ -247,9 +247,7 @@ impl PrestoEncoder {
         } else {
             (x, missing)
         };
-        for blk in &self.blocks {
-            x = blk.forward(&x, Some(&missing))?;
-        }
+        let x = self.run_blocks(x, &missing)?;
         self.norm.forward(&masked_mean(&x, &missing)?)
     }
 
@@ -257,7 +255,8 @@ impl PrestoEncoder {
     /// ones hold numbers that no present token has seen and that the decoder
     /// replaces.
     pub fn forward_tokens(&self, inp: &PrestoInput) -> Result<PrestoOutput> {
-        let (x, missing) = self.run_blocks(inp)?;
+        let (x, missing) = self.tokens(inp)?;
+        let x = self.run_blocks(x, &missing)?;
         Ok(PrestoOutput {
             tokens: self.norm.forward(&x)?,
             missing,
