@@ -52,6 +52,7 @@
 
 pub mod alise;
 pub mod error;
+pub mod galileo;
 pub mod heads;
 pub mod io;
 pub mod ltae;

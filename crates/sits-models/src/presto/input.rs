@@ -146,6 +146,15 @@ fn shift_div(i: usize) -> (f32, f32) {
     }
 }
 
+/// The physical value of Presto input `i` from its normalised value `x` (the
+/// inverse of the normalisation): dB for Sentinel-1, reflectance for Sentinel-2,
+/// K, m, m and degrees for ERA5 and SRTM, NDVI as it is. Other published models
+/// that read the same bands start from here.
+pub fn physical(i: usize, x: f32) -> f32 {
+    let (shift, div) = shift_div(i);
+    x * div - shift
+}
+
 fn is_reflectance(i: usize) -> bool {
     (2..=11).contains(&i)
 }
