@@ -1,13 +1,14 @@
-//! A published foundation model against the raw series on the bundled Mato Grosso
-//! samples: Presto frozen, the same cross-validated linear probe as the few-label
-//! experiment at 1 %, 5 %, 10 % and 100 % of the training labels, several seeds
-//! (the seed draws the labelled subset).
+//! Published foundation models against the raw series on the bundled Mato Grosso
+//! samples: Presto and Galileo nano frozen, the same cross-validated linear probe as
+//! the few-label experiment at 1 %, 5 %, 10 % and 100 % of the training labels,
+//! several seeds (the seed draws the labelled subset).
 //!
 //! ```text
-//! cargo run --release --example published_probe -- --presto ../shared/weights/presto/default_model.pt
+//! cargo run --release --example published_probe -- \
+//!     --presto ../shared/weights/presto/default_model.pt --galileo ../shared/weights/galileo_nano
 //! ```
 //!
-//! Presto reads the MODIS blue, red, NIR and MIR bands as Sentinel-2 B2, B4, B8/B8A
+//! Both read the MODIS blue, red, NIR and MIR bands as Sentinel-2 B2, B4, B8/B8A
 //! and B12 (see `sits_models::presto::input`), composited by calendar month, with
 //! each sample's longitude and latitude from `samples.csv`. The last line is
 //! machine-readable (`result: ...`).
@@ -22,12 +23,16 @@ use sits::sits_ssl::probe::{features, label_fraction_probes, FractionResult, Pro
 use sits::tasks::experiment::raw_rows;
 use sits::tasks::published::PublishedEncoder;
 
-/// Presto frozen against the raw series.
+/// Presto and Galileo frozen against the raw series.
 #[derive(Parser, Debug)]
 struct Args {
     /// Presto's published `default_model.pt` (or a folder holding it).
     #[arg(long, default_value = "../shared/weights/presto/default_model.pt")]
     presto: PathBuf,
+    /// The folder of Galileo nano's published `encoder.pt`, `config.json` and
+    /// `normalization.json` (`none` to leave Galileo out).
+    #[arg(long, default_value = "../shared/weights/galileo_nano")]
+    galileo: PathBuf,
     /// Number of seeds (0, 1, ...).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -85,6 +90,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         t0.elapsed().as_secs_f64()
     );
 
+    let mut galileo = None;
+    if args.galileo.as_os_str() != "none" {
+        let t0 = std::time::Instant::now();
+        let mut g = PublishedEncoder::galileo(&args.galileo, &dev)?;
+        g.start_month = 9;
+        let gtr = g.embed_samples("train", &train, &locations(&dir, &train)?, &dev)?;
+        let gte = g.embed_samples("test", &test, &locations(&dir, &test)?, &dev)?;
+        println!(
+            "Galileo: {} + {} series embedded ({} values each) in {:.1} s",
+            gtr.len(),
+            gte.len(),
+            g.embedding_len(),
+            t0.elapsed().as_secs_f64()
+        );
+        galileo = Some((gtr, gte));
+    }
+
     let mut continued = None;
     if let Some(cube_path) = &args.continue_on {
         use sits::tasks::embed::grid_locations;
@@ -141,6 +163,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         ("raw", raw_rows(&ntr), raw_rows(&nte)),
         ("presto", ptr, pte),
     ];
+    if let Some((gtr, gte)) = galileo {
+        inputs.push(("galileo", gtr, gte));
+    }
     if let Some((ctr, cte)) = continued {
         inputs.push(("presto_continued", ctr, cte));
     }

@@ -56,8 +56,10 @@ pub(crate) enum Command {
         #[command(flatten)]
         io: MapIo,
         /// The encoder folder (from `sits pretrain`, or a shipped one in data/encoders),
-        /// or a published model: `presto:PATH` (Presto's `default_model.pt`, options
-        /// after `?`: `sensor=`, `scale=`, `start-month=`).
+        /// or a published model: `presto:PATH` (Presto's `default_model.pt`) or
+        /// `galileo:DIR` (the folder of Galileo's `encoder.pt`, `config.json` and
+        /// `normalization.json`); options after `?`: `sensor=`, `scale=`,
+        /// `start-month=`, `dates=`.
         #[arg(long)]
         encoder: PathBuf,
         /// Pixels per side of a processing block (memory is bounded by one block).
@@ -106,7 +108,7 @@ pub(crate) enum Command {
     Cluster {
         #[command(flatten)]
         io: MapIo,
-        /// Embed INPUT with this encoder first (a folder, or `presto:PATH` as for
+        /// Embed INPUT with this encoder first (a folder, `presto:PATH` or `galileo:DIR` as for
         /// `embed`); without it INPUT is an embeddings store written by `sits embed`.
         #[arg(long)]
         encoder: Option<PathBuf>,
@@ -137,7 +139,7 @@ pub(crate) enum Command {
     Changes {
         #[command(flatten)]
         io: MapIo,
-        /// Embed INPUT with this encoder first (a folder, or `presto:PATH` as for
+        /// Embed INPUT with this encoder first (a folder, `presto:PATH` or `galileo:DIR` as for
         /// `embed`); without it INPUT is an embeddings store written by `sits embed`.
         #[arg(long)]
         encoder: Option<PathBuf>,
@@ -151,7 +153,7 @@ pub(crate) enum Command {
     Classify {
         #[command(flatten)]
         io: MapIo,
-        /// The encoder folder, or `presto:PATH` as for `embed` (not needed by a shard:
+        /// The encoder folder, `presto:PATH` or `galileo:DIR` as for `embed` (not needed by a shard:
         /// the probe is in OUT/probe_model.json).
         #[arg(long)]
         encoder: Option<PathBuf>,
@@ -409,7 +411,7 @@ pub(crate) struct PretrainArgs {
     /// Replace an encoder saved in OUT before.
     #[arg(long)]
     pub(crate) overwrite: bool,
-    /// Continue the pretraining of a published model instead (`presto:PATH`, see
+    /// Continue the pretraining of Presto instead (`presto:PATH`, see
     /// `sits embed`): its own masked reconstruction on INPUT's pixels, written to
     /// OUT as presto.safetensors (use it as `presto:OUT/presto.safetensors`). The
     /// model's options set the bands and periods; --method and the width options

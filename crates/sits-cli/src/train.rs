@@ -7,10 +7,13 @@ use crate::*;
 
 pub(crate) fn pretrain_cmd(a: PretrainArgs, device: &str, quiet: bool, start: Instant) -> Res<()> {
     let device = sits_tasks::device(device)?;
-    let out = output_dir(&a.out, &[&a.input])?;
     if let Some(from) = a.from.clone() {
-        return continue_published(a, &from, &out, &device, start);
+        // the model is loaded and checked before OUT is created
+        let enc = published_to_continue(&from, &device)?;
+        let out = output_dir(&a.out, &[&a.input])?;
+        return continue_published(a, *enc, &from, &out, &device, start);
     }
+    let out = output_dir(&a.out, &[&a.input])?;
     if !a.overwrite && out.join(sits_tasks::encoder::CARD_FILE).exists() {
         return Err(format!(
             "{}: an encoder is already saved here; choose another --out or add --overwrite",
@@ -147,15 +150,12 @@ pub(crate) fn segment_cmd(a: SegmentArgs, device: &str) -> Res<()> {
 }
 
 /// `sits pretrain --from presto:PATH`: continued pretraining of a published model.
-fn continue_published(
-    a: PretrainArgs,
+/// The published model `--from` names, if it can continue its pretraining.
+fn published_to_continue(
     from: &Path,
-    out: &Path,
     device: &Device,
-    start: Instant,
-) -> Res<()> {
+) -> Res<Box<sits_tasks::published::PublishedEncoder>> {
     use sits_tasks::encoder::TaskEncoder;
-    use sits_tasks::published::{ContinuedPretraining, CONTINUED_WEIGHTS};
     let TaskEncoder::Published(enc) = TaskEncoder::load(from, device)? else {
         return Err(format!(
             "--from {}: give a published model (presto:PATH); to train an encoder of this \
@@ -164,6 +164,31 @@ fn continue_published(
         )
         .into());
     };
+    if !matches!(
+        enc.model,
+        sits_tasks::published::PublishedModel::Presto { .. }
+    ) {
+        return Err(format!(
+            "--from {}: continued pretraining is available for Presto (presto:PATH); {} is \
+             used frozen (sits embed --encoder {})",
+            show(from),
+            enc.model.name(),
+            show(from)
+        )
+        .into());
+    }
+    Ok(enc)
+}
+
+fn continue_published(
+    a: PretrainArgs,
+    enc: sits_tasks::published::PublishedEncoder,
+    from: &Path,
+    out: &Path,
+    device: &Device,
+    start: Instant,
+) -> Res<()> {
+    use sits_tasks::published::{ContinuedPretraining, CONTINUED_WEIGHTS};
     let what = show(&a.input);
     let input = read_with(&a.input, a.patch, &a.rasters.options()?)?;
     let (set, locations) = match &input {

@@ -477,3 +477,49 @@ fn presto_from_the_published_weights_through_pretrain_and_cluster() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("longitude/latitude table"), "{err}");
 }
+
+#[test]
+fn galileo_embeds_and_clusters_and_is_not_pretrained() {
+    let weights =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/weights/galileo_nano");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let zarr = t.join("region.zarr");
+    let mut c = cube(&SyntheticCube::default()).expect("cube");
+    c.values_mut()
+        .mapv_inplace(|v| 0.05 + 0.3 * v.abs().min(2.0));
+    let c = c.with_geo(Some(sits_data::GeoInfo {
+        crs: "EPSG:4326".into(),
+        transform: [14.5, 0.001, 0.0, 45.9, 0.0, -0.001],
+    }));
+    sits_data::zarr::write_cube(&c, &zarr, Default::default(), IfExists::Refuse)
+        .expect("write zarr");
+    let galileo = format!("galileo:{}", weights.display());
+    let r = result(&sits(&[
+        "cluster",
+        s(&zarr),
+        "--encoder",
+        &galileo,
+        "--out",
+        s(&t.join("k")),
+        "--k",
+        "3",
+    ]));
+    assert_eq!(get(&r, "k"), "3");
+    assert_eq!(get(&r, "pixel_periods"), (3 * 12 * 10).to_string());
+    let o = sits(&[
+        "pretrain",
+        s(&zarr),
+        "--from",
+        &galileo,
+        "--out",
+        s(&t.join("g")),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("available for Presto"), "{err}");
+    assert!(
+        !t.join("g").exists(),
+        "a refused run created its output folder"
+    );
+}

@@ -329,12 +329,12 @@ impl SavedEncoder {
 pub enum TaskEncoder {
     /// An encoder folder written by `sits pretrain`.
     Saved(Box<SavedEncoder>),
-    /// A published model (`presto:PATH`).
+    /// A published model (`presto:PATH`, `galileo:PATH`).
     Published(Box<crate::published::PublishedEncoder>),
 }
 
 impl TaskEncoder {
-    /// Loads `arg`: `presto:PATH` (see [`crate::published::parse_published`]) or an
+    /// Loads `arg`: `presto:PATH` or `galileo:PATH` (see [`crate::published::parse_published`]) or an
     /// encoder folder.
     pub fn load(arg: &Path, device: &Device) -> Result<Self> {
         let text = arg.to_string_lossy();
@@ -459,7 +459,7 @@ impl<'a> EncoderRef<'a> {
                 let locations = locations.ok_or_else(|| {
                     TaskError::input(
                         what,
-                        "Presto reads each series' location: the input needs a CRS and a \
+                        "published models read each series' location: the input needs a CRS and a \
                          geotransform (a cube) or longitude/latitude columns (samples.csv)",
                     )
                 })?;

@@ -1,21 +1,31 @@
 //! Published foundation models used like the library's own encoders.
 //!
-//! A published encoder is named on the command line as `presto:PATH`, where `PATH`
-//! is upstream's `default_model.pt` as released (its sha256 is checked against
-//! [`sits_models::presto::PUBLISHED_SHA256`]), a folder holding it, or a
-//! `.safetensors` file written by continued pretraining. Its preprocessing (band
-//! mapping, units, monthly composites, location) is
-//! [`sits_models::presto::input`]; this module feeds it sample sets and reports
+//! A published encoder is named on the command line as `presto:PATH` or
+//! `galileo:PATH`:
+//! - Presto: `PATH` is upstream's `default_model.pt` as released (its sha256 is
+//!   checked against [`sits_models::presto::PUBLISHED_SHA256`]), a folder holding
+//!   it, or a `.safetensors` file written by continued pretraining;
+//! - Galileo: `PATH` is a folder holding upstream's `encoder.pt`, `config.json` and
+//!   `normalization.json` (or the `encoder.pt` in it); the nano model's checksum is
+//!   checked against [`sits_models::galileo::NANO_SHA256`].
+//!
+//! Both read monthly pixel series: the band mapping, units and composites are
+//! [`sits_models::presto::input`], Galileo's normalisation
+//! [`sits_models::galileo::input`]; this module feeds them sample sets and reports
 //! what it read.
 //!
-//! Where to get the weights: `data/default_model.pt` and `config/default.json` of
-//! github.com/nasaharvest/presto (MIT licence), commit `13173d0`.
+//! Where to get the weights (MIT licence): `data/default_model.pt` and
+//! `config/default.json` of github.com/nasaharvest/presto at `13173d0`;
+//! `data/models/nano/{encoder.pt,config.json}` and `config/normalization.json` of
+//! github.com/nasaharvest/galileo at `0f0b5b9`.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use candle_nn::VarMap;
 use sits_data::SampleSet;
+use sits_models::galileo::input::Normalization;
+use sits_models::galileo::{GalileoConfig, GalileoEncoder, NANO_SHA256};
 use sits_models::presto::input::{batch, monthly, BandMap, MonthlySeries, Sensor};
 use sits_models::presto::{Presto, PrestoConfig, PUBLISHED_SHA256};
 
@@ -25,17 +35,46 @@ use crate::error::{Context, Result, TaskError};
 pub const PRESTO_WEIGHTS: &str = "default_model.pt";
 /// File name of upstream's Presto configuration.
 pub const PRESTO_CONFIG: &str = "default.json";
+/// File names of the published Galileo encoder, its configuration and the
+/// normalisation statistics of its pretraining data.
+pub const GALILEO_FILES: [&str; 3] = ["encoder.pt", "config.json", "normalization.json"];
+
+/// A published model with what it needs to run.
+pub enum PublishedModel {
+    /// Presto.
+    Presto {
+        /// The model (encoder and decoder).
+        model: Box<Presto>,
+        /// Its variables (for continued pretraining and saving).
+        vars: VarMap,
+        /// Its configuration.
+        config: PrestoConfig,
+    },
+    /// Galileo's encoder, run on `1 × 1` pixel series (patch size 1).
+    Galileo {
+        /// The encoder.
+        encoder: Box<GalileoEncoder>,
+        /// Its input normalisation (`normalization.json`).
+        norm: Normalization,
+    },
+}
+
+impl PublishedModel {
+    /// The model's name as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Presto { .. } => "presto",
+            Self::Galileo { .. } => "galileo",
+        }
+    }
+}
 
 /// A published encoder and how inputs are mapped to it.
 pub struct PublishedEncoder {
     /// The weight file.
     pub path: PathBuf,
-    /// The model (encoder and decoder).
-    pub model: Presto,
-    /// Its variables (for continued pretraining and saving).
-    pub vars: VarMap,
-    /// Its configuration.
-    pub config: PrestoConfig,
+    /// The model.
+    pub model: PublishedModel,
     /// How numbered bands are read.
     pub sensor: Sensor,
     /// Multiplier from reflectance values to reflectance (`None`: by band names).
@@ -50,8 +89,8 @@ pub struct PublishedEncoder {
 impl std::fmt::Debug for PublishedEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PublishedEncoder")
+            .field("model", &self.model.name())
             .field("path", &self.path)
-            .field("config", &self.config)
             .field("sensor", &self.sensor)
             .field("scale", &self.scale)
             .finish_non_exhaustive()
@@ -59,10 +98,10 @@ impl std::fmt::Debug for PublishedEncoder {
 }
 
 /// A published encoder as named on the command line:
-/// `presto:PATH[?sensor=S&scale=X&start-month=M]`.
+/// `presto:PATH[?sensor=S&scale=X&start-month=M]` or `galileo:PATH[?…]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishedSpec {
-    /// The model (`presto`).
+    /// The model (`presto` or `galileo`).
     pub model: String,
     /// Its weight file or folder.
     pub path: PathBuf,
@@ -74,11 +113,11 @@ pub struct PublishedSpec {
     pub options: Vec<(String, String)>,
 }
 
-/// Parses an encoder argument `presto:PATH[?options]`; `None` for a plain path (an
-/// encoder folder of this library).
+/// Parses an encoder argument `presto:PATH[?options]` or `galileo:PATH[?options]`;
+/// `None` for a plain path (an encoder folder of this library).
 pub fn parse_published(arg: &str) -> Option<PublishedSpec> {
     let (model, rest) = arg.split_once(':')?;
-    if model != "presto" {
+    if model != "presto" && model != "galileo" {
         return None;
     }
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -100,10 +139,15 @@ pub fn parse_published(arg: &str) -> Option<PublishedSpec> {
 impl PublishedEncoder {
     /// Loads the encoder `spec` names, with its options.
     pub fn from_spec(spec: &PublishedSpec, device: &Device) -> Result<Self> {
-        let mut enc = Self::presto(&spec.path, device)?;
+        let mut enc = if spec.model == "galileo" {
+            Self::galileo(&spec.path, device)?
+        } else {
+            Self::presto(&spec.path, device)?
+        };
         let bad = |k: &str, v: &str, why: String| {
             TaskError::Settings(format!(
-                "presto:{}: option {k}={v}: {why} (options: sensor, scale, start-month, dates)",
+                "{}:{}: option {k}={v}: {why} (options: sensor, scale, start-month, dates)",
+                spec.model,
                 spec.path.display()
             ))
         };
@@ -187,21 +231,72 @@ impl PublishedEncoder {
             published.then_some(PUBLISHED_SHA256),
             device,
         )?;
-        Ok(Self {
-            path: file,
+        Ok(Self::with_model(
+            file,
+            PublishedModel::Presto {
+                model: Box::new(model),
+                vars,
+                config,
+            },
+        ))
+    }
+
+    fn with_model(path: PathBuf, model: PublishedModel) -> Self {
+        Self {
+            path,
             model,
-            vars,
-            config,
             sensor: Sensor::default(),
             scale: None,
             start_month: 1,
             dates: None,
-        })
+        }
+    }
+
+    /// Loads Galileo from `path`: a folder holding upstream's `encoder.pt`,
+    /// `config.json` and `normalization.json`, or the `encoder.pt` in such a folder.
+    /// The nano model's checksum is verified.
+    pub fn galileo(path: &Path, device: &Device) -> Result<Self> {
+        let dir = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        let [weights, config_path, norm_path] = GALILEO_FILES.map(|f| dir.join(f));
+        for f in [&weights, &config_path, &norm_path] {
+            if !f.is_file() {
+                return Err(TaskError::Encoder {
+                    path: f.clone(),
+                    reason: "no such file: give the folder holding Galileo's encoder.pt and \
+                             config.json as published (github.com/nasaharvest/galileo, \
+                             data/models/nano/) with config/normalization.json copied beside them"
+                        .into(),
+                });
+            }
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| TaskError::io(p, e));
+        let config =
+            GalileoConfig::from_json(&read(&config_path)?).map_err(|e| TaskError::Encoder {
+                path: config_path.clone(),
+                reason: format!("not a Galileo configuration: {e}"),
+            })?;
+        let norm = Normalization::from_json(&read(&norm_path)?)?;
+        let sha = (config == GalileoConfig::nano()).then_some(NANO_SHA256);
+        let encoder = GalileoEncoder::load(&weights, &config, sha, device)?;
+        Ok(Self::with_model(
+            weights,
+            PublishedModel::Galileo {
+                encoder: Box::new(encoder),
+                norm,
+            },
+        ))
     }
 
     /// Length of one embedding.
     pub fn embedding_len(&self) -> usize {
-        self.model.encoder.dim()
+        match &self.model {
+            PublishedModel::Presto { model, .. } => model.encoder.dim(),
+            PublishedModel::Galileo { encoder, .. } => encoder.dim(),
+        }
     }
 
     /// The band map for an input with `bands`, checked against its values
@@ -266,9 +361,18 @@ impl PublishedEncoder {
                 .iter()
                 .map(|&[lon, lat]| [lat as f32, lon as f32])
                 .collect();
-            let inp = batch(chunk, &latlons, device).ctx("Presto inputs")?;
-            let emb = self.model.encoder.forward(&inp).ctx("Presto encoder")?;
-            out.extend(emb.to_vec2::<f32>().ctx("Presto embeddings")?);
+            let emb = match &self.model {
+                PublishedModel::Presto { model, .. } => {
+                    let inp = batch(chunk, &latlons, device).ctx("Presto inputs")?;
+                    model.encoder.forward(&inp).ctx("Presto encoder")?
+                }
+                PublishedModel::Galileo { encoder, norm } => {
+                    let inp =
+                        sits_models::galileo::input::batch(chunk, Some(&latlons), norm, device)?;
+                    encoder.forward(&inp, 1, 10.0).ctx("Galileo encoder")?
+                }
+            };
+            out.extend(emb.to_vec2::<f32>().ctx("embeddings")?);
         }
         Ok(out)
     }
@@ -365,6 +469,19 @@ impl PublishedEncoder {
         out: &Path,
         device: &Device,
     ) -> Result<Vec<sits_ssl::train::StepRecord>> {
+        let PublishedModel::Presto {
+            model,
+            vars,
+            config,
+        } = &self.model
+        else {
+            return Err(TaskError::Settings(format!(
+                "{}: continued pretraining is available for Presto only (its masked \
+                 reconstruction); {} is used frozen",
+                self.path.display(),
+                self.model.name()
+            )));
+        };
         let weights = out.join(CONTINUED_WEIGHTS);
         if cfg.if_exists != sits_core::io::IfExists::Replace && weights.exists() && !cfg.resume {
             return Err(sits_data::DataError::Exists {
@@ -393,11 +510,11 @@ impl PublishedEncoder {
             device.clone(),
         )?;
         let mut obj =
-            sits_ssl::presto::PrestoReconstruction::new(&self.model, map.present(), cfg.mask_ratio)
+            sits_ssl::presto::PrestoReconstruction::new(model, map.present(), cfg.mask_ratio)
                 .ctx("Presto pretext")?;
         let mut trainer = sits_ssl::train::Trainer::new(
             cfg.train.clone(),
-            &self.vars,
+            vars,
             &sits_models::Buffers::new(),
             Some(out),
         )
@@ -410,12 +527,12 @@ impl PublishedEncoder {
             .ctx("continued pretraining")?;
         sits_models::io::save_safetensors(
             &weights,
-            &self.vars,
+            vars,
             &sits_models::Buffers::new(),
             sits_core::io::IfExists::Replace,
         )?;
-        let config = serde_json::to_string_pretty(&self.config)
-            .map_err(|e| TaskError::Settings(e.to_string()))?;
+        let config =
+            serde_json::to_string_pretty(config).map_err(|e| TaskError::Settings(e.to_string()))?;
         let config_path = out.join(PRESTO_CONFIG);
         sits_core::io::write_atomic(&config_path, config.as_bytes())
             .map_err(|e| TaskError::io(&config_path, e))?;

@@ -1,7 +1,8 @@
-//! Published encoders through the tasks: `presto:PATH` on the bundled cubes. The
-//! reference numbers are upstream's forward pass on the same pixel
-//! (`crates/sits-models/tests/fixtures/make_presto_fixtures.py`, which reads the
-//! cube with numpy and turns its grid into longitude/latitude with GDAL).
+//! Published encoders through the tasks: `presto:PATH` and `galileo:DIR` on the
+//! bundled cubes. The reference numbers are upstream's forward passes on the same
+//! pixel (`crates/sits-models/tests/fixtures/make_presto_fixtures.py`, which reads
+//! the cube with numpy and turns its grid into longitude/latitude with GDAL, and
+//! `make_galileo_fixtures.py` on the same series).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -15,9 +16,18 @@ fn weights() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/weights/presto/default_model.pt")
 }
 
+fn galileo_weights() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/weights/galileo_nano")
+}
+
 fn fixture(name: &str) -> Vec<f32> {
+    fixture_of("presto", name)
+}
+
+fn fixture_of(model: &str, name: &str) -> Vec<f32> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../sits-models/tests/fixtures/presto")
+        .join("../sits-models/tests/fixtures")
+        .join(model)
         .join(name);
     sits_data::npy::read_npy(&p)
         .unwrap()
@@ -29,11 +39,21 @@ fn fixture(name: &str) -> Vec<f32> {
 
 #[test]
 fn presto_on_the_slovenia_cube_matches_upstream_on_the_fixture_pixel() {
-    let data = sits_tasks::bundled_data_dir().unwrap();
-    let dev = Device::Cpu;
     // periods from July: 2015-07 to 2016-06 is the fixture's twelve months
     let arg = format!("presto:{}?start-month=7", weights().display());
-    let enc = TaskEncoder::load(Path::new(&arg), &dev).unwrap();
+    slovenia_pixel_matches(&arg, &fixture("slovenia_ndvi_embedding.npy"));
+}
+
+#[test]
+fn galileo_on_the_slovenia_cube_matches_upstream_on_the_fixture_pixel() {
+    let arg = format!("galileo:{}?start-month=7", galileo_weights().display());
+    slovenia_pixel_matches(&arg, &fixture_of("galileo", "slovenia_ndvi_embedding.npy"));
+}
+
+fn slovenia_pixel_matches(arg: &str, want: &[f32]) {
+    let data = sits_tasks::bundled_data_dir().unwrap();
+    let dev = Device::Cpu;
+    let enc = TaskEncoder::load(Path::new(arg), &dev).unwrap();
     assert_eq!(enc.view().embedding_len(), 128);
     let Input::Cube { cube, .. } =
         read(&data.join(sits_data::datasets::SLOVENIA_NDVI), None).unwrap()
@@ -52,12 +72,11 @@ fn presto_on_the_slovenia_cube_matches_upstream_on_the_fixture_pixel() {
         .iter()
         .position(|p| (p.row, p.col, p.period) == (2, 2, 2015))
         .unwrap();
-    let want = fixture("slovenia_ndvi_embedding.npy");
-    let scale = sits_testing::max_abs_slice(&want).max(1.0);
-    let diff = sits_testing::max_abs_diff_slices(&e.rows[at], &want);
+    let scale = sits_testing::max_abs_slice(want).max(1.0);
+    let diff = sits_testing::max_abs_diff_slices(&e.rows[at], want);
     assert!(
         diff <= 1e-5 * scale,
-        "embedding differs from upstream by {diff}"
+        "{arg}: embedding differs from upstream by {diff}"
     );
 }
 
@@ -109,6 +128,25 @@ fn published_options_are_checked() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("nasaharvest/presto"), "{msg}");
+    let msg = TaskEncoder::load(Path::new("galileo:/nowhere"), &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("encoder.pt") && msg.contains("nasaharvest/galileo"),
+        "{msg}"
+    );
+    let arg = format!("galileo:{}?scale=0", galileo_weights().display());
+    let enc = TaskEncoder::load(Path::new(&arg), &dev).unwrap();
+    let bands: Vec<String> = ["B2", "B3", "B4"].map(String::from).to_vec();
+    let msg = enc
+        .view()
+        .check_input("tile.tif", &bands, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("tile.tif") && msg.contains("reflectance scale 0"),
+        "{msg}"
+    );
 }
 
 #[test]
