@@ -18,6 +18,9 @@
 //! 3. **U-TAE from scratch**, trained on the same labelled patches.
 //! 4. **A per-pixel linear probe** on the raw NDVI series (clouds filled by linear
 //!    interpolation in time).
+//! 5. With `--published presto:PATH` or `--published galileo:DIR` (repeatable): the
+//!    same per-pixel probe on a published encoder's embeddings, each pixel's
+//!    calendar-year embeddings side by side.
 //!
 //! Dates where less than `--min-clear` of the image is cloud-free are dropped.
 //! Inputs are NDVI standardised over the clear observations; cloudy
@@ -40,7 +43,7 @@ use ndarray::Array2;
 use sits::sits_data::datasets::{self, SloveniaNdvi};
 use sits::sits_data::io_util::prepare_run_dir;
 use sits::sits_models::UbarnConfig;
-use sits::tasks::segment::{segment, table, write_outputs, SegmentConfig, SegmentationInput};
+use sits::tasks::segment::{segment_with, table, write_outputs, SegmentConfig, SegmentationInput};
 
 /// U-BARN (self-supervised) vs U-TAE (from scratch) vs raw per-pixel probe.
 #[derive(Parser, Debug)]
@@ -103,6 +106,11 @@ struct Args {
     /// seed 1: 256 s against 80 s).
     #[arg(long, default_value = "small")]
     ubarn: String,
+    /// Also a per-pixel probe on the embeddings of this published encoder
+    /// (`presto:PATH` or `galileo:DIR`, options after `?` as for `sits embed`;
+    /// repeatable): each pixel's calendar-year embeddings side by side.
+    #[arg(long)]
+    published: Vec<String>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -171,7 +179,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         args.utae_epochs,
         p = args.pretrain_patch
     );
-    let s = segment(&input, &cfg, &candle_core::Device::Cpu)?;
+    let dev = candle_core::Device::Cpu;
+    let mut extra = Vec::new();
+    for arg in &args.published {
+        extra.push(published_rows(arg, &slo.cube, &dev)?);
+    }
+    let s = segment_with(&input, &cfg, &extra, &dev)?;
     println!(
         "{} of {} dates kept (>= {:.0} % clear), {} train and {} test pixels",
         s.dates_kept.0,
@@ -207,6 +220,48 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("{}", s.result_line());
     Ok(())
+}
+
+/// A name and one feature row per pixel.
+type PixelFeatures = (String, Vec<Vec<f32>>);
+
+/// A published encoder's per-pixel features on `cube`: each pixel's embeddings of
+/// the cube's calendar years side by side (zeros for a year without any), named
+/// after the model.
+fn published_rows(
+    arg: &str,
+    cube: &sits::sits_data::Datacube,
+    dev: &candle_core::Device,
+) -> Result<PixelFeatures, Box<dyn std::error::Error>> {
+    use sits::tasks::embed::embed_cube;
+    use sits::tasks::encoder::TaskEncoder;
+    use sits::tasks::input::Input;
+    let t0 = std::time::Instant::now();
+    let enc = TaskEncoder::load(std::path::Path::new(arg), dev)?;
+    let (_, _, h, w) = cube.shape();
+    let input = Input::Cube {
+        cube: Box::new(cube.clone()),
+        labels: Vec::new(),
+        class_names: Vec::new(),
+    };
+    let (e, _) = embed_cube(&enc, &input, "slovenia cube", dev)?;
+    let mut periods: Vec<_> = e.grid.index.iter().map(|p| p.period).collect();
+    periods.sort_unstable();
+    periods.dedup();
+    let d = enc.view().embedding_len();
+    let mut rows = vec![vec![0f32; periods.len() * d]; h * w];
+    for (p, row) in e.grid.index.iter().zip(&e.rows) {
+        let k = periods.binary_search(&p.period).unwrap_or(0);
+        rows[p.row * w + p.col][k * d..(k + 1) * d].copy_from_slice(row);
+    }
+    let name = format!("{} per-pixel probe", arg.split(':').next().unwrap_or(arg));
+    println!(
+        "{name}: {} pixel-periods of {} years embedded in {:.1} s",
+        e.rows.len(),
+        periods.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok((name, rows))
 }
 
 fn main() {

@@ -5,7 +5,8 @@
 use candle_core::Device;
 use ndarray::Array2;
 use sits_tasks::segment::{
-    segment, write_outputs, SegmentConfig, SegmentationInput, RAW, UBARN, UBARN_FINETUNED, UTAE,
+    segment, segment_with, write_outputs, SegmentConfig, SegmentationInput, RAW, UBARN,
+    UBARN_FINETUNED, UTAE,
 };
 use sits_tasks::synthetic::{cube, SyntheticCube};
 
@@ -117,6 +118,45 @@ fn labels_of_another_size_or_without_a_test_split_are_refused() {
     let mut cfg = small();
     cfg.patch = 12;
     assert!(segment(&input(), &cfg, &dev).is_err());
+}
+
+/// Extra per-pixel features get their own probe, aligned with the pixels: one-hot
+/// features of the true class separate every test pixel, the same features shifted
+/// by one column do not; a row count that does not match the cube is refused.
+#[test]
+fn per_pixel_features_get_their_own_probe_on_the_same_split() {
+    let dev = Device::Cpu;
+    let inp = input();
+    let one_hot = |shift: usize| -> Vec<Vec<f32>> {
+        (0..256)
+            .map(|k| {
+                let (r, c) = (k / 16, (k % 16 + shift) % 16);
+                let mut v = vec![0f32; 3];
+                v[inp.labels[[r, c]] as usize] = 1.0;
+                v
+            })
+            .collect()
+    };
+    let cfg = SegmentConfig {
+        finetune_epochs: 0,
+        ..small()
+    };
+    let extra = vec![
+        ("truth".to_string(), one_hot(0)),
+        ("shifted".to_string(), one_hot(5)),
+    ];
+    let s = segment_with(&inp, &cfg, &extra, &dev).expect("segment");
+    let oa = |n: &str| s.model(n).expect(n).confusion.overall_accuracy();
+    assert_eq!(oa("truth"), 1.0);
+    assert!(
+        oa("shifted") < 0.9,
+        "shifted features scored {}",
+        oa("shifted")
+    );
+    assert_eq!(s.model("truth").expect("truth").confusion.total(), 64);
+    let bad = vec![("short".to_string(), one_hot(0)[..100].to_vec())];
+    let err = segment_with(&inp, &cfg, &bad, &dev).expect_err("row count");
+    assert!(err.to_string().contains("100 feature rows"), "{err}");
 }
 
 #[test]

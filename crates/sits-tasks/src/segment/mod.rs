@@ -326,9 +326,35 @@ pub fn segment(
     cfg: &SegmentConfig,
     dev: &Device,
 ) -> Result<Segmentation> {
+    segment_with(input, cfg, &[], dev)
+}
+
+/// [`segment`], plus a per-pixel linear probe, trained and scored like the raw
+/// probe, on each of `pixel_features`: a name and one feature row per pixel (`H ×
+/// W` rows, row-major), such as the embeddings of a published pixel encoder.
+pub fn segment_with(
+    input: &SegmentationInput,
+    cfg: &SegmentConfig,
+    pixel_features: &[(String, Vec<Vec<f32>>)],
+    dev: &Device,
+) -> Result<Segmentation> {
     let classes = check(input, cfg)?;
+    let (_, _, h, w) = input.cube.shape();
+    for (name, rows) in pixel_features {
+        let len = rows.first().map_or(0, Vec::len);
+        if rows.len() != h * w || len == 0 || rows.iter().any(|r| r.len() != len) {
+            return Err(TaskError::input(
+                name,
+                format!(
+                    "{} feature rows for a {h} × {w} cube (one row per pixel, all of the \
+                     same non-zero length)",
+                    rows.len()
+                ),
+            ));
+        }
+    }
     let total = Instant::now();
-    let (t_all, _, h, w) = input.cube.shape();
+    let (t_all, _, _, _) = input.cube.shape();
     let validity = input.cube.validity();
     let keep: Vec<usize> = (0..t_all)
         .filter(|&t| {
@@ -652,14 +678,6 @@ pub fn segment(
     let train_idx: Vec<usize> = (0..h * w)
         .filter(|&k| sup_train_map[[k / w, k % w]] >= 0)
         .collect();
-    let xtr = features(
-        &train_idx
-            .iter()
-            .map(|&k| rows[k].clone())
-            .collect::<Vec<_>>(),
-        dev,
-    )
-    .ctx("raw features")?;
     let ytr: Vec<usize> = train_idx
         .iter()
         .map(|&k| sup_train_map[[k / w, k % w]] as usize)
@@ -668,17 +686,34 @@ pub fn segment(
         balanced: cfg.class_balanced,
         ..ProbeConfig::default()
     };
-    let probe = LinearProbe::fit(&xtr, &ytr, classes, probe_cfg).ctx("raw probe")?;
-    let all = probe
-        .predict(&features(&rows, dev).ctx("raw features")?)
-        .ctx("raw probe")?;
-    let raw_pred = Array2::from_shape_fn((h, w), |(y, x)| all[y * w + x] as i64);
-    let raw_result = score(RAW, raw_pred, start.elapsed().as_secs_f64())?;
+    // a per-pixel probe on `rows`, trained on the supervised training pixels
+    let pixel_probe = |name: &str, rows: &[Vec<f32>], start: Instant| -> Result<ModelResult> {
+        let xtr = features(
+            &train_idx
+                .iter()
+                .map(|&k| rows[k].clone())
+                .collect::<Vec<_>>(),
+            dev,
+        )
+        .ctx("per-pixel features")?;
+        let probe = LinearProbe::fit(&xtr, &ytr, classes, probe_cfg).ctx(name)?;
+        let all = probe
+            .predict(&features(rows, dev).ctx("per-pixel features")?)
+            .ctx(name)?;
+        let pred = Array2::from_shape_fn((h, w), |(y, x)| all[y * w + x] as i64);
+        score(name, pred, start.elapsed().as_secs_f64())
+    };
+    let raw_result = pixel_probe(RAW, &rows, start)?;
+    let mut feature_results = Vec::with_capacity(pixel_features.len());
+    for (name, rows) in pixel_features {
+        feature_results.push(pixel_probe(name, rows, Instant::now())?);
+    }
 
     let models: Vec<ModelResult> = [Some(ubarn_result), Some(random_result), finetuned]
         .into_iter()
         .flatten()
         .chain([utae_result, raw_result])
+        .chain(feature_results)
         .collect();
     let validation = if cfg.utae_validation {
         models

@@ -135,11 +135,16 @@ pub fn write_outputs(
             .insert_axis(ndarray::Axis(0));
         let cube = Datacube::new(values, times.clone(), vec!["class".into()])?;
         let name = match m.name.as_str() {
-            UBARN => "ubarn_ssl",
-            UBARN_RANDOM => "ubarn_random_init",
-            UBARN_FINETUNED => "ubarn_finetuned",
-            UTAE => "utae",
-            _ => "raw_probe",
+            UBARN => "ubarn_ssl".to_string(),
+            UBARN_RANDOM => "ubarn_random_init".to_string(),
+            UBARN_FINETUNED => "ubarn_finetuned".to_string(),
+            UTAE => "utae".to_string(),
+            RAW => "raw_probe".to_string(),
+            // probes on other per-pixel features: their name, as a file name
+            other => other
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect(),
         };
         sits_data::zarr::write_cube(
             &cube,
