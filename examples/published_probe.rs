@@ -49,6 +49,9 @@ struct Args {
     /// Folder for the continued model and its checkpoints.
     #[arg(long, default_value = "out/presto_continued")]
     continue_out: PathBuf,
+    /// Seed of continued pretraining (the batches and the hidden tokens).
+    #[arg(long, default_value_t = 0)]
+    continue_seed: u64,
 }
 
 fn stat(v: &[f64]) -> String {
@@ -125,6 +128,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 epochs: args.continue_epochs,
                 lr: args.continue_lr,
                 min_lr: args.continue_lr / 100.0,
+                seed: args.continue_seed,
                 progress: false,
                 ..sits::tasks::published::ContinuedPretraining::default().train
             },
