@@ -1,16 +1,22 @@
-//! Linear probe fitting on CPU: the evaluation every frozen-encoder result line pays
-//! for (five-fold cross-validation over five L2 strengths, then the final fit; 500
-//! full-batch iterations each).
+//! The evaluations every frozen-encoder result line pays for, on CPU: linear probe
+//! fitting (five-fold cross-validation over five L2 strengths, then the final fit;
+//! 500 full-batch iterations each) and k-means.
 //!
 //! ```text
 //! cargo bench --bench probe
 //! ```
 //! - `probe_fit/cv5_1500xD_9`: 1,500 labelled rows (about the Mato Grosso training
 //!   set), 9 classes, `D` features (64: a pooled encoder; 640: ALISE's 10 x 64).
+//! - `kmeans/4995xD_k6_n10`: 4,995 points (the pixel-years of the bundled MODIS
+//!   cube), `D` values (64; 1,472: the shipped encoder's embedding), k = 6, the best
+//!   of 10 k-means++ seedings, as `sits cluster` runs it. The peer is
+//!   `../shared/peers/bench_probe.py` (`sklearn.cluster.KMeans(n_init=10)` on the
+//!   same kind of data).
 #![allow(clippy::unwrap_used)]
 
 use candle_core::{Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
+use sits::sits_ssl::cluster::kmeans_restarts;
 use sits::sits_ssl::probe::{LinearProbe, ProbeConfig};
 
 fn probe(c: &mut Criterion) {
@@ -36,5 +42,31 @@ fn probe(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, probe);
+fn kmeans(c: &mut Criterion) {
+    let dev = Device::Cpu;
+    let mut g = c.benchmark_group("kmeans");
+    g.sample_size(10);
+    let (n, k) = (4995, 6);
+    for d in [64usize, 1472] {
+        // six groups: unit noise, the group's coordinate shifted by 1.5 (the peer's data)
+        let noise = Tensor::randn(0f32, 1.0, (n, d), &dev)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let points: Vec<Vec<f32>> = noise
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut p)| {
+                p[i % k] += 1.5;
+                p
+            })
+            .collect();
+        g.bench_function(format!("4995x{d}_k{k}_n10"), |b| {
+            b.iter(|| kmeans_restarts(&points, k, 100, 0, 10).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, probe, kmeans);
 criterion_main!(benches);

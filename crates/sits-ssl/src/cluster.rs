@@ -5,6 +5,7 @@
 //! distance between two trajectories is the Euclidean distance summed over years).
 
 use crate::error::SslError;
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 
 /// Result of [`kmeans`].
@@ -33,15 +34,66 @@ pub fn nearest(centroids: &[Vec<f32>], p: &[f32]) -> usize {
         .unwrap_or(0)
 }
 
-/// k-means on `points` (rows of equal length): k-means++ seeding from `seed`, then
-/// Lloyd iterations until no assignment changes or `max_iter`. An empty cluster is
-/// re-seeded with the point farthest from its centroid.
-pub fn kmeans(
+/// The points as one f64 matrix `(n, d)` with their squared norms, so that the
+/// distances of every point to every centroid come from one matrix product.
+struct PointMatrix {
+    x: Array2<f64>,
+    norms: Vec<f64>,
+}
+
+impl PointMatrix {
+    fn new(points: &[Vec<f32>]) -> Self {
+        let d = points.first().map_or(0, Vec::len);
+        let x = Array2::from_shape_fn((points.len(), d), |(i, j)| points[i][j] as f64);
+        let norms = x.rows().into_iter().map(|r| r.dot(&r)).collect();
+        Self { x, norms }
+    }
+}
+
+/// Assigns every point to its nearest centroid by [`nearest`]'s rule; returns whether
+/// any assignment changed. Squared distances are `‖x‖² − 2 x·c + ‖c‖²` with the
+/// products `x·c` of all points and centroids in one f64 matrix product. That form
+/// loses digits to cancellation (at most about `d · 2⁻⁵²` of `‖x‖² + ‖c‖²`), so
+/// where the two nearest centroids are within `1e-9 (‖x‖² + max ‖c‖²)` of each
+/// other, the point is assigned by [`nearest`] itself: the assignments are those of
+/// the direct computation.
+fn assign(
+    m: &PointMatrix,
     points: &[Vec<f32>],
-    k: usize,
-    max_iter: usize,
-    seed: u64,
-) -> Result<KMeans, SslError> {
+    centroids: &[Vec<f32>],
+    assignment: &mut [usize],
+) -> bool {
+    let d = m.x.ncols();
+    let c = Array2::from_shape_fn((centroids.len(), d), |(j, l)| centroids[j][l] as f64);
+    let cn: Vec<f64> = c.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let max_cn = cn.iter().copied().fold(0.0, f64::max);
+    let cross = m.x.dot(&c.t());
+    let mut changed = false;
+    for (i, row) in cross.rows().into_iter().enumerate() {
+        let (mut best, mut bd, mut sd) = (0, f64::INFINITY, f64::INFINITY);
+        for (j, (&xc, &cj)) in row.iter().zip(&cn).enumerate() {
+            let dist = m.norms[i] - 2.0 * xc + cj;
+            if dist < bd {
+                (sd, bd, best) = (bd, dist, j);
+            } else if dist < sd {
+                sd = dist;
+            }
+        }
+        let c = if sd - bd > 1e-9 * (m.norms[i] + max_cn) {
+            best
+        } else {
+            nearest(centroids, &points[i])
+        };
+        if assignment[i] != c {
+            assignment[i] = c;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Checks that `points` are `n ≥ k ≥ 1` finite rows of one length.
+fn check_points(points: &[Vec<f32>], k: usize) -> Result<(), SslError> {
     let n = points.len();
     if k == 0 || k > n {
         return Err(SslError::input(
@@ -59,6 +111,32 @@ pub fn kmeans(
             format!("point {i} has another length than {d} or a non-finite value"),
         ));
     }
+    Ok(())
+}
+
+/// k-means on `points` (rows of equal length): k-means++ seeding from `seed`, then
+/// Lloyd iterations until no assignment changes or `max_iter`. An empty cluster is
+/// re-seeded with the point farthest from its centroid.
+pub fn kmeans(
+    points: &[Vec<f32>],
+    k: usize,
+    max_iter: usize,
+    seed: u64,
+) -> Result<KMeans, SslError> {
+    check_points(points, k)?;
+    Ok(kmeans_on(
+        &PointMatrix::new(points),
+        points,
+        k,
+        max_iter,
+        seed,
+    ))
+}
+
+/// [`kmeans`] on checked points and their matrix.
+fn kmeans_on(m: &PointMatrix, points: &[Vec<f32>], k: usize, max_iter: usize, seed: u64) -> KMeans {
+    let n = points.len();
+    let d = m.x.ncols();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     // k-means++: first centre uniform, then proportional to squared distance.
     let mut centroids = vec![points[rng.random_range(0..n)].clone()];
@@ -87,14 +165,7 @@ pub fn kmeans(
     let mut assignment = vec![usize::MAX; n];
     let mut iterations = 0;
     loop {
-        let mut changed = false;
-        for (i, p) in points.iter().enumerate() {
-            let c = nearest(&centroids, p);
-            if assignment[i] != c {
-                assignment[i] = c;
-                changed = true;
-            }
-        }
+        let mut changed = assign(m, points, &centroids, &mut assignment);
         iterations += 1;
         let mut sums = vec![vec![0f64; d]; k];
         let mut counts = vec![0usize; k];
@@ -130,12 +201,12 @@ pub fn kmeans(
         .zip(&assignment)
         .map(|(p, &c)| dist2(p, &centroids[c]))
         .sum();
-    Ok(KMeans {
+    KMeans {
         centroids,
         assignment,
         inertia,
         iterations,
-    })
+    }
 }
 
 /// The run of lowest inertia among `restarts` runs of [`kmeans`] seeded `seed`,
@@ -156,12 +227,14 @@ pub fn kmeans_restarts(
         ));
     }
     use rayon::prelude::*;
+    check_points(points, k)?;
+    let m = PointMatrix::new(points);
     // the runs in parallel, compared in seed order: the same result on any number
     // of threads
-    let runs = (0..restarts as u64)
+    let runs: Vec<KMeans> = (0..restarts as u64)
         .into_par_iter()
-        .map(|r| kmeans(points, k, max_iter, seed.wrapping_add(r)))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|r| kmeans_on(&m, points, k, max_iter, seed.wrapping_add(r)))
+        .collect();
     let mut best = None::<KMeans>;
     for km in runs {
         if best.as_ref().is_none_or(|b| km.inertia < b.inertia) {
@@ -407,6 +480,174 @@ mod tests {
             }
         }
         (pts, lab)
+    }
+
+    /// The implementation before distances came from a matrix product: every
+    /// distance summed directly.
+    fn direct_kmeans(
+        points: &[Vec<f32>],
+        k: usize,
+        max_iter: usize,
+        seed: u64,
+    ) -> Result<KMeans, SslError> {
+        let n = points.len();
+        if k == 0 || k > n {
+            return Err(SslError::input(
+                "k-means",
+                format!("k = {k} must be in 1..={n} (the number of points)"),
+            ));
+        }
+        let d = points[0].len();
+        if let Some(i) = points
+            .iter()
+            .position(|p| p.len() != d || p.iter().any(|v| !v.is_finite()))
+        {
+            return Err(SslError::input(
+                "k-means",
+                format!("point {i} has another length than {d} or a non-finite value"),
+            ));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        // k-means++: first centre uniform, then proportional to squared distance.
+        let mut centroids = vec![points[rng.random_range(0..n)].clone()];
+        let mut best: Vec<f64> = points.iter().map(|p| dist2(p, &centroids[0])).collect();
+        while centroids.len() < k {
+            let total: f64 = best.iter().sum();
+            let next = if total <= 0.0 {
+                rng.random_range(0..n)
+            } else {
+                let mut r = rng.random::<f64>() * total;
+                let mut idx = n - 1;
+                for (i, &w) in best.iter().enumerate() {
+                    if r < w {
+                        idx = i;
+                        break;
+                    }
+                    r -= w;
+                }
+                idx
+            };
+            centroids.push(points[next].clone());
+            for (b, p) in best.iter_mut().zip(points) {
+                *b = b.min(dist2(p, &centroids[centroids.len() - 1]));
+            }
+        }
+        let mut assignment = vec![usize::MAX; n];
+        let mut iterations = 0;
+        loop {
+            let mut changed = false;
+            for (i, p) in points.iter().enumerate() {
+                let c = nearest(&centroids, p);
+                if assignment[i] != c {
+                    assignment[i] = c;
+                    changed = true;
+                }
+            }
+            iterations += 1;
+            let mut sums = vec![vec![0f64; d]; k];
+            let mut counts = vec![0usize; k];
+            for (p, &c) in points.iter().zip(&assignment) {
+                counts[c] += 1;
+                for (s, v) in sums[c].iter_mut().zip(p) {
+                    *s += *v as f64;
+                }
+            }
+            for c in 0..k {
+                if counts[c] == 0 {
+                    let far = (0..n)
+                        .max_by(|&a, &b| {
+                            dist2(&points[a], &centroids[assignment[a]])
+                                .total_cmp(&dist2(&points[b], &centroids[assignment[b]]))
+                        })
+                        .unwrap_or(0);
+                    centroids[c] = points[far].clone();
+                    changed = true;
+                } else {
+                    centroids[c] = sums[c]
+                        .iter()
+                        .map(|s| (s / counts[c] as f64) as f32)
+                        .collect();
+                }
+            }
+            if !changed || iterations >= max_iter {
+                break;
+            }
+        }
+        let inertia = points
+            .iter()
+            .zip(&assignment)
+            .map(|(p, &c)| dist2(p, &centroids[c]))
+            .sum();
+        Ok(KMeans {
+            centroids,
+            assignment,
+            inertia,
+            iterations,
+        })
+    }
+
+    /// Points exactly as far from two centroids, far from the origin: each point
+    /// `x` has the centroids `x − a` and `x − π(a)` (`π` a permutation, `a` small
+    /// dyadic), so the direct distances are exact and tie (the rule picks the
+    /// first), while the product form rounds its large terms differently for the
+    /// two and would pick either.
+    #[test]
+    fn near_ties_are_decided_by_the_direct_distances() {
+        let d = 1024;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut points = Vec::new();
+        let mut centroids = Vec::new();
+        for p in 0..40 {
+            let x: Vec<f32> = (0..d)
+                .map(|_| 1e6 + 5e4 * p as f32 + (rng.random::<f32>() * 1e4).round())
+                .collect();
+            let a: Vec<f32> = (0..d)
+                .map(|_| rng.random_range(-4i32..=4) as f32 * 0.25)
+                .collect();
+            let shift = rng.random_range(1..d);
+            centroids.push(x.iter().zip(&a).map(|(x, a)| x - a).collect::<Vec<f32>>());
+            centroids.push(
+                x.iter()
+                    .enumerate()
+                    .map(|(j, x)| x - a[(j + shift) % d])
+                    .collect::<Vec<f32>>(),
+            );
+            points.push(x);
+        }
+        let m = PointMatrix::new(&points);
+        let mut got = vec![usize::MAX; points.len()];
+        assign(&m, &points, &centroids, &mut got);
+        let want: Vec<usize> = points.iter().map(|p| nearest(&centroids, p)).collect();
+        let first: Vec<usize> = (0..40).map(|p| 2 * p).collect();
+        assert_eq!(want, first, "exact ties go to the first");
+        assert_eq!(got, want);
+    }
+
+    /// Overlapping clusters in 48 dimensions with exact ties (duplicated points,
+    /// points halfway between two others): the matrix-product assignment gives the
+    /// direct computation's clusters, iterations and inertia, run for run.
+    #[test]
+    fn matrix_product_assignment_equals_the_direct_distances() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut pts: Vec<Vec<f32>> = (0..600)
+            .map(|i| {
+                (0..48)
+                    .map(|j| (i % 5) as f32 * 0.6 * ((j % 3) as f32) + rng.random::<f32>() * 2.0)
+                    .collect()
+            })
+            .collect();
+        for i in 0..40 {
+            let (a, b) = (pts[2 * i].clone(), pts[2 * i + 1].clone());
+            pts.push(a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect());
+            pts.push(a);
+        }
+        for k in [1, 2, 5, 9] {
+            for seed in 0..4 {
+                let want = direct_kmeans(&pts, k, 100, seed).unwrap();
+                let got = kmeans(&pts, k, 100, seed).unwrap();
+                assert_eq!(got, want, "k = {k}, seed {seed}");
+            }
+        }
     }
 
     #[test]
