@@ -401,6 +401,35 @@ impl Encoder for PixelTransformer {
     }
 }
 
+/// `x` `(B, N, D)` and `missing` `(B, N)` (non-zero = a token no query attends to)
+/// without the tokens missing in every row: they take part in no attention, so the
+/// other tokens' outputs are the same, for less work. Refuses a batch where every
+/// token is missing.
+pub fn drop_absent_tokens(x: &Tensor, missing: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (b, n) = missing.dims2()?;
+    let keep: Vec<u32> = missing
+        .ne(0.0)?
+        .to_dtype(DType::F32)?
+        .sum(0)?
+        .to_vec1::<f32>()?
+        .iter()
+        .enumerate()
+        .filter(|&(_, &m)| (m as usize) < b)
+        .map(|(i, _)| i as u32)
+        .collect();
+    if keep.is_empty() {
+        candle_core::bail!("every token of the batch is missing");
+    }
+    if keep.len() == n {
+        return Ok((x.clone(), missing.clone()));
+    }
+    let keep = Tensor::new(keep.as_slice(), x.device())?;
+    Ok((
+        x.index_select(&keep, 1)?.contiguous()?,
+        missing.index_select(&keep, 1)?.contiguous()?,
+    ))
+}
+
 /// Mean over the last-but-one dimension ignoring `pad` (`u8` `(B, T)`, 1 = padded).
 pub fn masked_mean(h: &Tensor, pad: &Tensor) -> Result<Tensor> {
     let keep = (1.0 - pad.to_dtype(h.dtype())?)?;

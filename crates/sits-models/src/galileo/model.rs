@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::nn::{LayerNorm, Linear};
 
 use super::{GalileoConfig, BASE_GSD, SPACE_GROUPS, SPACE_TIME_GROUPS, STATIC_GROUPS, TIME_GROUPS};
-use crate::transformer::VitBlock;
+use crate::transformer::{drop_absent_tokens, masked_mean, VitBlock};
 use crate::ModelError;
 
 /// One batch of Galileo inputs. Masks are per band group, non-zero = missing.
@@ -511,28 +511,10 @@ impl GalileoEncoder {
     /// batch are dropped before the blocks: the same numbers, less work.
     pub fn forward(&self, inp: &GalileoInput, patch: usize, resolution_m: f64) -> Result<Tensor> {
         let (x, missing) = self.tokens(inp, patch, resolution_m)?;
-        let b = missing.dim(0)?;
-        let keep: Vec<u32> = missing
-            .to_dtype(DType::F32)?
-            .sum(0)?
-            .to_vec1::<f32>()?
-            .iter()
-            .enumerate()
-            .filter(|&(_, &m)| (m as usize) < b)
-            .map(|(i, _)| i as u32)
-            .collect();
-        if keep.is_empty() {
-            candle_core::bail!("Galileo: every token of the batch is missing");
-        }
-        let keep = Tensor::new(keep.as_slice(), x.device())?;
-        let mut x = x.index_select(&keep, 1)?.contiguous()?;
-        let missing = missing.index_select(&keep, 1)?.contiguous()?;
+        let (mut x, missing) = drop_absent_tokens(&x, &missing)?;
         for blk in &self.blocks {
             x = blk.forward(&x, Some(&missing))?;
         }
-        let x = self.norm.forward(&x)?;
-        let present = (1.0 - missing.to_dtype(DType::F32)?)?;
-        let sum = x.broadcast_mul(&present.unsqueeze(D::Minus1)?)?.sum(1)?;
-        sum.broadcast_div(&present.sum_keepdim(1)?)
+        masked_mean(&self.norm.forward(&x)?, &missing)
     }
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::error::ModelError;
 use crate::nn::{LayerNorm, Linear};
-use crate::transformer::{masked_mean, VitBlock};
+use crate::transformer::{drop_absent_tokens, masked_mean, VitBlock};
 
 /// One batch of Presto inputs.
 #[derive(Debug, Clone)]
@@ -228,25 +228,7 @@ impl PrestoEncoder {
     /// upstream drops missing tokens: the same numbers, a fraction of the work.
     pub fn forward(&self, inp: &PrestoInput) -> Result<Tensor> {
         let (x, missing) = self.tokens(inp)?;
-        let b = missing.dim(0)?;
-        let present_somewhere: Vec<u32> = missing
-            .to_dtype(DType::F32)?
-            .sum(0)?
-            .to_vec1::<f32>()?
-            .iter()
-            .enumerate()
-            .filter(|&(_, &m)| (m as usize) < b)
-            .map(|(i, _)| i as u32)
-            .collect();
-        let (x, missing) = if present_somewhere.len() < missing.dim(1)? {
-            let keep = Tensor::new(present_somewhere.as_slice(), x.device())?;
-            (
-                x.index_select(&keep, 1)?.contiguous()?,
-                missing.index_select(&keep, 1)?.contiguous()?,
-            )
-        } else {
-            (x, missing)
-        };
+        let (x, missing) = drop_absent_tokens(&x, &missing)?;
         let x = self.run_blocks(x, &missing)?;
         self.norm.forward(&masked_mean(&x, &missing)?)
     }
