@@ -1,12 +1,14 @@
 //! The evaluations every frozen-encoder result line pays for, on CPU: linear probe
 //! fitting (five-fold cross-validation over five L2 strengths, then the final fit;
-//! 500 full-batch iterations each) and k-means.
+//! truncated Newton to the optimum) and k-means.
 //!
 //! ```text
 //! cargo bench --bench probe
 //! ```
 //! - `probe_fit/cv5_1500xD_9`: 1,500 labelled rows (about the Mato Grosso training
 //!   set), 9 classes, `D` features (64: a pooled encoder; 640: ALISE's 10 x 64).
+//!   The peer is `LogisticRegressionCV` in `../shared/peers/bench_probe.py` (same
+//!   kind of data, five folds, the same five strengths, L-BFGS).
 //! - `kmeans/4995xD_k6_n10`: 4,995 points (the pixel-years of the bundled MODIS
 //!   cube), `D` values (64; 1,472: the shipped encoder's embedding), k = 6, the best
 //!   of 10 k-means++ seedings, as `sits cluster` runs it. The peer is

@@ -1,17 +1,19 @@
 //! The L2-regularised multinomial logistic-regression probe, with its penalty chosen
 //! by stratified cross-validation.
 
-use crate::optim::AdamW;
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{Device, Result, Tensor, D};
+use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use sits_models::nn::log_softmax;
 
+use super::newton::{mean_solution, Problem};
 use super::Standardizer;
 
 /// Multinomial logistic regression minimising `mean CE + λ/2 ‖W‖²` (the bias is not
-/// penalised), full batch, AdamW without decoupled decay, on standardised features.
-/// λ is chosen by stratified cross-validation on the training rows among
+/// penalised) on standardised features, solved to its optimum (see
+/// [`ProbeSolver`]). λ is chosen by stratified cross-validation on the training rows among
 /// [`L2_CANDIDATES`] (see [`ProbeConfig::folds`]), so the probe's one choice is made
 /// on held-out labelled rows, never on the test rows.
 #[derive(Debug, Clone)]
@@ -47,9 +49,14 @@ pub struct ProbeConfig {
     /// L2 strength λ on the weights when it is not cross-validated: `folds` below 2,
     /// or no class with two labelled rows.
     pub l2: f64,
-    /// Full-batch iterations.
+    /// How the objective is minimised: to its optimum by truncated Newton (the
+    /// default), or by the earlier fixed AdamW schedule.
+    #[serde(default)]
+    pub solver: ProbeSolver,
+    /// Full-batch iterations of [`ProbeSolver::Adam`] (unused by Newton, which stops
+    /// at the optimum).
     pub iterations: usize,
-    /// Learning rate.
+    /// Learning rate of [`ProbeSolver::Adam`].
     pub lr: f64,
     /// Folds of the stratified cross-validation that picks λ among
     /// [`L2_CANDIDATES`] (held-out accuracy; 0 or 1 = always use `l2`). Rows of a
@@ -66,6 +73,24 @@ pub struct ProbeConfig {
     pub balanced: bool,
 }
 
+/// How [`LinearProbe`] minimises its objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeSolver {
+    /// Truncated Newton in `f64` (conjugate gradients on Hessian-vector products,
+    /// Armijo steps) until the Newton decrement is below `1e-10` of the objective:
+    /// the optimum, whatever the conditioning. Folds run in parallel, each walking the
+    /// λ candidates from the strongest, every fit starting from the previous one's
+    /// solution; the final fit starts from the folds' mean at the chosen λ.
+    #[default]
+    Newton,
+    /// `iterations` full-batch AdamW steps (no decoupled decay) at a rate decaying
+    /// from `lr` to zero on a cosine, every candidate from zero: the solver of
+    /// earlier results, kept to reproduce them. It stops near, not at, the optimum
+    /// (furthest on badly conditioned features with a weak penalty).
+    Adam,
+}
+
 fn default_folds() -> usize {
     5
 }
@@ -74,6 +99,7 @@ impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
             l2: 1e-3,
+            solver: ProbeSolver::Newton,
             iterations: 500,
             lr: 0.05,
             folds: default_folds(),
@@ -131,78 +157,21 @@ fn check_rows(x: &Tensor, labels: &[usize], classes: usize) -> Result<(usize, us
     Ok((n, d))
 }
 
+/// Each row's share of the loss: `1/N`, or with `balanced` its class's balanced
+/// weight over the rows' sum of weights (the class-weighted mean).
+pub(super) fn row_shares(labels: &[usize], classes: usize, balanced: bool) -> Vec<f64> {
+    let n = labels.len() as f64;
+    if !balanced {
+        return vec![1.0 / n; labels.len()];
+    }
+    let cw = crate::finetune::balanced_class_weights(labels.iter().map(|&c| c as i64), classes);
+    let total: f64 = labels.iter().map(|&c| cw[c]).sum();
+    labels.iter().map(|&c| cw[c] / total).collect()
+}
+
 /// How many predictions equal the truth.
 fn count_correct(predicted: &[usize], truth: &[usize]) -> usize {
     predicted.iter().zip(truth).filter(|(a, b)| a == b).count()
-}
-
-/// Weights `(d, classes)` and biases minimising `mean CE + λ/2 ‖W‖²` on standardised
-/// features `xs` `(N, d)`, one pair per λ of `l2s`, all fitted in one pass: the
-/// candidates' weights sit side by side in one `(d, k·classes)` matrix, and the
-/// gradient is written out (`∂/∂logits = (softmax − onehot) / N`, plus `λW`; with
-/// [`ProbeConfig::balanced`] each row's `1/N` becomes its class weight over the rows'
-/// sum of weights, the weighted mean CE) instead of being taken by autograd. Adam is elementwise, so each candidate follows exactly
-/// the path it would follow alone: full batch, `cfg.iterations` steps, rate decaying
-/// from `cfg.lr` to zero on a cosine (a constant rate leaves Adam circling the
-/// optimum, worst with a strong penalty).
-fn fit_candidates(
-    xs: &Tensor,
-    labels: &[usize],
-    classes: usize,
-    cfg: ProbeConfig,
-    l2s: &[f64],
-) -> Result<Vec<(Tensor, Tensor)>> {
-    let (n, d) = xs.dims2()?;
-    let k = l2s.len();
-    let dev = xs.device();
-    let mut onehot = vec![0f32; n * classes];
-    for (i, &c) in labels.iter().enumerate() {
-        onehot[i * classes + c] = 1.0;
-    }
-    let onehot = Tensor::from_vec(onehot, (n, 1, classes), dev)?;
-    // each row's share of the loss: 1/n, or its class weight over the rows' sum
-    let row_share = if cfg.balanced {
-        let cw = crate::finetune::balanced_class_weights(labels.iter().map(|&c| c as i64), classes);
-        let total: f64 = labels.iter().map(|&c| cw[c]).sum();
-        let share: Vec<f32> = labels.iter().map(|&c| (cw[c] / total) as f32).collect();
-        Some(Tensor::from_vec(share, (n, 1, 1), dev)?)
-    } else {
-        None
-    };
-    let lambda: Vec<f32> = l2s
-        .iter()
-        .flat_map(|&l| std::iter::repeat_n(l as f32, classes))
-        .collect();
-    let lambda = Tensor::from_vec(lambda, (1, k * classes), dev)?;
-    let xt = xs.t()?.contiguous()?;
-    let w = Var::zeros((d, k * classes), DType::F32, dev)?;
-    let b = Var::zeros((1, k * classes), DType::F32, dev)?;
-    let mut opt = AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], 0.0)?;
-    let steps = cfg.iterations.max(1) as f64;
-    for i in 0..cfg.iterations {
-        let logits = xs.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
-        let p = sits_models::nn::softmax_last(&logits.reshape((n, k, classes))?)?;
-        let diff = p.broadcast_sub(&onehot)?;
-        let dlogits = match &row_share {
-            None => (diff / n as f64)?,
-            Some(share) => diff.broadcast_mul(share)?,
-        }
-        .reshape((n, k * classes))?;
-        let gw = (xt.matmul(&dlogits)? + w.as_tensor().broadcast_mul(&lambda)?)?;
-        let gb = dlogits.sum_keepdim(0)?;
-        let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * i as f64 / steps).cos());
-        opt.step_with(&[gw, gb], lr)?;
-    }
-    let (w, b) = (w.as_tensor().detach(), b.as_tensor().detach());
-    (0..k)
-        .map(|j| {
-            let cols = j * classes;
-            Ok((
-                w.narrow(1, cols, classes)?.contiguous()?,
-                b.narrow(1, cols, classes)?.flatten_all()?,
-            ))
-        })
-        .collect()
 }
 
 impl LinearProbe {
@@ -210,22 +179,25 @@ impl LinearProbe {
     /// cross-validation as [`ProbeConfig::folds`] says.
     pub fn fit(x: &Tensor, labels: &[usize], classes: usize, cfg: ProbeConfig) -> Result<Self> {
         check_rows(x, labels, classes)?;
-        let l2 = match cv_folds(labels, cfg.folds) {
+        let (l2, start) = match cv_folds(labels, cfg.folds) {
             Some(folds) => Self::select_l2(x, labels, classes, cfg, &folds)?,
-            None => cfg.l2,
+            None => (cfg.l2, None),
         };
-        Self::fit_l2(x, labels, classes, cfg, l2)
+        let mut fitted = Self::fit_each(x, labels, classes, cfg, &[l2], start.as_ref())?;
+        Ok(fitted.remove(0).0)
     }
 
     /// The candidate λ of [`L2_CANDIDATES`] with the most correct held-out rows over
-    /// the folds (each fold's probe standardises with its own training rows).
+    /// the folds (each fold's probe standardises with its own training rows; the
+    /// folds are fitted in parallel), and with Newton the folds' mean solution at that
+    /// λ, to start the final fit from.
     fn select_l2(
         x: &Tensor,
         labels: &[usize],
         classes: usize,
         cfg: ProbeConfig,
         folds: &[Option<usize>],
-    ) -> Result<f64> {
+    ) -> Result<(f64, Option<Array2<f64>>)> {
         let rows = |keep: &dyn Fn(Option<usize>) -> bool| -> Result<(Tensor, Vec<usize>)> {
             let idx: Vec<u32> = (0..labels.len())
                 .filter(|&i| keep(folds[i]))
@@ -238,25 +210,39 @@ impl LinearProbe {
         };
         // a correct held-out row counts 1, or its class's balanced weight
         let cw = crate::finetune::balanced_class_weights(labels.iter().map(|&c| c as i64), classes);
+        let score = |p: &Self, xv: &Tensor, yv: &[usize]| -> Result<f64> {
+            let pred = p.predict(xv)?;
+            Ok(if cfg.balanced {
+                pred.iter()
+                    .zip(yv)
+                    .filter(|(a, b)| a == b)
+                    .map(|(_, &c)| cw[c])
+                    .sum()
+            } else {
+                count_correct(&pred, yv) as f64
+            })
+        };
+        type FoldFit = Option<(Vec<f64>, Vec<Option<Array2<f64>>>)>;
+        let per_fold: Vec<FoldFit> = (0..cfg.folds)
+            .into_par_iter()
+            .map(|f| -> Result<FoldFit> {
+                let (xv, yv) = rows(&|g| g == Some(f))?;
+                if yv.is_empty() {
+                    return Ok(None);
+                }
+                let (xt, yt) = rows(&|g| g != Some(f))?;
+                let fitted = Self::fit_each(&xt, &yt, classes, cfg, &L2_CANDIDATES, None)?;
+                let scores = fitted
+                    .iter()
+                    .map(|(p, _)| score(p, &xv, &yv))
+                    .collect::<Result<Vec<f64>>>()?;
+                Ok(Some((scores, fitted.into_iter().map(|(_, t)| t).collect())))
+            })
+            .collect::<Result<_>>()?;
         let mut correct = [0f64; L2_CANDIDATES.len()];
-        for f in 0..cfg.folds {
-            let (xv, yv) = rows(&|g| g == Some(f))?;
-            if yv.is_empty() {
-                continue;
-            }
-            let (xt, yt) = rows(&|g| g != Some(f))?;
-            let fitted = Self::fit_each(&xt, &yt, classes, cfg, &L2_CANDIDATES)?;
-            for (k, p) in fitted.iter().enumerate() {
-                correct[k] += if cfg.balanced {
-                    p.predict(&xv)?
-                        .iter()
-                        .zip(&yv)
-                        .filter(|(a, b)| a == b)
-                        .map(|(_, &c)| cw[c])
-                        .sum()
-                } else {
-                    count_correct(&p.predict(&xv)?, &yv) as f64
-                };
+        for (scores, _) in per_fold.iter().flatten() {
+            for (c, s) in correct.iter_mut().zip(scores) {
+                *c += s;
             }
         }
         // the most correct rows; a tie goes to the stronger penalty
@@ -266,7 +252,12 @@ impl LinearProbe {
                 best = k;
             }
         }
-        Ok(L2_CANDIDATES[best])
+        let starts: Vec<&Array2<f64>> = per_fold
+            .iter()
+            .flatten()
+            .filter_map(|(_, t)| t[best].as_ref())
+            .collect();
+        Ok((L2_CANDIDATES[best], mean_solution(&starts)))
     }
 
     /// Fits with the L2 strength `l2` (no cross-validation).
@@ -277,33 +268,73 @@ impl LinearProbe {
         cfg: ProbeConfig,
         l2: f64,
     ) -> Result<Self> {
-        Self::fit_each(x, labels, classes, cfg, &[l2])?
-            .pop()
-            .ok_or_else(|| candle_core::Error::Msg("linear probe: no probe fitted".into()))
+        let mut fitted = Self::fit_each(x, labels, classes, cfg, &[l2], None)?;
+        Ok(fitted.remove(0).0)
     }
 
-    /// One probe per λ of `l2s` on the same rows, fitted together (see
-    /// [`fit_candidates`]).
+    /// One probe per λ of `l2s` on the same rows, in the order given, each with its
+    /// Newton solution `(d + 1, classes)` (biases last; `None` with Adam). Newton
+    /// walks the λs from the strongest, each fit starting from the previous solution
+    /// (the first from `start`, or zero); Adam fits them all together from zero
+    /// ([`super::adam::fit_candidates`]).
     fn fit_each(
         x: &Tensor,
         labels: &[usize],
         classes: usize,
         cfg: ProbeConfig,
         l2s: &[f64],
-    ) -> Result<Vec<Self>> {
-        check_rows(x, labels, classes)?;
+        start: Option<&Array2<f64>>,
+    ) -> Result<Vec<(Self, Option<Array2<f64>>)>> {
+        let (_, d) = check_rows(x, labels, classes)?;
         let scaler = Standardizer::fit(x)?;
-        let fitted = fit_candidates(&scaler.transform(x)?, labels, classes, cfg, l2s)?;
-        Ok(fitted
+        let xs = scaler.transform(x)?;
+        let probe = |w: Tensor, b: Tensor, l2: f64| Self {
+            w,
+            b,
+            scaler: scaler.clone(),
+            l2,
+        };
+        if cfg.solver == ProbeSolver::Adam {
+            let fitted = super::adam::fit_candidates(&xs, labels, classes, cfg, l2s)?;
+            return Ok(fitted
+                .into_iter()
+                .zip(l2s)
+                .map(|((w, b), &l2)| (probe(w, b, l2), None))
+                .collect());
+        }
+        let problem = Problem::new(
+            &xs.flatten_all()?.to_vec1::<f32>()?,
+            d,
+            labels,
+            classes,
+            row_shares(labels, classes, cfg.balanced),
+        );
+        let mut order: Vec<usize> = (0..l2s.len()).collect();
+        order.sort_by(|&a, &b| l2s[b].total_cmp(&l2s[a]));
+        let mut solutions: Vec<Option<Array2<f64>>> = vec![None; l2s.len()];
+        let mut previous = start.cloned();
+        for k in order {
+            let sol = problem.solve(l2s[k], previous.as_ref());
+            previous = Some(sol.clone());
+            solutions[k] = Some(sol);
+        }
+        solutions
             .into_iter()
             .zip(l2s)
-            .map(|((w, b), &l2)| Self {
-                w,
-                b,
-                scaler: scaler.clone(),
-                l2,
+            .map(|(theta, &l2)| {
+                let theta =
+                    theta.ok_or_else(|| candle_core::Error::Msg("probe: λ not fitted".into()))?;
+                let w: Vec<f32> = theta
+                    .slice(ndarray::s![..d, ..])
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                let b: Vec<f32> = theta.row(d).iter().map(|&v| v as f32).collect();
+                let w = Tensor::from_vec(w, (d, classes), x.device())?;
+                let b = Tensor::from_vec(b, classes, x.device())?;
+                Ok((probe(w, b, l2), Some(theta)))
             })
-            .collect())
+            .collect()
     }
 
     /// The L2 strength the probe was fitted with (chosen by cross-validation or
@@ -387,7 +418,9 @@ impl LinearProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::AdamW;
     use crate::probe::{features, knn_predict, stratified_fraction};
+    use candle_core::{DType, Var};
 
     /// A seeded stream of uniform numbers in [-0.5, 0.5) (a linear congruential
     /// generator: no dependency, the same on every platform).
@@ -462,14 +495,19 @@ mod tests {
     }
 
     #[test]
-    fn candidates_fitted_together_match_lone_fits_and_autograd() {
+    fn adam_candidates_fitted_together_match_lone_fits_and_autograd() {
         let (x, y) = blobs(15, 4);
         let cfg = ProbeConfig {
+            solver: ProbeSolver::Adam,
             iterations: 60,
             ..ProbeConfig::default()
         };
         let l2s = [1e-3, 0.3, 1.0];
-        let together = LinearProbe::fit_each(&x, &y, 3, cfg, &l2s).unwrap();
+        let together: Vec<LinearProbe> = LinearProbe::fit_each(&x, &y, 3, cfg, &l2s, None)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         for (p, &l2) in together.iter().zip(&l2s) {
             assert_eq!(p.l2(), l2);
             let alone = LinearProbe::fit_l2(&x, &y, 3, cfg, l2).unwrap();
@@ -501,6 +539,45 @@ mod tests {
         );
         let w_far = max_abs_diff(w.as_tensor(), &w.as_tensor().zeros_like().unwrap());
         assert!(w_far > 0.1, "the fit moved the weights: {w_far}");
+    }
+
+    #[test]
+    fn newton_path_and_warm_starts_reach_the_cold_optimum() {
+        let (x, y) = blobs(25, 6);
+        let cfg = ProbeConfig::default();
+        let l2s = [1e-4, 1e-2, 1.0];
+        let path = LinearProbe::fit_each(&x, &y, 3, cfg, &l2s, None).unwrap();
+        for ((p, theta), &l2) in path.iter().zip(&l2s) {
+            assert_eq!(p.l2(), l2);
+            assert_eq!(theta.as_ref().map(|t| t.dim()), Some((5, 3)));
+            let cold = LinearProbe::fit_l2(&x, &y, 3, cfg, l2).unwrap();
+            let gap = max_abs_diff(&p.w, &cold.w);
+            assert!(gap < 1e-4, "λ {l2}: warm and cold fits differ by {gap}");
+            let gn = weight_gradient_norm(p, &x, &y);
+            assert!(gn < 1e-5, "λ {l2}: gradient norm {gn}");
+        }
+    }
+
+    #[test]
+    fn a_class_without_rows_is_left_out_and_never_predicted() {
+        let (x, y) = blobs(20, 3);
+        // four classes declared, the last without a training row
+        let four = LinearProbe::fit_l2(&x, &y, 4, ProbeConfig::default(), 1e-2).unwrap();
+        let three = LinearProbe::fit_l2(&x, &y, 3, ProbeConfig::default(), 1e-2).unwrap();
+        let parts = four.parts().unwrap();
+        assert!(parts.w.iter().all(|r| r[3] == 0.0));
+        assert!(
+            parts.b[3] < -1e29,
+            "bias of the absent class {}",
+            parts.b[3]
+        );
+        let kept = four.w.narrow(1, 0, 3).unwrap();
+        assert!(max_abs_diff(&kept, &three.w) < 1e-5);
+        let far = (x.clone() * 100.0).unwrap();
+        assert!(four.predict(&far).unwrap().iter().all(|&c| c < 3));
+        // a single class: every row is that class, no NaN
+        let one = LinearProbe::fit(&x, &vec![2; y.len()], 3, ProbeConfig::default()).unwrap();
+        assert!(one.predict(&x).unwrap().iter().all(|&c| c == 2));
     }
 
     #[test]

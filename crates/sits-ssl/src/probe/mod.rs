@@ -6,12 +6,15 @@
 //! penalty (`linear`), label fractions and the few-label report (`fractions`),
 //! ridge regression (`ridge`); standardisation, k-NN and feature tensors here.
 
+mod adam;
 mod fractions;
+mod kernels;
 mod linear;
+mod newton;
 mod ridge;
 
 pub use fractions::{label_fraction_probes, stratified_fraction, FractionResult};
-pub use linear::{cv_folds, LinearProbe, ProbeConfig, ProbeParts, L2_CANDIDATES};
+pub use linear::{cv_folds, LinearProbe, ProbeConfig, ProbeParts, ProbeSolver, L2_CANDIDATES};
 pub use ridge::{rmse, Ridge};
 
 use candle_core::{DType, Device, Result, Tensor};
