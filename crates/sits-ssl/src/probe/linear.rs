@@ -78,7 +78,7 @@ pub struct ProbeConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ProbeSolver {
     /// Truncated Newton in `f64` (conjugate gradients on Hessian-vector products,
-    /// Armijo steps) until the Newton decrement is below `1e-10` of the objective:
+    /// Armijo steps) until the Newton decrement is below `1e-9` of the objective:
     /// the optimum, whatever the conditioning. Folds run in parallel, each walking the
     /// λ candidates from the strongest, every fit starting from the previous one's
     /// solution; the final fit starts from the folds' mean at the chosen λ.

@@ -15,14 +15,14 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
-use super::kernels::a_bt;
+use super::kernels::Rows;
 
 /// The bias of a class with no training row.
 pub(super) const ABSENT_BIAS: f64 = -1e30;
 
 /// Stop once the Newton decrement (half of `−gᵀΔ`, an estimate of the distance to
 /// the optimum's objective) is below this fraction of the objective.
-const DECREMENT_TOL: f64 = 1e-10;
+const DECREMENT_TOL: f64 = 1e-9;
 /// Newton iterations at most (a well-posed fit takes 5 to 30).
 const MAX_NEWTON: usize = 200;
 /// Conjugate-gradient iterations per Newton step at most.
@@ -30,12 +30,10 @@ const MAX_CG: usize = 500;
 
 /// The rows and labels of one fit, in the layout the solver works in. Parameters
 /// are held transposed, `(C', d + 1)` (one row per present class, its bias last), so
-/// that every product is [`a_bt`]'s rows-against-rows.
+/// that the scores are [`Rows::times_bt`] and the gradient [`Rows::back`].
 pub(super) struct Problem {
-    /// Standardised rows with a trailing 1, `(N, d + 1)` row-major.
-    xa: Vec<f64>,
-    /// The same, transposed: `(d + 1, N)`.
-    xat: Vec<f64>,
+    /// Standardised rows with a trailing 1, `(N, d + 1)`.
+    rows: Rows,
     n: usize,
     d: usize,
     /// Each row's label among the present classes.
@@ -59,15 +57,13 @@ impl Problem {
         share: Vec<f64>,
     ) -> Self {
         let n = labels.len();
-        let k = d + 1;
-        let mut xa = vec![1.0; n * k];
-        let mut xat = vec![1.0; n * k];
-        for i in 0..n {
-            for j in 0..d {
-                let v = f64::from(xs[i * d + j]);
-                xa[i * k + j] = v;
-                xat[j * n + i] = v;
-            }
+        let mut xa = Vec::with_capacity(n * (d + 1));
+        for row in xs.chunks_exact(d.max(1)).take(n) {
+            xa.extend_from_slice(&row[..d]);
+            xa.push(1.0);
+        }
+        if d == 0 {
+            xa = vec![1.0; n];
         }
         let mut seen = vec![false; classes];
         for &c in labels {
@@ -79,8 +75,7 @@ impl Problem {
             slot[c] = k;
         }
         Self {
-            xa,
-            xat,
+            rows: Rows::new(xa, d + 1),
             n,
             d,
             y: labels.iter().map(|&c| slot[c]).collect(),
@@ -94,31 +89,25 @@ impl Problem {
     fn scores(&self, theta_t: &Array2<f64>) -> Array2<f64> {
         let theta_t = theta_t.as_standard_layout();
         let cp = theta_t.nrows();
-        let mut z = Array2::<f64>::zeros((self.n, cp));
-        a_bt(
-            &self.xa,
-            theta_t.as_slice().unwrap_or(&[]),
-            self.d + 1,
-            false,
-            z.as_slice_mut().unwrap_or(&mut []),
-        );
-        z
+        let z = self.rows.times_bt(theta_t.as_slice().unwrap_or(&[]), cp);
+        Array2::from_shape_vec((self.n, cp), z).unwrap_or_else(|_| Array2::zeros((self.n, cp)))
     }
 
     /// `(Xaᵀ r)ᵀ` `(C', d + 1)` for `r` `(N, C')`, with `Xa` squared elementwise when
     /// `square`.
     fn back_product(&self, r: &Array2<f64>, square: bool) -> Array2<f64> {
-        let rt = r.t().as_standard_layout().into_owned();
-        let cp = rt.nrows();
-        let mut g = Array2::<f64>::zeros((self.d + 1, cp));
-        a_bt(
-            &self.xat,
-            rt.as_slice().unwrap_or(&[]),
-            self.n,
-            square,
-            g.as_slice_mut().unwrap_or(&mut []),
-        );
-        g.reversed_axes().as_standard_layout().into_owned()
+        let r = r.as_standard_layout();
+        let cp = r.ncols();
+        let flat = r.as_slice().unwrap_or(&[]);
+        let g = self.rows.back(cp, square, |rows, out| {
+            out.copy_from_slice(&flat[rows.start * cp..rows.end * cp]);
+        });
+        self.shaped(g, cp)
+    }
+
+    fn shaped(&self, g: Vec<f64>, cp: usize) -> Array2<f64> {
+        let k = self.d + 1;
+        Array2::from_shape_vec((cp, k), g).unwrap_or_else(|_| Array2::zeros((cp, k)))
     }
 
     /// Objective and softmax probabilities `(N, C')` at `theta_t`.
@@ -160,19 +149,28 @@ impl Problem {
         self.back(&r, theta_t.view(), l2)
     }
 
-    /// The Hessian at probabilities `p` times `v` `(C', d + 1)`.
+    /// The Hessian at probabilities `p` times `v` `(C', d + 1)`, scoring and
+    /// back-multiplying each block of rows while it is in cache.
     fn hess_times(&self, p: &Array2<f64>, v: &Array2<f64>, l2: f64) -> Array2<f64> {
-        let mut q = self.scores(v);
-        Zip::from(q.rows_mut())
-            .and(p.rows())
-            .and(&self.share)
-            .for_each(|mut q, p, &s| {
-                let pq = p.dot(&q);
-                Zip::from(&mut q)
-                    .and(&p)
-                    .for_each(|q, &p| *q = s * p * (*q - pq));
-            });
-        self.back(&q, v.view(), l2)
+        let vt = v.as_standard_layout();
+        let vflat = vt.as_slice().unwrap_or(&[]);
+        let cp = v.nrows();
+        let g = self.rows.back(cp, false, |rows, out| {
+            self.rows.times_bt_block(rows, vflat, cp, out);
+            for (q, i) in out.chunks_exact_mut(cp).zip(rows.clone()) {
+                let pi = p.row(i);
+                let pq: f64 = pi.iter().zip(q.iter()).map(|(a, b)| a * b).sum();
+                let s = self.share[i];
+                for (q, &pc) in q.iter_mut().zip(pi.iter()) {
+                    *q = s * pc * (*q - pq);
+                }
+            }
+        });
+        let mut g = self.shaped(g, cp);
+        let d = self.d;
+        g.slice_mut(s![.., ..d])
+            .scaled_add(l2, &v.slice(s![.., ..d]));
+        g
     }
 
     /// The Hessian's diagonal at probabilities `p` (never below a tiny floor).
