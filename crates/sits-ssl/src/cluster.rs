@@ -5,7 +5,7 @@
 //! distance between two trajectories is the Euclidean distance summed over years).
 
 use crate::error::SslError;
-use ndarray::Array2;
+use crate::kernels::Rows;
 use rand::{Rng, SeedableRng};
 
 /// Result of [`kmeans`].
@@ -34,19 +34,27 @@ pub fn nearest(centroids: &[Vec<f32>], p: &[f32]) -> usize {
         .unwrap_or(0)
 }
 
-/// The points as one f64 matrix `(n, d)` with their squared norms, so that the
-/// distances of every point to every centroid come from one matrix product.
+/// The points as one row-major matrix `(n, d)` with their squared norms (in f64), so
+/// that the distances of every point to every centroid come from one product
+/// ([`Rows::times_bt`]: the f32 points widened to f64 as they are read).
 struct PointMatrix {
-    x: Array2<f64>,
+    x: Rows,
+    d: usize,
     norms: Vec<f64>,
 }
 
 impl PointMatrix {
     fn new(points: &[Vec<f32>]) -> Self {
         let d = points.first().map_or(0, Vec::len);
-        let x = Array2::from_shape_fn((points.len(), d), |(i, j)| points[i][j] as f64);
-        let norms = x.rows().into_iter().map(|r| r.dot(&r)).collect();
-        Self { x, norms }
+        let norms = points
+            .iter()
+            .map(|p| p.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+            .collect();
+        Self {
+            x: Rows::new(points.concat(), d),
+            d,
+            norms,
+        }
     }
 }
 
@@ -63,13 +71,16 @@ fn assign(
     centroids: &[Vec<f32>],
     assignment: &mut [usize],
 ) -> bool {
-    let d = m.x.ncols();
-    let c = Array2::from_shape_fn((centroids.len(), d), |(j, l)| centroids[j][l] as f64);
-    let cn: Vec<f64> = c.rows().into_iter().map(|r| r.dot(&r)).collect();
+    let k = centroids.len();
+    let c: Vec<f64> = centroids.iter().flatten().map(|&v| f64::from(v)).collect();
+    let cn: Vec<f64> = centroids
+        .iter()
+        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+        .collect();
     let max_cn = cn.iter().copied().fold(0.0, f64::max);
-    let cross = m.x.dot(&c.t());
+    let cross = m.x.times_bt(&c, k);
     let mut changed = false;
-    for (i, row) in cross.rows().into_iter().enumerate() {
+    for (i, row) in cross.chunks_exact(k.max(1)).enumerate() {
         let (mut best, mut bd, mut sd) = (0, f64::INFINITY, f64::INFINITY);
         for (j, (&xc, &cj)) in row.iter().zip(&cn).enumerate() {
             let dist = m.norms[i] - 2.0 * xc + cj;
@@ -136,7 +147,7 @@ pub fn kmeans(
 /// [`kmeans`] on checked points and their matrix.
 fn kmeans_on(m: &PointMatrix, points: &[Vec<f32>], k: usize, max_iter: usize, seed: u64) -> KMeans {
     let n = points.len();
-    let d = m.x.ncols();
+    let d = m.d;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     // k-means++: first centre uniform, then proportional to squared distance.
     let mut centroids = vec![points[rng.random_range(0..n)].clone()];

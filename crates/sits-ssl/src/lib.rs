@@ -73,6 +73,7 @@ pub mod dino;
 pub mod embed;
 pub mod error;
 pub mod finetune;
+mod kernels;
 pub mod metrics;
 pub mod optim;
 pub mod pimc;

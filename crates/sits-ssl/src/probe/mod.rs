@@ -8,7 +8,6 @@
 
 mod adam;
 mod fractions;
-mod kernels;
 mod linear;
 mod newton;
 mod ridge;

@@ -15,7 +15,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayView2, Zip};
 
-use super::kernels::Rows;
+use crate::kernels::Rows;
 
 /// The bias of a class with no training row.
 pub(super) const ABSENT_BIAS: f64 = -1e30;

@@ -1,6 +1,6 @@
-//! The two products the Newton probe spends its time in, on the fit's rows `X`
-//! `(N, k)`: scores `X Bᵀ` for a short `B` (`p × k`, one row per class) and the
-//! back-product `Rᵀ X` for per-row weights `R` `(N, p)`.
+//! The two products the Newton probe and k-means spend their time in, on fixed rows
+//! `X` `(N, k)`: scores `X Bᵀ` for a short `B` (`p × k`, one row per class or
+//! centroid) and the back-product `Rᵀ X` for per-row weights `R` `(N, p)`.
 //!
 //! `X` is stored once, row-major, in `f32`: the standardised features are `f32`, so
 //! nothing is lost, and every product reads half the bytes; the arithmetic is `f64`
@@ -28,7 +28,7 @@ const MAX_TASKS: usize = 32;
 const GROUP: usize = 4;
 
 /// The rows of one fit.
-pub(super) struct Rows {
+pub(crate) struct Rows {
     x: Vec<f32>,
     n: usize,
     k: usize,
@@ -36,7 +36,7 @@ pub(super) struct Rows {
 
 impl Rows {
     /// `x` `(n, k)` row-major.
-    pub(super) fn new(x: Vec<f32>, k: usize) -> Self {
+    pub(crate) fn new(x: Vec<f32>, k: usize) -> Self {
         let n = x.len().checked_div(k).unwrap_or(0);
         Self { x, n, k }
     }
@@ -46,7 +46,7 @@ impl Rows {
     }
 
     /// Scores `(n, p)` = `X Bᵀ` for `b` `(p, k)` row-major; blocks in parallel.
-    pub(super) fn times_bt(&self, b: &[f64], p: usize) -> Vec<f64> {
+    pub(crate) fn times_bt(&self, b: &[f64], p: usize) -> Vec<f64> {
         let mut out = vec![0f64; self.n * p];
         if p == 0 || self.k == 0 {
             return out;
@@ -61,14 +61,14 @@ impl Rows {
     }
 
     /// `X Bᵀ` on one block of rows, on the calling thread.
-    pub(super) fn times_bt_block(&self, rows: &Range<usize>, b: &[f64], p: usize, out: &mut [f64]) {
+    pub(crate) fn times_bt_block(&self, rows: &Range<usize>, b: &[f64], p: usize, out: &mut [f64]) {
         x_bt(self.block(rows), self.k, b, p, out);
     }
 
     /// `Rᵀ X` `(p, k)` (`X` squared elementwise when `square`), where `r_of(rows, r)`
     /// fills the weights `r` `(rows.len(), p)` of each block of rows. Fixed tasks of
     /// whole blocks run in parallel; their partial sums are added in order.
-    pub(super) fn back<F>(&self, p: usize, square: bool, r_of: F) -> Vec<f64>
+    pub(crate) fn back<F>(&self, p: usize, square: bool, r_of: F) -> Vec<f64>
     where
         F: Fn(&Range<usize>, &mut [f64]) + Sync,
     {
